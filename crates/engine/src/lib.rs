@@ -1,1 +1,25 @@
-//! x
+//! The durable execution engine forgeai's functions run on.
+//!
+//! Events trigger functions; each run goes through steps whose results are journaled in SQLite,
+//! so a run interrupted by a crash resumes by replay without repeating completed steps. Runs
+//! sharing a concurrency key execute one at a time in FIFO order; failing steps are retried with
+//! backoff; runs publish realtime messages that subscribers can replay from an id. The engine
+//! knows nothing of forgeai's own types, so the same functions could be served elsewhere.
+
+mod context;
+mod engine;
+mod error;
+mod function;
+mod journal;
+mod realtime;
+mod scheduler;
+mod types;
+
+pub use context::RunContext;
+pub use engine::{Engine, EngineBuilder, EngineConfig};
+pub use error::{Error, StepError};
+pub use function::{Function, RetryPolicy};
+pub use types::{
+    Event, NewEvent, RealtimeMessage, RunDetail, RunFilter, RunInfo, RunStatus, SendOutcome, StepInfo,
+    StepStatus,
+};
