@@ -1,0 +1,24 @@
+//! `forgeai-test-support`: real-HTTP test servers shared by forgeai's tests
+//! (use it as a dev-dependency only).
+//!
+//! * [`MockOpenAi`] — an OpenAI-compatible chat-completions server on
+//!   `127.0.0.1:<random port>` that plays scripted [`MockReply`]s in order (or
+//!   asks a responder closure), streaming or not, and records every request.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use forgeai_test_support::{MockOpenAi, MockReply};
+//! let mock = MockOpenAi::start([
+//!     MockReply::error(429, "slow down").retry_after("1"),
+//!     MockReply::text("hello"),
+//! ])
+//! .await;
+//! let base_url = mock.base_url(); // "http://127.0.0.1:PORT/v1"
+//! // ... point the client at base_url, then:
+//! assert_eq!(mock.requests().len(), 2);
+//! # }
+//! ```
+
+mod openai;
+
+pub use openai::{MockOpenAi, MockReply, MockToolCall, RecordedRequest, Responder};
