@@ -1,0 +1,373 @@
+//! The JSON API: projects, messages, fragments, runs. Every handler is scoped to the caller.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use forgeai_code_agent::{CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest};
+use forgeai_engine::{NewEvent, RunFilter};
+use forgeai_store::{Fragment, Message, MessageWithFragment, Project};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ErrorBody};
+
+pub const MAX_MESSAGE_CHARS: usize = 10_000;
+const MAX_URL_CHARS: usize = 2048;
+const MAX_PATH_CHARS: usize = 512;
+
+/// A JSON body whose rejections are answered as `{error}` like every other failure.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// A path whose rejections are answered as `{error}`.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateProject {
+    /// The prompt, 1 to 10000 characters.
+    pub message: String,
+    /// An image (screenshot or mock-up) to build from: an http(s) URL, e.g. from `/api/uploads`.
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateMessage {
+    pub message: String,
+    pub project_id: String,
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateFragment {
+    /// Path (relative to the project root) → new content; merged into the fragment's files.
+    pub files: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct MessagesQuery {
+    pub project_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    pub id: String,
+    /// queued, running, completed, failed or cancelled.
+    pub status: String,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepSummary {
+    pub id: String,
+    pub name: String,
+    /// running, retrying, completed or failed.
+    pub status: String,
+    pub attempts: u32,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunWithSteps {
+    #[serde(flatten)]
+    pub run: RunSummary,
+    pub project_id: Option<String>,
+    pub steps: Vec<StepSummary>,
+}
+
+pub fn parse_id(kind: &'static str, raw: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw)
+        .map(|id| id.to_string())
+        .map_err(|_| ApiError::BadRequest(format!("{kind} must be a UUID, got {raw:?}")))
+}
+
+pub(crate) fn validate_message(message: &str) -> Result<(), ApiError> {
+    if message.trim().is_empty() {
+        return Err(ApiError::BadRequest("message must not be empty".into()));
+    }
+    let chars = message.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "message has {chars} characters; at most {MAX_MESSAGE_CHARS} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_image_url(url: Option<&str>) -> Result<(), ApiError> {
+    let Some(url) = url else { return Ok(()) };
+    let well_formed = (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() <= MAX_URL_CHARS
+        && !url.chars().any(char::is_whitespace);
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "imageUrl must be an http(s) URL of at most {MAX_URL_CHARS} characters (upload files through /api/uploads)"
+        )))
+    }
+}
+
+fn validate_file_path(path: &str) -> Result<(), ApiError> {
+    let bad = path.is_empty()
+        || path.len() > MAX_PATH_CHARS
+        || path.starts_with('/')
+        || path.contains('\\')
+        || path.contains('\0')
+        || path.split('/').any(|part| part.is_empty() || part == "." || part == "..");
+    if bad {
+        Err(ApiError::BadRequest(format!(
+            "file path {path:?} must be relative to the project, without `.`/`..` parts or empty segments"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+impl AppState {
+    async fn send_code_agent(&self, request: CodeAgentRequest) -> Result<(), ApiError> {
+        let data = serde_json::to_value(request).map_err(|error| ApiError::Internal(error.to_string()))?;
+        self.engine.send(NewEvent::new(CODE_AGENT_EVENT, data)).await?;
+        self.metrics.events_sent.inc();
+        Ok(())
+    }
+}
+
+/// Creates a project from a prompt and starts the code agent on it.
+#[utoipa::path(post, path = "/api/projects", request_body = CreateProject, tag = "projects",
+    responses((status = 201, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn create_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> Result<(StatusCode, Json<Project>), ApiError> {
+    validate_message(&body.message)?;
+    validate_image_url(body.image_url.as_deref())?;
+    let (project, _) = state.store.create_project(&user.id, &body.message, body.image_url.as_deref()).await?;
+    let request = CodeAgentRequest {
+        project_id: project.id.clone(),
+        message: body.message,
+        image_url: body.image_url,
+        user_id: user.id.clone(),
+    };
+    if let Err(error) = state.send_code_agent(request).await {
+        // Nothing half-written: without its run the project would wait forever.
+        state.store.delete_project(&user.id, &project.id).await?;
+        return Err(error);
+    }
+    Ok((StatusCode::CREATED, Json(project)))
+}
+
+/// The caller's projects, most recently updated first.
+#[utoipa::path(get, path = "/api/projects", tag = "projects",
+    responses((status = 200, body = [Project]), (status = 401, body = ErrorBody)))]
+pub async fn list_projects(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<Vec<Project>>, ApiError> {
+    Ok(Json(state.store.list_projects(&user.id).await?))
+}
+
+#[utoipa::path(get, path = "/api/projects/{id}", tag = "projects", params(("id" = String, Path)),
+    responses((status = 200, body = Project), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Project>, ApiError> {
+    let id = parse_id("project id", &id)?;
+    state.store.get_project(&user.id, &id).await?.map(Json).ok_or(ApiError::NotFound("project"))
+}
+
+/// Deletes a project with its messages and fragments.
+#[utoipa::path(delete, path = "/api/projects/{id}", tag = "projects", params(("id" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id("project id", &id)?;
+    if state.store.delete_project(&user.id, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("project"))
+    }
+}
+
+/// A project's messages, oldest first, each with its code fragment (or null).
+#[utoipa::path(get, path = "/api/messages", tag = "messages", params(MessagesQuery),
+    responses((status = 200, body = [MessageWithFragment]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_messages(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    query: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<MessageWithFragment>>, ApiError> {
+    let Query(query) = query?;
+    let project_id = parse_id("projectId", &query.project_id)?;
+    state.store.list_messages(&user.id, &project_id).await?.map(Json).ok_or(ApiError::NotFound("project"))
+}
+
+/// Adds a prompt to a project and queues the code agent for it.
+#[utoipa::path(post, path = "/api/messages", request_body = CreateMessage, tag = "messages",
+    responses((status = 201, body = Message), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn create_message(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<CreateMessage>,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let project_id = parse_id("projectId", &body.project_id)?;
+    validate_message(&body.message)?;
+    validate_image_url(body.image_url.as_deref())?;
+    let message = state
+        .store
+        .add_user_message(&user.id, &project_id, &body.message, body.image_url.as_deref())
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
+    state
+        .send_code_agent(CodeAgentRequest {
+            project_id,
+            message: body.message,
+            image_url: body.image_url,
+            user_id: user.id,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(message)))
+}
+
+/// Replaces files of a fragment (merging them into its file map).
+#[utoipa::path(patch, path = "/api/fragments/{id}", request_body = UpdateFragment, tag = "fragments",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Fragment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_fragment(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateFragment>,
+) -> Result<Json<Fragment>, ApiError> {
+    let id = parse_id("fragment id", &id)?;
+    if body.files.is_empty() {
+        return Err(ApiError::BadRequest("files must name at least one file".into()));
+    }
+    for path in body.files.keys() {
+        validate_file_path(path)?;
+    }
+    let update = state
+        .store
+        .merge_fragment_files(&user.id, &id, &body.files)
+        .await?
+        .ok_or(ApiError::NotFound("fragment"))?;
+    Ok(Json(update.fragment))
+}
+
+fn timestamp(ms: Option<i64>) -> Option<chrono::DateTime<chrono::Utc>> {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+}
+
+fn run_summary(run: forgeai_engine::RunInfo) -> RunSummary {
+    RunSummary {
+        status: run.status.as_str().to_owned(),
+        id: run.id,
+        started_at: timestamp(run.started_at),
+        ended_at: timestamp(run.ended_at),
+        error: run.error,
+    }
+}
+
+/// The code-agent runs of a project, oldest first.
+#[utoipa::path(get, path = "/api/projects/{id}/runs", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = [RunSummary]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Vec<RunSummary>>, ApiError> {
+    let id = parse_id("project id", &id)?;
+    state.store.get_project(&user.id, &id).await?.ok_or(ApiError::NotFound("project"))?;
+    let filter = RunFilter {
+        function_id: Some(CODE_AGENT_FUNCTION.into()),
+        concurrency_key: Some(id),
+    };
+    Ok(Json(state.engine.runs(&filter).await?.into_iter().map(run_summary).collect()))
+}
+
+/// One run with its steps (status, attempts, times, errors).
+#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = RunWithSteps), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_run(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<RunWithSteps>, ApiError> {
+    let id = parse_id("run id", &id)?;
+    let detail = state.engine.run(&id).await?.ok_or(ApiError::NotFound("run"))?;
+    // A run belongs to the owner of the project it is keyed by.
+    let project_id = detail.run.concurrency_key.clone();
+    let owned = match (&project_id, detail.run.function_id.as_str()) {
+        (Some(project_id), CODE_AGENT_FUNCTION) => state.store.get_project(&user.id, project_id).await?.is_some(),
+        _ => false,
+    };
+    if !owned {
+        return Err(ApiError::NotFound("run"));
+    }
+    let steps = detail
+        .steps
+        .into_iter()
+        .map(|step| StepSummary {
+            status: step.status.as_str().to_owned(),
+            id: step.id,
+            name: step.name,
+            attempts: step.attempts,
+            started_at: timestamp(Some(step.started_at)),
+            ended_at: timestamp(step.ended_at),
+            error: step.error,
+        })
+        .collect();
+    Ok(Json(RunWithSteps {
+        run: run_summary(detail.run),
+        project_id,
+        steps,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_paths_must_stay_inside_the_project() {
+        for good in ["app/page.tsx", "public/a b.png", "x"] {
+            assert!(validate_file_path(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a\\b"] {
+            assert!(validate_file_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn messages_are_one_to_ten_thousand_characters() {
+        assert!(validate_message("hi").is_ok());
+        assert!(validate_message("   ").is_err());
+        assert!(validate_message(&"é".repeat(MAX_MESSAGE_CHARS)).is_ok());
+        assert!(validate_message(&"a".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
+    }
+}

@@ -1,0 +1,103 @@
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An API failure, answered as `{"error": "..."}` with a status that says whose fault it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or invalid credentials: send `Authorization: Bearer <token>`")]
+    Unauthorized,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in words a person can act on.
+    pub error: String,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (status, Json(ErrorBody { error: self.to_string() })).into_response()
+    }
+}
+
+impl From<forgeai_store::Error> for ApiError {
+    fn from(error: forgeai_store::Error) -> Self {
+        match error {
+            forgeai_store::Error::Invalid { .. } | forgeai_store::Error::Rejected(_) => {
+                Self::BadRequest(error.to_string())
+            }
+            other => Self::Internal(error_chain(&other)),
+        }
+    }
+}
+
+impl From<forgeai_engine::Error> for ApiError {
+    fn from(error: forgeai_engine::Error) -> Self {
+        Self::Internal(error_chain(&error))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(format!("request body is too large: {}", rejection.body_text())),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Self::UnsupportedMediaType("send the body as JSON with `Content-Type: application/json`".into())
+            }
+            _ => Self::BadRequest(format!("invalid JSON body: {}", rejection.body_text())),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest(format!("invalid path: {}", rejection.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest(format!("invalid query: {}", rejection.body_text()))
+    }
+}
+
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -1,0 +1,112 @@
+//! `POST /e/{eventKey}`: an Inngest-compatible event endpoint, so existing Inngest clients can
+//! send `code-agent/codeAgent.run`. The event key is a forgeai API token.
+
+use axum::Json;
+use axum::extract::State;
+use forgeai_code_agent::{CODE_AGENT_EVENT, CodeAgentRequest};
+use forgeai_engine::NewEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::api::{ApiJson, ApiPath, parse_id};
+use crate::error::ApiError;
+
+const MAX_EVENTS_PER_REQUEST: usize = 100;
+
+#[derive(Deserialize, ToSchema)]
+pub struct InngestEvent {
+    pub name: String,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub ts: Option<i64>,
+}
+
+/// One event, or a batch of them.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum InngestEvents {
+    Batch(Vec<InngestEvent>),
+    One(InngestEvent),
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SendResponse {
+    /// The id of each event, in the order sent.
+    pub ids: Vec<String>,
+    pub status: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CodeAgentData {
+    project_id: String,
+    message: String,
+    #[serde(default)]
+    image_url: Option<String>,
+}
+
+/// Sends events the Inngest way. `code-agent/codeAgent.run` events must name a project of the
+/// key's owner; their `userId` is set to that owner.
+#[utoipa::path(post, path = "/e/{eventKey}", request_body = InngestEvents, tag = "events",
+    params(("eventKey" = String, Path, description = "a forgeai API token")),
+    responses((status = 200, body = SendResponse), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)))]
+pub async fn send(
+    State(state): State<AppState>,
+    ApiPath(event_key): ApiPath<String>,
+    ApiJson(events): ApiJson<InngestEvents>,
+) -> Result<Json<SendResponse>, ApiError> {
+    let user = state.store.authenticate(&event_key).await?.ok_or(ApiError::Unauthorized)?;
+    let events = match events {
+        InngestEvents::Batch(events) => events,
+        InngestEvents::One(event) => vec![event],
+    };
+    if events.is_empty() || events.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::BadRequest(format!(
+            "send between 1 and {MAX_EVENTS_PER_REQUEST} events per request"
+        )));
+    }
+    // Check every event before sending any, so a bad batch sends nothing.
+    let mut checked = Vec::with_capacity(events.len());
+    for (index, event) in events.into_iter().enumerate() {
+        if event.name.trim().is_empty() {
+            return Err(ApiError::BadRequest(format!("event {index} has no name")));
+        }
+        let data = if event.name == CODE_AGENT_EVENT {
+            let data: CodeAgentData = serde_json::from_value(event.data).map_err(|error| {
+                ApiError::BadRequest(format!("event {index}: data must be {{projectId, message, imageUrl?}}: {error}"))
+            })?;
+            let project_id = parse_id("projectId", &data.project_id)?;
+            crate::api::validate_message(&data.message)?;
+            crate::api::validate_image_url(data.image_url.as_deref())?;
+            state.store.get_project(&user.id, &project_id).await?.ok_or(ApiError::NotFound("project"))?;
+            serde_json::to_value(CodeAgentRequest {
+                project_id,
+                message: data.message,
+                image_url: data.image_url,
+                user_id: user.id.clone(),
+            })
+            .map_err(|error| ApiError::Internal(error.to_string()))?
+        } else {
+            event.data
+        };
+        checked.push(NewEvent {
+            name: event.name,
+            data,
+            id: event.id,
+            ts: event.ts,
+        });
+    }
+    let mut ids = Vec::with_capacity(checked.len());
+    for event in checked {
+        ids.push(state.engine.send(event).await?.event_id);
+        state.metrics.events_sent.inc();
+    }
+    Ok(Json(SendResponse { ids, status: 200 }))
+}

@@ -1,0 +1,92 @@
+//! The HTTP face of forgeai: the JSON API with its OpenAPI document, the realtime SSE channel,
+//! the Inngest-compatible event endpoint, uploads, login, health and metrics.
+
+mod api;
+mod auth;
+mod error;
+mod events;
+mod ops;
+mod realtime;
+mod uploads;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
+use axum::routing::{get, patch, post};
+use forgeai_engine::Engine;
+use forgeai_store::Store;
+
+pub use error::ApiError;
+pub use ops::ApiDoc;
+
+/// Settings of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where uploads are kept (`<data_dir>/uploads`).
+    pub data_dir: PathBuf,
+    /// The URL people reach the server at (e.g. `https://forge.example.com`); taken from the
+    /// request's Host header when unset.
+    pub public_url: Option<String>,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    engine: Engine,
+    config: Arc<ServerConfig>,
+    metrics: Arc<ops::Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: Store, engine: Engine, config: ServerConfig) -> Self {
+        Self {
+            store,
+            engine,
+            config: Arc::new(config),
+            metrics: Arc::new(ops::Metrics::new()),
+        }
+    }
+
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.config.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+}
+
+const JSON_BODY_LIMIT: usize = 1024 * 1024;
+const FRAGMENT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+const UPLOAD_BODY_LIMIT: usize = uploads::MAX_UPLOAD_BYTES + 64 * 1024;
+
+/// All routes of the server.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/projects", post(api::create_project).get(api::list_projects))
+        .route("/api/projects/{id}", get(api::get_project).delete(api::delete_project))
+        .route("/api/projects/{id}/runs", get(api::list_runs))
+        .route("/api/projects/{id}/realtime", get(realtime::subscribe))
+        .route("/api/messages", get(api::list_messages).post(api::create_message))
+        .route(
+            "/api/fragments/{id}",
+            patch(api::update_fragment).layer(DefaultBodyLimit::max(FRAGMENT_BODY_LIMIT)),
+        )
+        .route("/api/uploads", post(uploads::upload).layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)))
+        .route("/api/runs/{id}", get(api::get_run))
+        .route("/api/openapi.json", get(ops::openapi))
+        .route("/e/{event_key}", post(events::send))
+        .route("/uploads/{name}", get(uploads::serve))
+        .route("/login", get(auth::login))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), ops::track));
+    api.layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)).with_state(state)
+}

@@ -1,0 +1,71 @@
+//! `GET /api/projects/{id}/realtime`: a project's status channel as Server-Sent Events.
+
+use std::convert::Infallible;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use forgeai_code_agent::project_channel;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::api::{ApiPath, parse_id};
+use crate::auth::CurrentUser;
+use crate::error::ApiError;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct RealtimeQuery {
+    /// Replay every kept message after this id (same as the `Last-Event-ID` header).
+    pub last_event_id: Option<String>,
+}
+
+/// Streams the project's statuses: `event: projectInfo`, `data:` the JSON-encoded status,
+/// `id:` the message id. With `Last-Event-ID` it first replays what came after that id.
+#[utoipa::path(get, path = "/api/projects/{id}/realtime", tag = "realtime",
+    params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header), RealtimeQuery),
+    responses((status = 200, content_type = "text/event-stream", body = String),
+        (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    query: Result<Query<RealtimeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Query(query) = query?;
+    let id = parse_id("project id", &id)?;
+    state.store.get_project(&user.id, &id).await?.ok_or(ApiError::NotFound("project"))?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or(query.last_event_id);
+    let after = match last_event_id.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+            ApiError::BadRequest(format!("Last-Event-ID must be a message id (an integer), got {raw:?}"))
+        })?),
+    };
+    let events = state
+        .engine
+        .subscribe(&project_channel(&id), after)
+        .take_while(|message| {
+            if let Err(error) = message {
+                tracing::warn!(%error, "realtime stream ended by a journal error");
+            }
+            futures::future::ready(message.is_ok())
+        })
+        .filter_map(|message| async move {
+            let message = message.ok()?;
+            let event = Event::default()
+                .event(message.topic)
+                .id(message.id.to_string())
+                .data(message.data.to_string());
+            Some(Ok(event))
+        });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
