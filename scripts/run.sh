@@ -3,5 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release --quiet -p forgeai
-exec target/release/forgeai "$@"
+exec cargo run --release --quiet -p forgeai -- "$@"
