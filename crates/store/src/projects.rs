@@ -281,6 +281,23 @@ impl Store {
         project_id: &str,
         reply: AssistantReply,
     ) -> Result<Option<MessageWithFragment>> {
+        self.add_assistant_message_once(user_id, project_id, &new_id(), reply).await
+    }
+
+    /// [`Store::add_assistant_message`] with an id chosen by the caller: when a message with
+    /// that id already exists in the project, it is returned and nothing is stored. A durable
+    /// step that stored the reply and was interrupted before its result was journaled thus
+    /// stores it only once when it runs again.
+    pub async fn add_assistant_message_once(
+        &self,
+        user_id: &str,
+        project_id: &str,
+        message_id: &str,
+        reply: AssistantReply,
+    ) -> Result<Option<MessageWithFragment>> {
+        if let Some(existing) = self.message_with_fragment(user_id, project_id, message_id).await? {
+            return Ok(Some(existing));
+        }
         let created = now();
         let (kind, content, new_fragment) = match reply {
             AssistantReply::Result { content, fragment } => {
@@ -289,7 +306,7 @@ impl Store {
             AssistantReply::Error { content } => (MessageType::Error, content, None),
         };
         let message = Message {
-            id: new_id(),
+            id: message_id.to_owned(),
             project_id: project_id.to_owned(),
             role: MessageRole::Assistant,
             kind,
@@ -316,6 +333,36 @@ impl Store {
             tx.commit().await?;
         });
         Ok(Some(MessageWithFragment { message, fragment }))
+    }
+
+    async fn message_with_fragment(
+        &self,
+        user_id: &str,
+        project_id: &str,
+        message_id: &str,
+    ) -> Result<Option<MessageWithFragment>> {
+        let found: Option<(Message, Option<Fragment>)> = with_pool!(self, pool => {
+            let message: Option<Message> = sqlx::query_as(
+                "SELECT m.* FROM messages m JOIN projects p ON p.id = m.project_id \
+                 WHERE m.id = $1 AND m.project_id = $2 AND p.user_id = $3",
+            )
+            .bind(message_id)
+            .bind(project_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+            match message {
+                Some(message) => {
+                    let fragment = sqlx::query_as("SELECT * FROM fragments WHERE message_id = $1")
+                        .bind(message_id)
+                        .fetch_optional(pool)
+                        .await?;
+                    Some((message, fragment))
+                }
+                None => None,
+            }
+        });
+        Ok(found.map(|(message, fragment)| MessageWithFragment { message, fragment }))
     }
 
     /// Merges `files` into the fragment's files (a path in both takes the new content).

@@ -94,6 +94,7 @@ on_both_backends!(
     other_users_see_nothing,
     delete_cascades,
     failed_writes_leave_nothing,
+    a_reply_with_a_known_id_is_stored_once,
 );
 
 fn files(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -115,6 +116,33 @@ fn result(title: &str, sandbox_id: &str, entries: &[(&str, &str)]) -> AssistantR
             design_spec: None,
         },
     }
+}
+
+async fn a_reply_with_a_known_id_is_stored_once(db: &Db) {
+    let store = &db.store;
+    let (alice, _) = store.create_user("alice").await.unwrap();
+    let (bob, _) = store.create_user("bob").await.unwrap();
+    let (project, _) = store.create_project(&alice.id, "Build", None).await.unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    let first = store
+        .add_assistant_message_once(&alice.id, &project.id, &id, result("Once", "sbx", &[("a", "1")]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.message.id, id);
+    let again = store
+        .add_assistant_message_once(&alice.id, &project.id, &id, result("Twice", "sbx", &[("a", "2")]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, first, "the repeat returns what the first call stored");
+    assert_eq!(db.count("messages").await, 2);
+    assert_eq!(db.count("fragments").await, 1);
+    let foreign = store
+        .add_assistant_message_once(&bob.id, &project.id, &id, result("Bob", "sbx", &[]))
+        .await
+        .unwrap();
+    assert_eq!(foreign, None, "another user's project is not found");
 }
 
 async fn users_and_api_tokens(db: &Db) {
