@@ -1,7 +1,11 @@
 //! The code-agent function: the event that asks for it and, step by step as in the design,
 //! the work it does with the engine, store, agent and sandbox.
 
+mod unsplash;
+
 use serde::{Deserialize, Serialize};
+
+pub use unsplash::{Attribution, Photo, Unsplash, UnsplashError};
 
 /// The event that starts a code-agent run.
 pub const CODE_AGENT_EVENT: &str = "code-agent/codeAgent.run";

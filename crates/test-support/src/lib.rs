@@ -4,6 +4,7 @@
 //! * [`MockOpenAi`] — an OpenAI-compatible chat-completions server on
 //!   `127.0.0.1:<random port>` that plays scripted [`MockReply`]s in order (or
 //!   asks a responder closure), streaming or not, and records every request.
+//! * [`MockUnsplash`] — the Unsplash search API, its download tracking and its images.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -20,5 +21,7 @@
 //! ```
 
 mod openai;
+mod unsplash;
 
 pub use openai::{MockOpenAi, MockReply, MockToolCall, RecordedRequest, Responder};
+pub use unsplash::{MockUnsplash, TINY_JPEG, UnsplashRequest};
