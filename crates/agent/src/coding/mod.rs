@@ -1,0 +1,54 @@
+//! The `forgeai-v1` coding agent: its prompt, tools and network.
+
+mod images;
+mod prompt;
+mod tools;
+mod workspace;
+
+use std::sync::Arc;
+
+use forgeai_llm::{LlmClient, ModelRole};
+
+pub use images::{
+    ImageAttribution, ImageError, ImageOrientation, ImageProvider, ImagePurpose, SavedImage,
+    UnconfiguredImages, UnsplashImageArgs, UnsplashImageTool,
+};
+pub use prompt::CODING_AGENT_PROMPT;
+pub use tools::{
+    CreateOrUpdateFilesArgs, CreateOrUpdateFilesTool, FileToWrite, ReadFilesArgs, ReadFilesTool,
+    TerminalArgs, TerminalTool,
+};
+pub use workspace::{
+    CommandOutput, PROJECT_ROOT, ProjectWorkspace, WorkspaceError, normalize_project_path,
+};
+
+use crate::agent::Agent;
+use crate::network::{Network, project_channel};
+
+/// The coding agent's name: the prefix of its step ids.
+pub const CODING_AGENT_NAME: &str = "code-agent";
+
+/// The most iterations of a coding run.
+pub const CODING_MAX_ITER: u32 = 20;
+
+/// The coding agent with its four tools, on the coder model.
+pub fn coding_agent(workspace: Arc<dyn ProjectWorkspace>, images: Arc<dyn ImageProvider>) -> Agent {
+    Agent::new(CODING_AGENT_NAME, CODING_AGENT_PROMPT, ModelRole::Coder)
+        .tool(TerminalTool::new(workspace.clone()))
+        .tool(CreateOrUpdateFilesTool::new(workspace.clone()))
+        .tool(ReadFilesTool::new(workspace))
+        .tool(UnsplashImageTool::new(images))
+}
+
+/// The network of a coding run for `project_id`: the coding agent, at most
+/// [`CODING_MAX_ITER`] iterations, statuses on the project's channel.
+pub fn coding_network(
+    llm: LlmClient,
+    workspace: Arc<dyn ProjectWorkspace>,
+    images: Arc<dyn ImageProvider>,
+    project_id: &str,
+) -> Network {
+    Network::new(llm, coding_agent(workspace, images))
+        .max_iter(CODING_MAX_ITER)
+        .status_channel(project_channel(project_id))
+}

@@ -1,0 +1,251 @@
+//! The coding agent's file and terminal tools.
+
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::workspace::{ProjectWorkspace, WorkspaceError, normalize_project_path};
+use crate::error::ToolError;
+use crate::tool::{Tool, ToolContext};
+
+/// Most characters of each command stream returned to the model. Build and
+/// install logs can run to megabytes; past this they would crowd the context
+/// window and the journal while the useful part (the error) is at the end.
+const MAX_STREAM_CHARS: usize = 12_000;
+
+impl From<WorkspaceError> for ToolError {
+    fn from(error: WorkspaceError) -> Self {
+        match error {
+            WorkspaceError::Unavailable(message) => ToolError::Unavailable(message),
+            other => ToolError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// Arguments of `terminal`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+pub struct TerminalArgs {
+    /// The shell command to run in the project directory, e.g. `npm install date-fns --yes`.
+    pub command: String,
+}
+
+/// `terminal`: runs a command in the project.
+#[derive(Clone)]
+pub struct TerminalTool {
+    workspace: Arc<dyn ProjectWorkspace>,
+}
+
+impl TerminalTool {
+    /// The tool, running commands in `workspace`.
+    pub fn new(workspace: Arc<dyn ProjectWorkspace>) -> Self {
+        Self { workspace }
+    }
+}
+
+impl Tool for TerminalTool {
+    type Args = TerminalArgs;
+
+    fn name(&self) -> &str {
+        "terminal"
+    }
+
+    fn description(&self) -> &str {
+        "Run a shell command in the project directory (/home/user/project), e.g. to install packages with `npm install <package> --yes`. Never start, build or stop the dev server."
+    }
+
+    fn status(&self, _args: &TerminalArgs) -> Option<String> {
+        Some("Installing packages...".into())
+    }
+
+    async fn call(
+        &self,
+        args: TerminalArgs,
+        _ctx: &mut ToolContext<'_>,
+    ) -> Result<String, ToolError> {
+        let command = args.command.trim();
+        if command.is_empty() {
+            return Err(ToolError::InvalidArguments("`command` is empty".into()));
+        }
+        let output = self.workspace.run_command(command).await?;
+        if output.exit_code == 0 {
+            return Ok(keep_tail(&output.stdout));
+        }
+        Ok(format!(
+            "Command failed with exit code {}\nstdout:\n{}\nstderr:\n{}",
+            output.exit_code,
+            keep_tail(&output.stdout),
+            keep_tail(&output.stderr)
+        ))
+    }
+}
+
+/// The last [`MAX_STREAM_CHARS`] characters of `text`, saying how much was cut.
+fn keep_tail(text: &str) -> String {
+    let total = text.chars().count();
+    if total <= MAX_STREAM_CHARS {
+        return text.to_owned();
+    }
+    let omitted = total - MAX_STREAM_CHARS;
+    let tail: String = text.chars().skip(omitted).collect();
+    format!("[… {omitted} earlier characters omitted]\n{tail}")
+}
+
+/// One file for `createOrUpdateFiles`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+pub struct FileToWrite {
+    /// Path relative to the project root, e.g. `app/page.tsx`.
+    pub path: String,
+    /// The complete new content of the file.
+    pub content: String,
+}
+
+/// Arguments of `createOrUpdateFiles`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+pub struct CreateOrUpdateFilesArgs {
+    /// The files to create or replace.
+    pub files: Vec<FileToWrite>,
+}
+
+/// `createOrUpdateFiles`: writes whole files and records them in the
+/// network's `files`.
+#[derive(Clone)]
+pub struct CreateOrUpdateFilesTool {
+    workspace: Arc<dyn ProjectWorkspace>,
+}
+
+impl CreateOrUpdateFilesTool {
+    /// The tool, writing into `workspace`.
+    pub fn new(workspace: Arc<dyn ProjectWorkspace>) -> Self {
+        Self { workspace }
+    }
+}
+
+impl Tool for CreateOrUpdateFilesTool {
+    type Args = CreateOrUpdateFilesArgs;
+
+    fn name(&self) -> &str {
+        "createOrUpdateFiles"
+    }
+
+    fn description(&self) -> &str {
+        "Create or overwrite files in the project. Paths are relative to the project root (e.g. `app/page.tsx`); give each file's complete content."
+    }
+
+    fn status(&self, _args: &CreateOrUpdateFilesArgs) -> Option<String> {
+        Some("Generating project files...".into())
+    }
+
+    async fn call(
+        &self,
+        args: CreateOrUpdateFilesArgs,
+        ctx: &mut ToolContext<'_>,
+    ) -> Result<String, ToolError> {
+        if args.files.is_empty() {
+            return Err(ToolError::InvalidArguments("`files` is empty".into()));
+        }
+        // Check every path before writing anything, so a bad path does not
+        // leave the project half-updated.
+        let mut files = Vec::with_capacity(args.files.len());
+        for file in args.files {
+            let path = normalize_project_path(&file.path).map_err(ToolError::InvalidArguments)?;
+            files.push((path, file.content));
+        }
+        let mut written = Vec::with_capacity(files.len());
+        for (path, content) in files {
+            if let Err(error) = self.workspace.write_file(&path, &content).await {
+                if let WorkspaceError::Unavailable(_) = error {
+                    return Err(error.into());
+                }
+                let done = if written.is_empty() {
+                    "no files were written".to_owned()
+                } else {
+                    format!("written before it: {}", written.join(", "))
+                };
+                return Err(ToolError::Failed(format!(
+                    "could not write `{path}`: {error} ({done})"
+                )));
+            }
+            ctx.record_file(path.clone(), content);
+            written.push(path);
+        }
+        Ok(format!(
+            "Wrote {} file(s): {}",
+            written.len(),
+            written.join(", ")
+        ))
+    }
+}
+
+/// Arguments of `readFiles`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+pub struct ReadFilesArgs {
+    /// Paths relative to the project root, e.g. `components/ui/button.tsx`.
+    pub files: Vec<String>,
+}
+
+/// One entry of `readFiles`' answer.
+#[derive(Debug, Serialize)]
+struct FileContent {
+    path: String,
+    content: String,
+}
+
+/// `readFiles`: reads files from the project.
+#[derive(Clone)]
+pub struct ReadFilesTool {
+    workspace: Arc<dyn ProjectWorkspace>,
+}
+
+impl ReadFilesTool {
+    /// The tool, reading from `workspace`.
+    pub fn new(workspace: Arc<dyn ProjectWorkspace>) -> Self {
+        Self { workspace }
+    }
+}
+
+impl Tool for ReadFilesTool {
+    type Args = ReadFilesArgs;
+
+    fn name(&self) -> &str {
+        "readFiles"
+    }
+
+    fn description(&self) -> &str {
+        "Read files of the project. Paths are relative to the project root (e.g. `components/ui/button.tsx`). Returns a JSON list of {path, content}."
+    }
+
+    fn status(&self, _args: &ReadFilesArgs) -> Option<String> {
+        Some("Reading project files...".into())
+    }
+
+    async fn call(
+        &self,
+        args: ReadFilesArgs,
+        _ctx: &mut ToolContext<'_>,
+    ) -> Result<String, ToolError> {
+        let mut contents = Vec::with_capacity(args.files.len());
+        for requested in args.files {
+            let path = normalize_project_path(&requested).map_err(ToolError::InvalidArguments)?;
+            let content = self.workspace.read_file(&path).await?;
+            contents.push(FileContent { path, content });
+        }
+        serde_json::to_string(&contents).map_err(|error| {
+            ToolError::Failed(format!("could not encode the file contents: {error}"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_output_keeps_its_end() {
+        let text = "x".repeat(MAX_STREAM_CHARS) + "THE END";
+        let kept = keep_tail(&text);
+        assert!(kept.starts_with("[… 7 earlier characters omitted]"));
+        assert!(kept.ends_with("THE END"));
+        assert_eq!(keep_tail("short"), "short");
+    }
+}

@@ -1,0 +1,429 @@
+//! The network loop: model calls and tool calls as durable engine steps.
+
+use std::sync::Arc;
+
+use forgeai_engine::{RunContext, StepError};
+use forgeai_llm::{ChatRequest, ChatResponse, LlmClient, Message, ToolCall, Usage};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::agent::Agent;
+use crate::error::{AgentError, ToolError};
+use crate::state::{NetworkState, StateChanges};
+use crate::tool::{DynTool, ToolContext};
+
+/// The topic statuses are published under.
+pub const STATUS_TOPIC: &str = "projectInfo";
+
+/// Iterations of a network unless [`Network::max_iter`] says otherwise.
+const DEFAULT_MAX_ITER: u32 = 10;
+
+const SUMMARY_OPEN: &str = "<task_summary>";
+const SUMMARY_CLOSE: &str = "</task_summary>";
+
+/// Sent after an answer that neither called a tool nor finished the task, so
+/// the next model call has something to answer (a conversation ending in an
+/// assistant message makes many models repeat themselves or stop).
+const CONTINUE_PROMPT: &str = "Continue with the task using the tools. When everything is done, \
+end your reply with <task_summary>…</task_summary>.";
+
+/// The realtime channel of a project: `Project:<projectId>`.
+pub fn project_channel(project_id: &str) -> String {
+    format!("Project:{project_id}")
+}
+
+/// The text between `<task_summary>` and `</task_summary>` (to the end when
+/// the closing tag is missing), trimmed; `None` when there is no opening tag.
+pub fn extract_task_summary(text: &str) -> Option<String> {
+    let start = text.find(SUMMARY_OPEN)? + SUMMARY_OPEN.len();
+    let rest = &text[start..];
+    let end = rest.find(SUMMARY_CLOSE).unwrap_or(rest.len());
+    Some(rest[..end].trim().to_owned())
+}
+
+/// What a network run starts from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkInput {
+    /// The task (the user's message, or the design spec plus the message).
+    pub input: String,
+    /// Earlier conversation (user and assistant text), oldest first; placed
+    /// between the system prompt and the input.
+    pub history: Vec<Message>,
+    /// The starting state, usually seeded with the previous fragment's files.
+    pub state: NetworkState,
+}
+
+impl NetworkInput {
+    /// Input without history, from an empty state.
+    pub fn new(input: impl Into<String>) -> Self {
+        Self {
+            input: input.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the earlier conversation.
+    pub fn with_history(mut self, history: Vec<Message>) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// Sets the starting state.
+    pub fn with_state(mut self, state: NetworkState) -> Self {
+        self.state = state;
+        self
+    }
+}
+
+/// How a network run ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkResult {
+    /// The final state: summary (empty unless `completed`) and files.
+    pub state: NetworkState,
+    /// Whether an agent gave its `<task_summary>`; `false` when the run
+    /// stopped at the iteration limit or because the router ended it.
+    pub completed: bool,
+    /// Iterations (model calls) made.
+    pub iterations: u32,
+    /// Tokens used by all model calls of the run, including calls made by an
+    /// earlier process and replayed from the journal (they were paid for).
+    pub usage: Usage,
+}
+
+/// What a [`Router`] decides from.
+#[derive(Debug)]
+pub struct RouteContext<'a> {
+    /// The iteration about to start, from 1.
+    pub iteration: u32,
+    /// The state so far.
+    pub state: &'a NetworkState,
+    /// The network's agents.
+    pub agents: &'a [Agent],
+    /// Index of the agent that ran the previous iteration.
+    pub last_agent: Option<usize>,
+}
+
+/// Chooses the agent for each iteration.
+///
+/// A router is asked again when a run is replayed, so it must decide from its
+/// [`RouteContext`] alone (no clocks, randomness or outside state); otherwise
+/// the replay would take another path than the journaled one.
+pub trait Router: Send + Sync {
+    /// The index of the agent to run next, or `None` to end the run.
+    fn route(&self, ctx: &RouteContext<'_>) -> Option<usize>;
+}
+
+/// The default router: the network's first agent, every iteration, until the
+/// task summary or the iteration limit ends the run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FirstAgentRouter;
+
+impl Router for FirstAgentRouter {
+    fn route(&self, ctx: &RouteContext<'_>) -> Option<usize> {
+        (!ctx.agents.is_empty()).then_some(0)
+    }
+}
+
+/// The journaled result of one tool step: the text for the model and the
+/// state changes, so a replay rebuilds the state without running the tool.
+#[derive(Debug, Serialize, Deserialize)]
+struct ToolStepRecord {
+    output: String,
+    #[serde(default)]
+    is_error: bool,
+    #[serde(default)]
+    changes: StateChanges,
+}
+
+/// Agents, a router and the loop that runs them.
+///
+/// Each iteration is one model call (step `<agent>/iter-<n>/model`) followed
+/// by the tool calls it asked for (steps `<agent>/iter-<n>/tool-<i>-<tool>`).
+/// The loop ends after the iteration whose answer holds `<task_summary>` (its
+/// tool calls still run: they are part of the final answer), when the router
+/// returns `None`, or after `max_iter` iterations.
+#[derive(Clone)]
+pub struct Network {
+    llm: LlmClient,
+    agents: Vec<Agent>,
+    router: Arc<dyn Router>,
+    max_iter: u32,
+    status_channel: Option<String>,
+    status_topic: String,
+}
+
+impl Network {
+    /// A network of one agent, run by the [`FirstAgentRouter`], publishing no
+    /// statuses until [`Network::status_channel`] is set.
+    pub fn new(llm: LlmClient, agent: Agent) -> Self {
+        Self {
+            llm,
+            agents: vec![agent],
+            router: Arc::new(FirstAgentRouter),
+            max_iter: DEFAULT_MAX_ITER,
+            status_channel: None,
+            status_topic: STATUS_TOPIC.to_owned(),
+        }
+    }
+
+    /// Adds another agent (for a router that uses it).
+    pub fn with_agent(mut self, agent: Agent) -> Self {
+        self.agents.push(agent);
+        self
+    }
+
+    /// Replaces the router.
+    pub fn router(mut self, router: impl Router + 'static) -> Self {
+        self.router = Arc::new(router);
+        self
+    }
+
+    /// The most iterations (model calls) of one run.
+    pub fn max_iter(mut self, max_iter: u32) -> Self {
+        self.max_iter = max_iter;
+        self
+    }
+
+    /// Publishes tool statuses on this channel (see [`project_channel`]).
+    pub fn status_channel(mut self, channel: impl Into<String>) -> Self {
+        self.status_channel = Some(channel.into());
+        self
+    }
+
+    /// Publishes tool statuses under this topic instead of [`STATUS_TOPIC`].
+    pub fn status_topic(mut self, topic: impl Into<String>) -> Self {
+        self.status_topic = topic.into();
+        self
+    }
+
+    /// The agents.
+    pub fn agents(&self) -> &[Agent] {
+        &self.agents
+    }
+
+    /// Runs the network inside an engine run.
+    ///
+    /// Return the error from the function handler: a step that failed for
+    /// good fails the run, and a retriable error lets the engine replay it,
+    /// resuming at the step that failed.
+    pub async fn run(
+        &self,
+        ctx: &RunContext,
+        input: NetworkInput,
+    ) -> Result<NetworkResult, StepError> {
+        let NetworkInput {
+            input,
+            history,
+            mut state,
+        } = input;
+        let mut transcript: Vec<Message> = Vec::new();
+        let mut result = NetworkResult::default();
+        let mut last_agent = None;
+
+        for iteration in 1..=self.max_iter {
+            let route = RouteContext {
+                iteration,
+                state: &state,
+                agents: &self.agents,
+                last_agent,
+            };
+            let Some(index) = self.router.route(&route) else {
+                break;
+            };
+            let agent = self.agents.get(index).ok_or_else(|| {
+                StepError::non_retriable(format!(
+                    "the router chose agent #{index}, but the network has {} agents",
+                    self.agents.len()
+                ))
+            })?;
+            last_agent = Some(index);
+            result.iterations = iteration;
+
+            let response = self
+                .call_model(ctx, agent, iteration, &history, &input, &transcript)
+                .await?;
+            if let Some(usage) = response.usage {
+                result.usage += usage;
+            }
+            let summary = response.content.as_deref().and_then(extract_task_summary);
+            if response.content.is_some() || !response.tool_calls.is_empty() {
+                transcript.push(response.to_message());
+            }
+            for (call_index, call) in response.tool_calls.iter().enumerate() {
+                let output = self
+                    .call_tool(ctx, agent, iteration, call_index, call, &mut state)
+                    .await?;
+                transcript.push(Message::tool(call.id.clone(), output));
+            }
+            if let Some(summary) = summary {
+                state.summary = summary;
+                result.completed = true;
+                break;
+            }
+            if response.tool_calls.is_empty() {
+                transcript.push(Message::user(CONTINUE_PROMPT));
+            }
+        }
+        if !result.completed {
+            tracing::warn!(
+                run_id = ctx.run_id(),
+                iterations = result.iterations,
+                "agent network ended without a task summary"
+            );
+        }
+        result.state = state;
+        Ok(result)
+    }
+
+    /// One model call as a step. The request is built only from the input
+    /// and journaled results, so a replay sends (or skips) the same request.
+    async fn call_model(
+        &self,
+        ctx: &RunContext,
+        agent: &Agent,
+        iteration: u32,
+        history: &[Message],
+        input: &str,
+        transcript: &[Message],
+    ) -> Result<ChatResponse, StepError> {
+        let mut messages = Vec::with_capacity(history.len() + transcript.len() + 2);
+        messages.push(Message::system(agent.system_prompt()));
+        messages.extend_from_slice(history);
+        messages.push(Message::user(input));
+        messages.extend_from_slice(transcript);
+        let request = ChatRequest::new(agent.model().resolve(self.llm.config()), messages)
+            .with_tools(agent.tool_definitions())
+            .with_stream(agent.is_streaming());
+        let step = format!("{}/iter-{iteration}/model", agent.name());
+        ctx.step(&step, || async {
+            self.llm
+                .chat(&request)
+                .await
+                .map_err(|error| AgentError::from(error).into_step_error())
+        })
+        .await
+    }
+
+    /// One tool call. Calls that cannot run (unknown tool, arguments that are
+    /// not JSON or do not fit the parameters) are answered with an error for
+    /// the model and need no step: the answer follows from the journaled model
+    /// response alone, so a replay computes the same one.
+    async fn call_tool(
+        &self,
+        ctx: &RunContext,
+        agent: &Agent,
+        iteration: u32,
+        call_index: usize,
+        call: &ToolCall,
+        state: &mut NetworkState,
+    ) -> Result<String, StepError> {
+        let Some(tool) = agent.find_tool(&call.name) else {
+            tracing::warn!(tool = %call.name, "the model called an unknown tool");
+            return Ok(format!(
+                "Error: there is no tool named `{}`. The available tools are: {}.",
+                call.name,
+                agent.tool_names().join(", ")
+            ));
+        };
+        let prepared = match tool.prepare(&call.arguments) {
+            Ok(prepared) => prepared,
+            Err(problem) => {
+                tracing::warn!(tool = %call.name, %problem, "the model sent bad tool arguments");
+                return Ok(format!(
+                    "Error: {problem}. Call `{}` again with arguments that match its parameters schema: {}",
+                    call.name,
+                    tool.definition().parameters
+                ));
+            }
+        };
+        if let (Some(status), Some(channel)) = (&prepared.status, &self.status_channel) {
+            ctx.publish(channel, &self.status_topic, Value::String(status.clone()))
+                .await?;
+        }
+        let step = format!(
+            "{}/iter-{iteration}/tool-{call_index}-{}",
+            agent.name(),
+            tool.name()
+        );
+        let snapshot: &NetworkState = state;
+        let record: ToolStepRecord = ctx
+            .step(&step, || {
+                run_tool(tool, prepared.args.clone(), ctx.run_id(), snapshot)
+            })
+            .await?;
+        if record.is_error {
+            tracing::info!(tool = tool.name(), output = %record.output, "tool call failed");
+        }
+        state.apply(&record.changes);
+        Ok(record.output)
+    }
+}
+
+/// The body of a tool step. Failures the model can react to become its
+/// result; an unreachable backend fails the step so the engine retries it.
+async fn run_tool(
+    tool: &dyn DynTool,
+    args: Value,
+    run_id: &str,
+    state: &NetworkState,
+) -> Result<ToolStepRecord, StepError> {
+    let mut tool_ctx = ToolContext::new(run_id, state);
+    let outcome = tool.call(args, &mut tool_ctx).await;
+    let changes = tool_ctx.into_changes();
+    match outcome {
+        Ok(output) => Ok(ToolStepRecord {
+            output,
+            is_error: false,
+            changes,
+        }),
+        Err(ToolError::Unavailable(message)) => Err(StepError::retriable(format!(
+            "tool `{}` could not reach its backend: {message}",
+            tool.name()
+        ))),
+        // Whatever was written before the failure stays written, so the
+        // changes are kept with the error.
+        Err(error) => Ok(ToolStepRecord {
+            output: format!("Error: {error}"),
+            is_error: true,
+            changes,
+        }),
+    }
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("agents", &self.agents)
+            .field("max_iter", &self.max_iter)
+            .field("status_channel", &self.status_channel)
+            .field("status_topic", &self.status_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_are_extracted_between_the_tags() {
+        assert_eq!(
+            extract_task_summary("Done.\n<task_summary>\nBuilt a todo app.\n</task_summary>\n"),
+            Some("Built a todo app.".into())
+        );
+        assert_eq!(
+            extract_task_summary("<task_summary>unclosed"),
+            Some("unclosed".into())
+        );
+        assert_eq!(
+            extract_task_summary("<task_summary></task_summary>"),
+            Some(String::new())
+        );
+        assert_eq!(extract_task_summary("no summary yet"), None);
+    }
+
+    #[test]
+    fn the_project_channel_is_named_after_the_project() {
+        assert_eq!(project_channel("p-1"), "Project:p-1");
+    }
+}

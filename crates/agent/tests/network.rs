@@ -1,0 +1,584 @@
+//! The network loop inside a real engine run, against the mock model server.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use forgeai_agent::{
+    Agent, CommandOutput, ImageOrientation, ImagePurpose, Network, NetworkInput, NetworkState,
+    WorkspaceError, coding_network,
+};
+use forgeai_engine::{RunStatus, StepStatus};
+use forgeai_llm::{Message, Usage};
+use forgeai_test_support::{MockOpenAi, MockReply};
+use serde_json::{Value, json};
+
+fn plain_network(mock: &MockOpenAi) -> Network {
+    Network::new(
+        llm_for(mock),
+        Agent::new("plain", "You are terse.", "plain-model"),
+    )
+}
+
+#[tokio::test]
+async fn the_loop_runs_tools_until_the_task_summary_and_records_the_files() {
+    let mock = MockOpenAi::start([
+        MockReply::tool_call(
+            "call-1",
+            "createOrUpdateFiles",
+            files_args(&[
+                ("app/page.tsx", "export default 1"),
+                ("/home/user/project/lib/util.ts", "export const x = 1"),
+            ]),
+        )
+        .with_tool_call(
+            "call-2",
+            "terminal",
+            json!({"command": "npm install zod --yes"}),
+        )
+        .usage(100, 10),
+        MockReply::tool_call(
+            "call-3",
+            "readFiles",
+            json!({"files": ["app/page.tsx", "README.md"]}),
+        )
+        .usage(200, 20),
+        MockReply::text("All done.\n<task_summary>\nBuilt the page.\n</task_summary>")
+            .usage(300, 30),
+    ])
+    .await;
+    let workspace = MemoryWorkspace::new();
+    workspace.seed("README.md", "seeded");
+    let network = coding_network(
+        llm_for(&mock),
+        workspace.clone(),
+        Arc::new(RecordingImages::default()),
+        "p1",
+    );
+    let input = NetworkInput::new("Build a page")
+        .with_history(vec![
+            Message::user("earlier question"),
+            Message::assistant("earlier answer"),
+        ])
+        .with_state(NetworkState::with_files(BTreeMap::from([(
+            "README.md".into(),
+            "seeded".into(),
+        )])));
+    let harness = Harness::start(network, input).await;
+
+    let detail = harness.run(json!({})).await;
+    let result = network_result(&detail);
+
+    assert!(result.completed);
+    assert_eq!(result.iterations, 3);
+    assert_eq!(result.state.summary, "Built the page.");
+    let expected_files = BTreeMap::from([
+        ("README.md".to_owned(), "seeded".to_owned()),
+        ("app/page.tsx".to_owned(), "export default 1".to_owned()),
+        ("lib/util.ts".to_owned(), "export const x = 1".to_owned()),
+    ]);
+    assert_eq!(
+        result.state.files, expected_files,
+        "seeded files are kept, writes are added"
+    );
+    assert_eq!(workspace.files(), expected_files);
+    assert_eq!(
+        *workspace.commands.lock().unwrap(),
+        ["npm install zod --yes"]
+    );
+    assert_eq!(
+        result.usage,
+        Usage {
+            prompt_tokens: 600,
+            completion_tokens: 60,
+            total_tokens: 660
+        }
+    );
+    assert_eq!(
+        step_ids(&detail),
+        [
+            "code-agent/iter-1/model",
+            "code-agent/iter-1/tool-0-createOrUpdateFiles",
+            "code-agent/iter-1/tool-1-terminal",
+            "code-agent/iter-2/model",
+            "code-agent/iter-2/tool-0-readFiles",
+            "code-agent/iter-3/model",
+        ]
+    );
+
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 3, "no model call after the summary");
+    let first = messages(&requests[0]);
+    assert_eq!(requests[0]["model"], CODER_MODEL);
+    assert_eq!(first[0]["role"], "system");
+    assert!(
+        first[0]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("<task_summary>")
+    );
+    assert_eq!(
+        first[1],
+        json!({"role": "user", "content": "earlier question"})
+    );
+    assert_eq!(
+        first[2],
+        json!({"role": "assistant", "content": "earlier answer"})
+    );
+    assert_eq!(first[3], json!({"role": "user", "content": "Build a page"}));
+    let tool_names: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tool_names,
+        [
+            "terminal",
+            "createOrUpdateFiles",
+            "readFiles",
+            "unsplashImage"
+        ]
+    );
+    assert_eq!(
+        requests[0]["tools"][1]["function"]["parameters"]["properties"]["files"]["items"]["required"],
+        json!(["path", "content"])
+    );
+
+    assert_eq!(
+        tool_messages(&requests[1]),
+        [
+            (
+                "call-1".to_owned(),
+                "Wrote 2 file(s): app/page.tsx, lib/util.ts".to_owned()
+            ),
+            ("call-2".to_owned(), "ran: npm install zod --yes".to_owned()),
+        ]
+    );
+    let read = tool_messages(&requests[2]);
+    assert_eq!(read[2].0, "call-3");
+    let read: Value = serde_json::from_str(&read[2].1).expect("readFiles answers JSON");
+    assert_eq!(
+        read,
+        json!([
+            {"path": "app/page.tsx", "content": "export default 1"},
+            {"path": "README.md", "content": "seeded"},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn the_coding_network_stops_after_twenty_iterations() {
+    let mock = MockOpenAi::with_responder(|_| {
+        MockReply::tool_call("call", "readFiles", json!({"files": ["README.md"]})).usage(1, 1)
+    })
+    .await;
+    let workspace = MemoryWorkspace::new();
+    workspace.seed("README.md", "hi");
+    let network = coding_network(
+        llm_for(&mock),
+        workspace,
+        Arc::new(RecordingImages::default()),
+        "p1",
+    );
+    let harness = Harness::start(network, NetworkInput::new("never finishes")).await;
+
+    let detail = harness.run(json!({})).await;
+    let result = network_result(&detail);
+
+    assert!(!result.completed);
+    assert_eq!(result.iterations, 20);
+    assert_eq!(result.state.summary, "");
+    assert_eq!(mock.request_count(), 20);
+    assert_eq!(result.usage.total_tokens, 40);
+    let steps = step_ids(&detail);
+    assert_eq!(steps.len(), 40);
+    assert_eq!(steps[38], "code-agent/iter-20/model");
+    assert_eq!(steps[39], "code-agent/iter-20/tool-0-readFiles");
+}
+
+#[tokio::test]
+async fn answers_without_tools_or_summary_are_followed_by_a_nudge() {
+    let mock = MockOpenAi::with_responder(|_| MockReply::text("Thinking about it.")).await;
+    let harness = Harness::start(plain_network(&mock).max_iter(3), NetworkInput::new("task")).await;
+
+    let result = network_result(&harness.run(json!({})).await);
+
+    assert!(!result.completed);
+    assert_eq!(result.iterations, 3);
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0]["model"], "plain-model");
+    assert!(
+        requests[0].get("tools").is_none(),
+        "an agent without tools sends none"
+    );
+    let last = messages(&requests[2]);
+    assert_eq!(
+        last.len(),
+        6,
+        "system, input, then (answer, nudge) twice: {last:?}"
+    );
+    assert_eq!(
+        last[2],
+        json!({"role": "assistant", "content": "Thinking about it."})
+    );
+    assert_eq!(last[3]["role"], "user");
+    assert!(
+        last[3]["content"]
+            .as_str()
+            .unwrap()
+            .contains("<task_summary>")
+    );
+}
+
+#[tokio::test]
+async fn bad_tool_calls_reach_the_model_as_tool_errors() {
+    let mock = MockOpenAi::start([
+        // Cut-off JSON, sent verbatim.
+        MockReply::tool_call(
+            "bad-json",
+            "createOrUpdateFiles",
+            "{\"files\": [{\"path\": \"a.txt\"",
+        ),
+        MockReply::tool_call(
+            "bad-shape",
+            "createOrUpdateFiles",
+            json!({"files": [{"path": "a.txt"}]}),
+        )
+        .with_tool_call(
+            "bad-enum",
+            "unsplashImage",
+            json!({"query": "coffee", "orientation": "diagonal"}),
+        ),
+        MockReply::tool_call("unknown", "deleteEverything", json!({})),
+        MockReply::tool_call(
+            "escape",
+            "createOrUpdateFiles",
+            files_args(&[("../../etc/passwd", "x")]),
+        )
+        .with_tool_call("missing", "readFiles", json!({"files": ["nope.ts"]}))
+        .with_tool_call("short", "unsplashImage", json!({"query": " a "})),
+        MockReply::text("<task_summary>Could not do it.</task_summary>"),
+    ])
+    .await;
+    let workspace = MemoryWorkspace::new();
+    let images = Arc::new(RecordingImages::default());
+    let network = coding_network(llm_for(&mock), workspace.clone(), images.clone(), "p1");
+    let harness = Harness::start(network, NetworkInput::new("task")).await;
+
+    let detail = harness.run(json!({})).await;
+    let result = network_result(&detail);
+
+    assert!(result.completed, "bad calls never crash the run");
+    assert!(result.state.files.is_empty());
+    assert!(workspace.writes.lock().unwrap().is_empty());
+    assert!(images.requests.lock().unwrap().is_empty());
+
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 5);
+    let last_tool_answers = |request: usize, count: usize| {
+        let answers = tool_messages(&requests[request]);
+        answers[answers.len() - count..].to_vec()
+    };
+
+    let [(id, text)] = last_tool_answers(1, 1).try_into().unwrap();
+    assert_eq!(id, "bad-json");
+    assert!(
+        text.starts_with("Error: the arguments are not valid JSON"),
+        "{text}"
+    );
+    assert!(text.contains("\"files\""), "the schema is shown: {text}");
+
+    let [(id, shape), (enum_id, variant)] = last_tool_answers(2, 2).try_into().unwrap();
+    assert_eq!((id.as_str(), enum_id.as_str()), ("bad-shape", "bad-enum"));
+    assert!(
+        shape.contains("at `files[0]`") && shape.contains("missing field `content`"),
+        "{shape}"
+    );
+    assert!(variant.contains("unknown variant `diagonal`"), "{variant}");
+
+    let [(id, unknown)] = last_tool_answers(3, 1).try_into().unwrap();
+    assert_eq!(id, "unknown");
+    assert!(
+        unknown.contains("no tool named `deleteEverything`"),
+        "{unknown}"
+    );
+    assert!(
+        unknown.contains("terminal, createOrUpdateFiles, readFiles, unsplashImage"),
+        "{unknown}"
+    );
+
+    let [(_, escape), (_, missing), (_, short)] = last_tool_answers(4, 3).try_into().unwrap();
+    assert!(
+        escape.starts_with("Error: invalid arguments") && escape.contains("leaves the project"),
+        "{escape}"
+    );
+    assert!(
+        missing.starts_with("Error:") && missing.contains("`nope.ts` does not exist"),
+        "{missing}"
+    );
+    assert!(short.contains("at least 2 characters"), "{short}");
+
+    // Calls that could not start have no step; the others do.
+    assert_eq!(
+        step_ids(&detail),
+        [
+            "code-agent/iter-1/model",
+            "code-agent/iter-2/model",
+            "code-agent/iter-3/model",
+            "code-agent/iter-4/model",
+            "code-agent/iter-4/tool-0-createOrUpdateFiles",
+            "code-agent/iter-4/tool-1-readFiles",
+            "code-agent/iter-4/tool-2-unsplashImage",
+            "code-agent/iter-5/model",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn tools_publish_their_status_on_the_project_channel() {
+    let mock = MockOpenAi::start([
+        MockReply::tool_call(
+            "t",
+            "terminal",
+            json!({"command": "npm install nope --yes"}),
+        )
+        .with_tool_call(
+            "w",
+            "createOrUpdateFiles",
+            files_args(&[("app/page.tsx", "page")]),
+        ),
+        MockReply::tool_call("r", "readFiles", json!({"files": ["app/page.tsx"]})).with_tool_call(
+            "i",
+            "unsplashImage",
+            json!({"query": "coffee shop", "purpose": "hero", "filenameHint": "hero"}),
+        ),
+        // Calls that cannot start publish nothing.
+        MockReply::tool_call("x", "unknownTool", json!({})),
+        MockReply::text("<task_summary>Done.</task_summary>"),
+    ])
+    .await;
+    let workspace = MemoryWorkspace::with_commands(|_| {
+        Ok(CommandOutput {
+            stdout: "resolving…".into(),
+            stderr: "npm ERR! 404 'nope' is not in this registry".into(),
+            exit_code: 1,
+        })
+    });
+    let images = Arc::new(RecordingImages::default());
+    let network = coding_network(llm_for(&mock), workspace, images.clone(), "p1");
+    let harness = Harness::start(network, NetworkInput::new("task")).await;
+
+    let result = network_result(&harness.run(json!({})).await);
+    assert!(result.completed);
+
+    let published = harness.published("Project:p1").await;
+    let statuses: Vec<&Value> = published.iter().map(|message| &message.data).collect();
+    assert_eq!(
+        statuses,
+        [
+            &json!("Installing packages..."),
+            &json!("Generating project files..."),
+            &json!("Reading project files..."),
+            &json!("Downloading images..."),
+        ]
+    );
+    assert!(
+        published
+            .iter()
+            .all(|message| message.topic == "projectInfo")
+    );
+
+    let requests = mock.requests();
+    let failed = &tool_messages(&requests[1])[0].1;
+    assert_eq!(
+        failed,
+        "Command failed with exit code 1\nstdout:\nresolving…\nstderr:\nnpm ERR! 404 'nope' is not in this registry"
+    );
+    let image: Value =
+        serde_json::from_str(&tool_messages(&requests[2])[3].1).expect("image answer is JSON");
+    assert_eq!(image["publicPath"], "/assets/unsplash/hero.jpg");
+    assert_eq!(image["localFile"], "public/assets/unsplash/hero.jpg");
+    assert_eq!(image["attribution"]["photographerName"], "Jane Doe");
+    assert!(
+        image["attribution"]["attributionUrl"]
+            .as_str()
+            .unwrap()
+            .contains("utm_source")
+    );
+    let asked = images.requests.lock().unwrap()[0].clone();
+    assert_eq!(asked.query, "coffee shop");
+    assert_eq!(
+        asked.orientation,
+        ImageOrientation::Landscape,
+        "the default orientation"
+    );
+    assert_eq!(asked.purpose, ImagePurpose::Hero);
+}
+
+#[tokio::test]
+async fn a_rate_limited_model_call_is_retried_after_retry_after() {
+    let mock = MockOpenAi::start([
+        MockReply::error(429, "slow down").retry_after("1"),
+        MockReply::text("<task_summary>ok</task_summary>"),
+    ])
+    .await;
+    let harness = Harness::start(plain_network(&mock), NetworkInput::new("task")).await;
+
+    let detail = harness.run(json!({})).await;
+    let result = network_result(&detail);
+
+    assert!(result.completed);
+    assert_eq!(result.state.summary, "ok");
+    let recorded = mock.recorded();
+    assert_eq!(recorded.len(), 2);
+    let waited = recorded[1].received_at - recorded[0].received_at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "waited only {waited:?}"
+    );
+    assert_eq!(
+        detail.steps[0].attempts, 1,
+        "the client retried within the step"
+    );
+}
+
+#[tokio::test]
+async fn a_retriable_model_failure_makes_the_engine_retry_the_step() {
+    let mock = MockOpenAi::start([
+        MockReply::error(503, "overloaded"),
+        MockReply::text("<task_summary>ok</task_summary>"),
+    ])
+    .await;
+    // No retries in the client, so the 503 reaches the engine.
+    let llm = llm_with(&mock, |config| config.max_retries = 0);
+    let network = Network::new(llm, Agent::new("plain", "You are terse.", "plain-model"));
+    let harness = Harness::start(network, NetworkInput::new("task")).await;
+
+    let detail = harness.run(json!({})).await;
+
+    assert!(network_result(&detail).completed);
+    assert_eq!(mock.request_count(), 2);
+    let model_step = &detail.steps[0];
+    assert_eq!(model_step.id, "plain/iter-1/model");
+    assert_eq!(model_step.attempts, 2);
+    assert_eq!(model_step.status, StepStatus::Completed);
+}
+
+#[tokio::test]
+async fn a_non_retriable_model_failure_fails_the_run_at_once() {
+    let mock =
+        MockOpenAi::start([MockReply::error(400, "model `plain-model` does not exist")]).await;
+    let harness = Harness::start(plain_network(&mock), NetworkInput::new("task")).await;
+
+    let detail = harness.run(json!({})).await;
+
+    assert_eq!(detail.run.status, RunStatus::Failed);
+    let error = detail.run.error.unwrap_or_default();
+    assert!(
+        error.contains("400") && error.contains("does not exist"),
+        "{error}"
+    );
+    assert_eq!(
+        mock.request_count(),
+        1,
+        "neither the client nor the engine retried"
+    );
+    assert_eq!(detail.steps[0].attempts, 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_workspace_fails_the_tool_step_which_the_engine_retries() {
+    let mock = MockOpenAi::start([
+        MockReply::tool_call(
+            "w",
+            "createOrUpdateFiles",
+            files_args(&[("app/page.tsx", "page")]),
+        ),
+        MockReply::text("<task_summary>Done.</task_summary>"),
+    ])
+    .await;
+    let workspace = MemoryWorkspace::new();
+    workspace
+        .write_failures
+        .lock()
+        .unwrap()
+        .push(WorkspaceError::Unavailable("sandbox is restarting".into()));
+    let network = coding_network(
+        llm_for(&mock),
+        workspace.clone(),
+        Arc::new(RecordingImages::default()),
+        "p1",
+    );
+    let harness = Harness::start(network, NetworkInput::new("task")).await;
+
+    let detail = harness.run(json!({})).await;
+    let result = network_result(&detail);
+
+    assert_eq!(result.state.files["app/page.tsx"], "page");
+    assert_eq!(mock.request_count(), 2, "the model was not asked again");
+    let tool_step = detail
+        .steps
+        .iter()
+        .find(|step| step.id == "code-agent/iter-1/tool-0-createOrUpdateFiles")
+        .unwrap();
+    assert_eq!(tool_step.attempts, 2);
+    assert_eq!(
+        tool_messages(&mock.requests()[1])[0].1,
+        "Wrote 1 file(s): app/page.tsx"
+    );
+}
+
+/// Runs the same scripted conversation with the coding agent, streaming or not.
+async fn scripted_run(stream: bool) -> (forgeai_agent::NetworkResult, Vec<Value>) {
+    let mock = MockOpenAi::start([
+        MockReply::tool_call(
+            "w",
+            "createOrUpdateFiles",
+            files_args(&[(
+                "app/page.tsx",
+                "\"use client\";\nexport default function Page() { return <main>Hé ✨</main>; }",
+            )]),
+        )
+        .with_tool_call(
+            "t",
+            "terminal",
+            json!({"command": "npm install clsx --yes"}),
+        )
+        .with_text("Writing the page.")
+        .usage(50, 5),
+        MockReply::text("Finished.\n<task_summary>A page with a greeting.</task_summary>")
+            .usage(70, 7),
+    ])
+    .await;
+    let workspace = MemoryWorkspace::new();
+    let agent =
+        forgeai_agent::coding_agent(workspace, Arc::new(RecordingImages::default())).stream(stream);
+    let network = Network::new(llm_for(&mock), agent).max_iter(20);
+    let harness = Harness::start(network, NetworkInput::new("greet")).await;
+    let result = network_result(&harness.run(json!({})).await);
+    (result, mock.requests())
+}
+
+#[tokio::test]
+async fn streaming_and_non_streaming_give_the_same_result() {
+    let (streamed, streamed_requests) = scripted_run(true).await;
+    let (plain, plain_requests) = scripted_run(false).await;
+
+    assert_eq!(streamed_requests[0]["stream"], json!(true));
+    assert_eq!(plain_requests[0]["stream"], json!(false));
+    assert_eq!(streamed, plain);
+    assert!(streamed.completed);
+    assert_eq!(streamed.usage.total_tokens, 132);
+    assert_eq!(streamed.state.files.len(), 1);
+    // The conversations sent back to the model are the same too.
+    assert_eq!(
+        streamed_requests[1]["messages"],
+        plain_requests[1]["messages"]
+    );
+}
