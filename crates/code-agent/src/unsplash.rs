@@ -1,6 +1,7 @@
 //! The Unsplash search API: finds a photo for the `unsplashImage` tool and downloads it.
 
-use serde::{Deserialize, Serialize};
+use forgeai_agent::ImageAttribution;
+use serde::Deserialize;
 
 const DEFAULT_API_URL: &str = "https://api.unsplash.com";
 
@@ -27,23 +28,13 @@ impl UnsplashError {
     }
 }
 
-/// Credit for a photo, as the Unsplash guidelines ask.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Attribution {
-    pub photographer_name: String,
-    pub photographer_username: String,
-    pub photo_url: String,
-    pub attribution_url: String,
-}
-
 /// A photo found by a search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Photo {
     pub id: String,
     pub image_url: String,
     pub download_location: String,
-    pub attribution: Attribution,
+    pub attribution: ImageAttribution,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +94,11 @@ impl Unsplash {
         )
     }
 
+    /// Whether an access key is set; without one every search fails with [`UnsplashError::NoAccessKey`].
+    pub fn is_configured(&self) -> bool {
+        self.access_key.is_some()
+    }
+
     fn key(&self) -> Result<&str, UnsplashError> {
         self.access_key.as_deref().ok_or(UnsplashError::NoAccessKey)
     }
@@ -125,7 +121,7 @@ impl Unsplash {
         })?;
         let photo = found.results.into_iter().next().ok_or_else(|| UnsplashError::NoResults(query.to_owned()))?;
         Ok(Photo {
-            attribution: Attribution {
+            attribution: ImageAttribution {
                 attribution_url: format!(
                     "https://unsplash.com/@{}?utm_source=forgeai&utm_medium=referral",
                     photo.user.username

@@ -33,18 +33,25 @@ pub struct ApiPath<T>(pub T);
 #[serde(rename_all = "camelCase")]
 pub struct CreateProject {
     /// The prompt, 1 to 10000 characters.
+    #[schema(min_length = 1, max_length = 10000)]
     pub message: String,
     /// An image (screenshot or mock-up) to build from: an http(s) URL, e.g. from `/api/uploads`.
     #[serde(default)]
+    #[schema(format = "uri", max_length = 2048)]
     pub image_url: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateMessage {
+    /// The prompt, 1 to 10000 characters.
+    #[schema(min_length = 1, max_length = 10000)]
     pub message: String,
+    #[schema(format = "uuid")]
     pub project_id: String,
+    /// An image to build from: an http(s) URL, e.g. from `/api/uploads`.
     #[serde(default)]
+    #[schema(format = "uri", max_length = 2048)]
     pub image_url: Option<String>,
 }
 
@@ -58,6 +65,7 @@ pub struct UpdateFragment {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
+    #[param(format = "uuid")]
     pub project_id: String,
 }
 
@@ -104,6 +112,10 @@ pub(crate) fn validate_message(message: &str) -> Result<(), ApiError> {
     if message.trim().is_empty() {
         return Err(ApiError::BadRequest("message must not be empty".into()));
     }
+    // PostgreSQL text cannot hold NUL, and no prompt needs one.
+    if message.contains('\0') {
+        return Err(ApiError::BadRequest("message must not contain NUL characters".into()));
+    }
     let chars = message.chars().count();
     if chars > MAX_MESSAGE_CHARS {
         return Err(ApiError::BadRequest(format!(
@@ -117,7 +129,7 @@ pub(crate) fn validate_image_url(url: Option<&str>) -> Result<(), ApiError> {
     let Some(url) = url else { return Ok(()) };
     let well_formed = (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() <= MAX_URL_CHARS
-        && !url.chars().any(char::is_whitespace);
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
     if well_formed {
         Ok(())
     } else {
@@ -154,7 +166,8 @@ impl AppState {
 
 /// Creates a project from a prompt and starts the code agent on it.
 #[utoipa::path(post, path = "/api/projects", request_body = CreateProject, tag = "projects",
-    responses((status = 201, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 201, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn create_project(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -162,12 +175,13 @@ pub async fn create_project(
 ) -> Result<(StatusCode, Json<Project>), ApiError> {
     validate_message(&body.message)?;
     validate_image_url(body.image_url.as_deref())?;
-    let (project, _) = state.store.create_project(&user.id, &body.message, body.image_url.as_deref()).await?;
+    let (project, message) = state.store.create_project(&user.id, &body.message, body.image_url.as_deref()).await?;
     let request = CodeAgentRequest {
         project_id: project.id.clone(),
         message: body.message,
         image_url: body.image_url,
         user_id: user.id.clone(),
+        message_id: Some(message.id),
     };
     if let Err(error) = state.send_code_agent(request).await {
         // Nothing half-written: without its run the project would wait forever.
@@ -187,8 +201,9 @@ pub async fn list_projects(
     Ok(Json(state.store.list_projects(&user.id).await?))
 }
 
-#[utoipa::path(get, path = "/api/projects/{id}", tag = "projects", params(("id" = String, Path)),
-    responses((status = 200, body = Project), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/projects/{id}", tag = "projects", params(("id" = String, Path, format = "uuid")),
+    responses((status = 200, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn get_project(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -199,8 +214,8 @@ pub async fn get_project(
 }
 
 /// Deletes a project with its messages and fragments.
-#[utoipa::path(delete, path = "/api/projects/{id}", tag = "projects", params(("id" = String, Path)),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/projects/{id}", tag = "projects", params(("id" = String, Path, format = "uuid")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_project(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -216,7 +231,8 @@ pub async fn delete_project(
 
 /// A project's messages, oldest first, each with its code fragment (or null).
 #[utoipa::path(get, path = "/api/messages", tag = "messages", params(MessagesQuery),
-    responses((status = 200, body = [MessageWithFragment]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [MessageWithFragment]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn list_messages(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -229,7 +245,8 @@ pub async fn list_messages(
 
 /// Adds a prompt to a project and queues the code agent for it.
 #[utoipa::path(post, path = "/api/messages", request_body = CreateMessage, tag = "messages",
-    responses((status = 201, body = Message), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = Message), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn create_message(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -249,6 +266,7 @@ pub async fn create_message(
             message: body.message,
             image_url: body.image_url,
             user_id: user.id,
+            message_id: Some(message.id.clone()),
         })
         .await?;
     Ok((StatusCode::CREATED, Json(message)))
@@ -256,8 +274,9 @@ pub async fn create_message(
 
 /// Replaces files of a fragment (merging them into its file map).
 #[utoipa::path(patch, path = "/api/fragments/{id}", request_body = UpdateFragment, tag = "fragments",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Fragment), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, format = "uuid")),
+    responses((status = 200, body = Fragment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn update_fragment(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -268,8 +287,12 @@ pub async fn update_fragment(
     if body.files.is_empty() {
         return Err(ApiError::BadRequest("files must name at least one file".into()));
     }
-    for path in body.files.keys() {
+    for (path, content) in &body.files {
         validate_file_path(path)?;
+        // PostgreSQL's JSON cannot hold NUL; source files have no use for it.
+        if content.contains('\0') {
+            return Err(ApiError::BadRequest(format!("file {path:?} must not contain NUL characters")));
+        }
     }
     let update = state
         .store
@@ -294,8 +317,9 @@ fn run_summary(run: forgeai_engine::RunInfo) -> RunSummary {
 }
 
 /// The code-agent runs of a project, oldest first.
-#[utoipa::path(get, path = "/api/projects/{id}/runs", tag = "runs", params(("id" = String, Path)),
-    responses((status = 200, body = [RunSummary]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/projects/{id}/runs", tag = "runs", params(("id" = String, Path, format = "uuid")),
+    responses((status = 200, body = [RunSummary]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn list_runs(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -311,8 +335,9 @@ pub async fn list_runs(
 }
 
 /// One run with its steps (status, attempts, times, errors).
-#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs", params(("id" = String, Path)),
-    responses((status = 200, body = RunWithSteps), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs", params(("id" = String, Path, format = "uuid")),
+    responses((status = 200, body = RunWithSteps), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn get_run(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -369,5 +394,6 @@ mod tests {
         assert!(validate_message("   ").is_err());
         assert!(validate_message(&"é".repeat(MAX_MESSAGE_CHARS)).is_ok());
         assert!(validate_message(&"a".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
+        assert!(validate_message("nul \0 inside").is_err());
     }
 }

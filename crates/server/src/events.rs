@@ -55,8 +55,11 @@ struct CodeAgentData {
 /// key's owner; their `userId` is set to that owner.
 #[utoipa::path(post, path = "/e/{eventKey}", request_body = InngestEvents, tag = "events",
     params(("eventKey" = String, Path, description = "a forgeai API token")),
+    // The key in the path is the credential; no bearer token is needed.
+    security(()),
     responses((status = 200, body = SendResponse), (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody)))]
+        (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody)))]
 pub async fn send(
     State(state): State<AppState>,
     ApiPath(event_key): ApiPath<String>,
@@ -91,6 +94,7 @@ pub async fn send(
                 message: data.message,
                 image_url: data.image_url,
                 user_id: user.id.clone(),
+                message_id: None,
             })
             .map_err(|error| ApiError::Internal(error.to_string()))?
         } else {

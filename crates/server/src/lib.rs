@@ -21,6 +21,7 @@ use forgeai_store::Store;
 
 pub use error::ApiError;
 pub use ops::ApiDoc;
+pub use uploads::save_image;
 
 /// Settings of the HTTP server.
 #[derive(Debug, Clone)]
@@ -87,6 +88,9 @@ pub fn router(state: AppState) -> Router {
         .route("/login", get(auth::login))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), ops::track));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))
+        // Answered as `{error}` like every other failure (axum's own have empty bodies).
+        .method_not_allowed_fallback(async || ApiError::MethodNotAllowed)
+        .fallback(async || ApiError::NotFound("route"));
     api.layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)).with_state(state)
 }

@@ -57,7 +57,7 @@ fn content_type_for(extension: &str) -> Option<&'static str> {
 #[utoipa::path(post, path = "/api/uploads", tag = "uploads",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = UploadResponse), (status = 400, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     _caller: CurrentUser,
@@ -65,7 +65,15 @@ pub async fn upload(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(StatusCode, Json<UploadResponse>), ApiError> {
     let mut multipart = multipart.map_err(|rejection| {
-        ApiError::BadRequest(format!("send the image as multipart/form-data: {}", rejection.body_text()))
+        let declared_multipart = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+        if declared_multipart {
+            ApiError::BadRequest(format!("malformed multipart body: {}", rejection.body_text()))
+        } else {
+            ApiError::UnsupportedMediaType("send the image as multipart/form-data with a `file` field".into())
+        }
     })?;
     let mut image = None;
     loop {
@@ -77,22 +85,29 @@ pub async fn upload(
         }
     }
     let image = image.ok_or_else(|| ApiError::BadRequest("the form has no `file` field".into()))?;
+    let name = save_image(&state.config.data_dir, &image).await?;
+    let url = format!("{}/uploads/{name}", state.base_url(&headers));
+    Ok((StatusCode::CREATED, Json(UploadResponse { url })))
+}
+
+/// Checks that `image` is a PNG, JPEG, WebP or GIF of at most 4 MB and stores it under
+/// `<data_dir>/uploads/`; answers its file name, served at `/uploads/<name>`.
+pub async fn save_image(data_dir: &std::path::Path, image: &[u8]) -> Result<String, ApiError> {
     if image.len() > MAX_UPLOAD_BYTES {
         return Err(ApiError::TooLarge("images may be at most 4 MB".into()));
     }
-    let (extension, _) = sniff_image(&image).ok_or_else(|| {
+    let (extension, _) = sniff_image(image).ok_or_else(|| {
         ApiError::UnsupportedMediaType("the file is not a PNG, JPEG, WebP or GIF image".into())
     })?;
     let name = format!("{}.{extension}", uuid::Uuid::now_v7());
-    let dir = state.config.data_dir.join("uploads");
+    let dir = data_dir.join("uploads");
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|error| ApiError::Internal(format!("cannot create {}: {error}", dir.display())))?;
-    tokio::fs::write(dir.join(&name), &image)
+    tokio::fs::write(dir.join(&name), image)
         .await
         .map_err(|error| ApiError::Internal(format!("cannot store the upload: {error}")))?;
-    let url = format!("{}/uploads/{name}", state.base_url(&headers));
-    Ok((StatusCode::CREATED, Json(UploadResponse { url })))
+    Ok(name)
 }
 
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {

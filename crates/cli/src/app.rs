@@ -1,0 +1,153 @@
+//! Assembles one forgeai process: store, sandboxes, engine with the code-agent, and the
+//! HTTP front (API plus preview proxy) on one listener.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use forgeai_code_agent::{CodeAgent, CodeAgentConfig, Unsplash};
+use forgeai_engine::{Engine, EngineConfig};
+use forgeai_llm::LlmClient;
+use forgeai_sandbox::{LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, Template};
+use forgeai_server::{AppState, ServerConfig};
+use forgeai_store::Store;
+use tower::ServiceExt;
+
+/// Where and how the process runs; from the command line and the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub template: String,
+    pub preview_domain: String,
+    pub public_url: Option<String>,
+}
+
+pub async fn open_store(settings: &Settings) -> Result<Store> {
+    let store = match &settings.database_url {
+        Some(url) => Store::connect(url).await,
+        None => Store::open_default(&settings.data_dir).await,
+    };
+    store.map_err(|error| anyhow::Error::new(error).context("cannot open the project database"))
+}
+
+/// A running forgeai: everything `serve` and `run` share.
+pub struct App {
+    pub store: Store,
+    pub engine: Engine,
+    pub sandboxes: Arc<LocalProvider>,
+    pub listener_url: String,
+    router: Router,
+    listener: Option<tokio::net::TcpListener>,
+}
+
+impl App {
+    pub async fn start(settings: &Settings, listen: &str) -> Result<App> {
+        let store = open_store(settings).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (set FORGEAI_LISTEN to another address)"))?;
+        let address = listener.local_addr()?;
+        let mut sandbox_config = LocalConfig::new(&settings.data_dir);
+        sandbox_config.preview_domain = settings.preview_domain.clone();
+        sandbox_config.preview_port = Some(address.port());
+        let sandboxes = Arc::new(
+            LocalProvider::new(sandbox_config)
+                .await
+                .context("cannot start the local sandbox provider (it needs root and scripts/setup.sh)")?,
+        );
+        let llm = LlmClient::from_env().context("invalid model API settings (OPENAI_BASE_URL, OPENAI_API_KEY)")?;
+        let mut agent_config = CodeAgentConfig::new(&settings.data_dir);
+        agent_config.template = settings.template.clone();
+        let code_agent = CodeAgent::new(store.clone(), sandboxes.clone(), llm, Unsplash::from_env(), agent_config);
+        let engine = Engine::builder(EngineConfig::new(settings.data_dir.join("engine")))
+            .function(code_agent.function())
+            .start()
+            .await
+            .context("cannot start the engine")?;
+        let listener_url = format!("http://{address}");
+        let state = AppState::new(
+            store.clone(),
+            engine.clone(),
+            ServerConfig {
+                data_dir: settings.data_dir.clone(),
+                public_url: settings.public_url.clone(),
+            },
+        );
+        let proxy = PreviewProxy::new(
+            sandboxes.clone(),
+            PreviewConfig {
+                domain: settings.preview_domain.clone(),
+                ..PreviewConfig::default()
+            },
+        );
+        let router = Router::new().fallback(dispatch).with_state(Front {
+            proxy,
+            api: forgeai_server::router(state),
+        });
+        Ok(App {
+            store,
+            engine,
+            sandboxes,
+            listener_url,
+            router,
+            listener: Some(listener),
+        })
+    }
+
+    /// The template sandboxes are made from, built first when it is missing.
+    pub async fn ensure_template(&self, settings: &Settings) -> Result<Template> {
+        if let Ok(template) = Template::load(&settings.data_dir, &settings.template) {
+            return Ok(template);
+        }
+        eprintln!(
+            "Building the {} template once into {} (it downloads packages from npm; this takes a while)...",
+            settings.template,
+            settings.data_dir.display()
+        );
+        forgeai_sandbox::build_template(&settings.template, &settings.data_dir)
+            .await
+            .with_context(|| format!("cannot build the {} template", settings.template))
+    }
+
+    /// Serves the API and previews until `shutdown` resolves.
+    pub fn serve(&mut self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> tokio::task::JoinHandle<Result<()>> {
+        let listener = self.listener.take();
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let listener = listener.context("the server is already running")?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("the HTTP server failed")
+        })
+    }
+
+    pub async fn stop(&self) {
+        self.engine.shutdown(Duration::from_secs(5)).await;
+        self.sandboxes.shutdown().await;
+        self.store.close().await;
+    }
+}
+
+#[derive(Clone)]
+struct Front {
+    proxy: Arc<PreviewProxy>,
+    api: Router,
+}
+
+/// Requests for `3000-<sandbox>.<domain>` go to the sandbox; everything else to the API.
+async fn dispatch(State(front): State<Front>, request: Request) -> Response {
+    if front.proxy.matches(request.headers(), request.uri()) {
+        return front.proxy.handle(request).await;
+    }
+    match front.api.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+    .into_response()
+}

@@ -1,0 +1,184 @@
+//! `forgeai run "<prompt>"`: the main job from a terminal, on the embedded defaults.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use forgeai_code_agent::{
+    CODE_AGENT_EVENT, CodeAgentRequest, FAILED_STATUS, READY_STATUS, project_channel,
+};
+use forgeai_engine::{NewEvent, RunStatus};
+use forgeai_store::{MessageType, Store, User};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::app::{App, Settings};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// What to build or change.
+    prompt: String,
+    /// A screenshot or mock-up to build from (PNG, JPEG, WebP or GIF, at most 4 MB).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Continue this project instead of starting a new one.
+    #[arg(long)]
+    project: Option<String>,
+    /// The user the project belongs to (created when missing).
+    #[arg(long, default_value = "admin")]
+    user: String,
+    /// Keep serving the preview after the run, until Ctrl-C.
+    #[arg(long)]
+    keep_serving: bool,
+}
+
+pub async fn run(settings: &Settings, listen: &str, args: RunArgs) -> Result<()> {
+    let prompt_chars = args.prompt.chars().count();
+    if args.prompt.trim().is_empty() || prompt_chars > 10_000 {
+        bail!("the prompt must have 1 to 10000 characters (it has {prompt_chars})");
+    }
+    let mut app = App::start(settings, listen).await?;
+    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = app.serve(async {
+        let _ = stopped.await;
+    });
+    let outcome = run_prompt(&app, settings, &args).await;
+    if outcome.is_ok() && args.keep_serving {
+        println!("Serving the preview until Ctrl-C...");
+        crate::shutdown_signal().await;
+    }
+    let _ = stop_serving.send(());
+    let _ = server.await;
+    app.stop().await;
+    outcome
+}
+
+async fn user(store: &Store, name: &str) -> Result<User> {
+    if let Some(user) = store.find_user_by_name(name).await? {
+        return Ok(user);
+    }
+    Ok(store.create_user(name).await.context("cannot create the user")?.0)
+}
+
+async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()> {
+    app.ensure_template(settings).await?;
+    let user = user(&app.store, &args.user).await?;
+    let image_url = match &args.image {
+        Some(path) => {
+            let bytes = tokio::fs::read(path).await.with_context(|| format!("cannot read {}", path.display()))?;
+            let name = forgeai_server::save_image(&settings.data_dir, &bytes)
+                .await
+                .with_context(|| format!("cannot use {} as the image", path.display()))?;
+            Some(format!("{}/uploads/{name}", app.listener_url))
+        }
+        None => None,
+    };
+    let (project, message) = match &args.project {
+        Some(project_id) => {
+            let project = app
+                .store
+                .get_project(&user.id, project_id)
+                .await?
+                .with_context(|| format!("user {} has no project {project_id}", user.name))?;
+            let message = app
+                .store
+                .add_user_message(&user.id, &project.id, &args.prompt, image_url.as_deref())
+                .await?
+                .context("the project disappeared")?;
+            (project, message)
+        }
+        None => app.store.create_project(&user.id, &args.prompt, image_url.as_deref()).await?,
+    };
+    let files_before = app
+        .store
+        .latest_fragment(&user.id, &project.id)
+        .await?
+        .map(|fragment| fragment.files)
+        .unwrap_or_default();
+
+    // Subscribe before sending, so no status is missed.
+    let mut statuses = app.engine.subscribe(&project_channel(&project.id), None);
+    let request = CodeAgentRequest {
+        project_id: project.id.clone(),
+        message: args.prompt.clone(),
+        image_url,
+        user_id: user.id.clone(),
+        message_id: Some(message.id),
+    };
+    let sent = app.engine.send(NewEvent::new(CODE_AGENT_EVENT, serde_json::to_value(&request)?)).await?;
+    let run_id = sent.run_ids.first().context("the code-agent function is not registered")?.clone();
+
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    spinner.set_message("Queued...");
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            status = statuses.next() => {
+                let Some(status) = status else { break };
+                let text = status?.data.as_str().unwrap_or_default().to_owned();
+                spinner.println(format!("  {text}"));
+                spinner.set_message(text.clone());
+                if text == READY_STATUS || text == FAILED_STATUS {
+                    break;
+                }
+            }
+            _ = check.tick() => {
+                let finished = app.engine.run(&run_id).await?.is_some_and(|detail| detail.run.status.is_finished());
+                if finished {
+                    break;
+                }
+            }
+        }
+    }
+    spinner.finish_and_clear();
+    // The run may still be between its last status and its end.
+    while let Some(detail) = app.engine.run(&run_id).await? {
+        if detail.run.status.is_finished() {
+            if detail.run.status != RunStatus::Completed {
+                eprintln!("The run {}: {}", detail.run.status.as_str(), detail.run.error.unwrap_or_default());
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    report(app, &user, &project.id, &run_id, &files_before).await
+}
+
+async fn report(
+    app: &App,
+    user: &User,
+    project_id: &str,
+    run_id: &str,
+    files_before: &BTreeMap<String, String>,
+) -> Result<()> {
+    let messages = app.store.list_messages(&user.id, project_id).await?.unwrap_or_default();
+    let reply = messages.into_iter().find(|message| message.message.id == run_id);
+    let Some(reply) = reply else {
+        bail!("the run stored no answer; see `GET /api/runs/{run_id}` for its steps");
+    };
+    if reply.message.kind == MessageType::Error {
+        bail!("{} (project {project_id})", reply.message.content);
+    }
+    println!("\n{}\n", reply.message.content);
+    if let Some(fragment) = reply.fragment {
+        let changed: Vec<&String> = fragment
+            .files
+            .iter()
+            .filter(|(path, content)| files_before.get(*path) != Some(content))
+            .map(|(path, _)| path)
+            .collect();
+        println!("{} — files changed ({}):", fragment.title, changed.len());
+        for path in changed {
+            println!("  {path}");
+        }
+        println!("\nPreview: {}", fragment.sandbox_url);
+    }
+    println!("Project: {project_id} (continue with `forgeai run --project {project_id} \"...\"`)");
+    println!(
+        "The preview is served by forgeai: keep it up with `forgeai serve` (same data dir) or `forgeai run --keep-serving`."
+    );
+    Ok(())
+}

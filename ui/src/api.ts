@@ -1,0 +1,158 @@
+// Thin client for the forgeai HTTP API (same origin, cookie session).
+
+export interface Project {
+  id: string;
+  name: string;
+  nameIsDefault?: boolean;
+  sandboxId?: string | null;
+  imageUrl?: string | null;
+  userId?: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface Fragment {
+  id: string;
+  messageId: string;
+  sandboxId?: string | null;
+  sandboxUrl: string;
+  title: string;
+  files: Record<string, string>;
+  imageUrl?: string | null;
+  designSpec?: unknown;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type Role = 'USER' | 'ASSISTANT';
+export type MessageType = 'RESULT' | 'ERROR';
+
+export interface Message {
+  id: string;
+  projectId: string;
+  role: Role;
+  type: MessageType;
+  content: string;
+  imageUrl?: string | null;
+  createdAt: string;
+  updatedAt: string;
+  codeFragment?: Fragment | null;
+  /** Client-side only: an optimistic message not yet confirmed by the server. */
+  pending?: boolean;
+}
+
+export type RunStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+export interface Run {
+  id: string;
+  status: RunStatus;
+  startedAt?: string | null;
+  endedAt?: string | null;
+  error?: string | null;
+}
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+type UnauthorizedListener = () => void;
+let unauthorizedListener: UnauthorizedListener | null = null;
+
+/** Called whenever an API call answers 401 (the session is missing or expired). */
+export function onUnauthorized(listener: UnauthorizedListener | null) {
+  unauthorizedListener = listener;
+}
+
+async function errorFrom(response: Response): Promise<ApiError> {
+  let message = `${response.status} ${response.statusText || 'error'}`.trim();
+  try {
+    const text = await response.text();
+    if (text) {
+      try {
+        const body = JSON.parse(text) as { error?: unknown; message?: unknown };
+        if (typeof body.error === 'string' && body.error) message = body.error;
+        else if (typeof body.message === 'string' && body.message) message = body.message;
+      } catch {
+        if (text.length < 300) message = text;
+      }
+    }
+  } catch {
+    /* keep the status line */
+  }
+  return new ApiError(response.status, message);
+}
+
+interface RequestOptions {
+  body?: unknown;
+  form?: FormData;
+  /** Don't treat a 401 as "signed out" (used by the sign-in form itself). */
+  quiet401?: boolean;
+  signal?: AbortSignal;
+}
+
+async function request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  let body: BodyInit | undefined;
+  if (options.form) {
+    body = options.form;
+  } else if (options.body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    body = JSON.stringify(options.body);
+  }
+  let response: Response;
+  try {
+    response = await fetch(path, { method, headers, body, credentials: 'same-origin', signal: options.signal });
+  } catch (error) {
+    if (error instanceof DOMException && error.name === 'AbortError') throw error;
+    throw new ApiError(0, 'Cannot reach the forgeai server. Check that it is running.');
+  }
+  if (!response.ok) {
+    const error = await errorFrom(response);
+    if (response.status === 401 && !options.quiet401) unauthorizedListener?.();
+    throw error;
+  }
+  if (response.status === 204) return undefined as T;
+  const text = await response.text();
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  signIn: (token: string) => request<void>('POST', '/api/session', { body: { token }, quiet401: true }),
+
+  listProjects: (signal?: AbortSignal) => request<Project[]>('GET', '/api/projects', { signal }),
+  getProject: (id: string) => request<Project>('GET', `/api/projects/${enc(id)}`),
+  createProject: (message: string, imageUrl?: string) =>
+    request<Project>('POST', '/api/projects', { body: imageUrl ? { message, imageUrl } : { message } }),
+  deleteProject: (id: string) => request<void>('DELETE', `/api/projects/${enc(id)}`),
+  listRuns: (projectId: string) => request<Run[]>('GET', `/api/projects/${enc(projectId)}/runs`),
+
+  listMessages: (projectId: string) => request<Message[]>('GET', `/api/messages?projectId=${enc(projectId)}`),
+  createMessage: (projectId: string, message: string, imageUrl?: string) =>
+    request<Message>('POST', '/api/messages', {
+      body: imageUrl ? { message, projectId, imageUrl } : { message, projectId },
+    }),
+
+  updateFragment: (fragmentId: string, files: Record<string, string>) =>
+    request<Fragment>('PATCH', `/api/fragments/${enc(fragmentId)}`, { body: { files } }),
+
+  upload: (file: File) => {
+    const form = new FormData();
+    form.append('file', file, file.name);
+    return request<{ url: string }>('POST', '/api/uploads', { form });
+  },
+
+  realtimeUrl: (projectId: string) => `/api/projects/${enc(projectId)}/realtime`,
+};
+
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
