@@ -1,0 +1,93 @@
+//! Keeps a template's dev server running in its sandbox: started with the sandbox, restarted
+//! with backoff whenever it exits, stopped on kill. Its output goes to `dev.log` next to the
+//! sandbox (outside the sandbox's view), truncated at each start so it cannot grow unbounded.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::exec::SpawnSpec;
+use crate::provider::PROJECT_DIR;
+
+/// A supervised dev server.
+pub struct DevServer {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+    starts: Arc<AtomicU64>,
+}
+
+impl DevServer {
+    /// Starts supervising `command` in the sandbox described by `spec`.
+    pub fn start(spec: Arc<SpawnSpec>, command: String, log: PathBuf) -> Self {
+        let cancel = CancellationToken::new();
+        let starts = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(supervise(spec, command, log, cancel.clone(), starts.clone()));
+        DevServer { cancel, task, starts }
+    }
+
+    /// How many times the dev server has been started (1 + restarts).
+    pub fn starts(&self) -> u64 {
+        self.starts.load(Ordering::Relaxed)
+    }
+
+    /// Stops the dev server and waits for its process tree to be gone.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn supervise(spec: Arc<SpawnSpec>, command: String, log: PathBuf, cancel: CancellationToken, starts: Arc<AtomicU64>) {
+    const MIN_BACKOFF: Duration = Duration::from_millis(250);
+    const MAX_BACKOFF: Duration = Duration::from_secs(30);
+    // A server that stayed up this long was healthy: restart it promptly next time.
+    const HEALTHY_RUN: Duration = Duration::from_secs(30);
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let started = Instant::now();
+        starts.fetch_add(1, Ordering::Relaxed);
+        match spawn(&spec, &command, &log) {
+            Ok(mut child) => {
+                tokio::select! {
+                    status = child.wait() => {
+                        tracing::info!(?status, %command, "sandbox dev server exited; restarting");
+                    }
+                    _ = cancel.cancelled() => {
+                        // SIGKILL to bwrap; --die-with-parent takes the server's tree down with it.
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, %command, "cannot start sandbox dev server"),
+        }
+        if started.elapsed() > HEALTHY_RUN {
+            backoff = MIN_BACKOFF;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = cancel.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn spawn(spec: &SpawnSpec, command: &str, log: &PathBuf) -> crate::Result<tokio::process::Child> {
+    let out = std::fs::File::create(log).map_err(|e| crate::Error::io(format!("create {}", log.display()), e))?;
+    let err = out.try_clone().map_err(|e| crate::Error::io(format!("dup {}", log.display()), e))?;
+    let mut prepared = spec.prepare(command, PROJECT_DIR, &BTreeMap::new())?;
+    prepared
+        .command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .kill_on_drop(true);
+    prepared.command.spawn().map_err(|e| crate::Error::io(format!("start dev server `{command}` with bwrap"), e))
+}

@@ -1,0 +1,238 @@
+//! Starting processes inside a sandbox: `bwrap` entered into the sandbox's network namespace
+//! and cgroup, running as the unprivileged sandbox user.
+//!
+//! The forked child, still root, joins the sandbox's network namespace and cgroups (so every
+//! descendant is counted and limited from its first instruction), then drops to the sandbox
+//! uid/gid and execs bwrap. bwrap therefore runs unprivileged and builds its mount, pid, ipc
+//! and uts namespaces inside a fresh user namespace mapping the sandbox uid to itself: root's
+//! powers never reach sandbox code, and files it creates are owned by the sandbox uid on disk.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::provider::{HOME_DIR, PROJECT_DIR};
+
+/// Where a template's support files (e.g. the static server script) appear, read-only.
+pub const TEMPLATE_SUPPORT_DIR: &str = "/opt/forgeai-template";
+
+/// Host paths shown read-only inside every sandbox when they exist: the OS's programs and
+/// libraries and the few /etc files they need (dynamic linker cache, TLS roots, alternatives).
+const RO_SYSTEM_PATHS: &[&str] = &[
+    "/usr",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+    "/etc/alternatives",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/mime.types",
+];
+
+/// Top-level directories that are symlinks into /usr on merged-/usr systems (or real dirs on
+/// older ones).
+const TOP_LEVEL_LINKS: &[&str] = &["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+
+/// Everything needed to start processes in one sandbox; cheap to clone and share.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub bwrap: PathBuf,
+    /// The sandbox's merged overlay directory (its project).
+    pub merged: PathBuf,
+    /// The sandbox user's home directory on the host.
+    pub home: PathBuf,
+    /// Template support files, if any.
+    pub support: Option<PathBuf>,
+    /// Generated passwd, group, hosts, hostname and resolv.conf.
+    pub etc_dir: PathBuf,
+    /// `/run/netns/<name>` of the sandbox's network namespace.
+    pub netns: PathBuf,
+    /// `cgroup.procs` files the process joins.
+    pub cgroup_procs: Vec<PathBuf>,
+    pub uid: u32,
+    pub gid: u32,
+    /// Sandbox-wide environment (template env + create options).
+    pub envs: BTreeMap<String, String>,
+}
+
+/// A command ready to spawn, plus the descriptor it needs to stay open until then.
+pub struct Prepared {
+    pub command: tokio::process::Command,
+    /// Kept open until spawn: the child setns()es into it.
+    _netns: File,
+}
+
+impl SpawnSpec {
+    /// Builds `bwrap … /bin/bash -c <script>` for this sandbox, working in `cwd`.
+    pub fn prepare(&self, script: &str, cwd: &str, extra_env: &BTreeMap<String, String>) -> Result<Prepared> {
+        let netns = File::open(&self.netns).ctx(|| {
+            format!("open network namespace {} (was the sandbox's network torn down?)", self.netns.display())
+        })?;
+        let mut cmd = tokio::process::Command::new(&self.bwrap);
+        cmd.args(self.bwrap_args(cwd));
+        cmd.arg("--").arg("/bin/bash").arg("-c").arg(script);
+
+        // Only what we set reaches the sandbox: the host's environment may hold secrets.
+        cmd.env_clear();
+        for (k, v) in base_env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in self.envs.iter().chain(extra_env.iter()) {
+            cmd.env(k, v);
+        }
+
+        let netns_fd = netns.as_raw_fd();
+        let procs: Vec<CString> = self
+            .cgroup_procs
+            .iter()
+            .map(|p| CString::new(p.as_os_str().as_bytes()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::io("cgroup path contains a NUL byte", io::ErrorKind::InvalidInput.into()))?;
+        let (uid, gid) = (self.uid, self.gid);
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls on data prepared before the fork; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                for path in &procs {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // "0" means the writing process itself, in v1 and v2 alike.
+                    let rc = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                    if rc != 1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(Prepared { command: cmd, _netns: netns })
+    }
+
+    fn bwrap_args(&self, cwd: &str) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::with_capacity(96);
+        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+        push(&[
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            // Nested user namespaces are kernel attack surface sandboxed code has no use for.
+            "--disable-userns",
+            // Killing bwrap (timeout, kill) must take the whole process tree with it.
+            "--die-with-parent",
+            // A new session stops TIOCSTI-style injection into a controlling terminal.
+            "--new-session",
+            "--hostname",
+            "sandbox",
+        ]);
+        for p in RO_SYSTEM_PATHS {
+            if Path::new(p).exists() {
+                push(&["--ro-bind", p, p]);
+            }
+        }
+        for p in TOP_LEVEL_LINKS {
+            let path = Path::new(p);
+            match std::fs::read_link(path) {
+                Ok(target) => {
+                    a.push("--symlink".into());
+                    a.push(target.into_os_string());
+                    a.push(p.into());
+                }
+                Err(_) if path.is_dir() => a.extend(["--ro-bind", p, p].map(OsString::from)),
+                Err(_) => {}
+            }
+        }
+        for f in ["passwd", "group", "hosts", "hostname", "resolv.conf"] {
+            a.push("--ro-bind".into());
+            a.push(self.etc_dir.join(f).into_os_string());
+            a.push(format!("/etc/{f}").into());
+        }
+        a.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(OsString::from));
+        a.push("--bind".into());
+        a.push(self.home.clone().into_os_string());
+        a.push(HOME_DIR.into());
+        a.push("--bind".into());
+        a.push(self.merged.clone().into_os_string());
+        a.push(PROJECT_DIR.into());
+        if let Some(support) = &self.support {
+            a.push("--ro-bind".into());
+            a.push(support.clone().into_os_string());
+            a.push(TEMPLATE_SUPPORT_DIR.into());
+        }
+        // Nothing outside the explicit mounts may be written, not even bwrap's root tmpfs.
+        a.extend(["--remount-ro", "/", "--chdir", cwd].map(OsString::from));
+        a
+    }
+}
+
+fn base_env() -> [(&'static str, &'static str); 8] {
+    [
+        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("HOME", HOME_DIR),
+        ("USER", "user"),
+        ("LOGNAME", "user"),
+        ("SHELL", "/bin/bash"),
+        ("LANG", "C.UTF-8"),
+        ("TMPDIR", "/tmp"),
+        // npm's update check would phone home on every command and fails offline anyway.
+        ("NPM_CONFIG_UPDATE_NOTIFIER", "false"),
+    ]
+}
+
+/// Writes the generated /etc files every sandbox shares: a passwd and group naming the sandbox
+/// user, hosts, hostname, and a resolv.conf with the host's non-loopback name servers (a
+/// loopback resolver of the host is unreachable from the sandbox's namespace).
+pub fn write_etc(etc_dir: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::fs::create_dir_all(etc_dir).ctx(|| format!("create {}", etc_dir.display()))?;
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut servers: Vec<String> = resolv
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.starts_with("127.") && s != "::1" && !s.is_empty())
+        .collect();
+    if servers.is_empty() {
+        tracing::warn!("host resolv.conf has no non-loopback name server; sandboxes will have no DNS");
+        servers.clear();
+    }
+    let files = [
+        (
+            "passwd",
+            format!("root:x:0:0:root:/root:/usr/sbin/nologin\nuser:x:{uid}:{gid}:sandbox user:{HOME_DIR}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+        ),
+        ("group", format!("root:x:0:\nuser:x:{gid}:\nnogroup:x:65534:\n")),
+        ("hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()),
+        ("hostname", "sandbox\n".to_string()),
+        ("resolv.conf", servers.iter().map(|s| format!("nameserver {s}\n")).collect()),
+    ];
+    for (name, content) in files {
+        let path = etc_dir.join(name);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
+            let tmp = etc_dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, content).ctx(|| format!("write {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).ctx(|| format!("replace {}", path.display()))?;
+        }
+    }
+    Ok(())
+}

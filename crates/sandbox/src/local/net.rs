@@ -1,0 +1,416 @@
+//! One network namespace per sandbox, wired to the host through a veth pair on its own /30,
+//! with nftables rules that cut the sandbox off from the host and from other sandboxes.
+//!
+//! Layout of sandbox number `i` in the range (10.88.0.0/16 by default):
+//! namespace `fa-<short>`, host end `fah-<short>` = 10.88.x.(4i+1), sandbox end `eth0` =
+//! 10.88.x.(4i+2), default route via the host end, egress masqueraded.
+//!
+//! Firewall (table `inet forgeai`, shared by all sandboxes): traffic *from* a sandbox veth to
+//! the host itself is dropped unless it answers a connection the host opened (that is how the
+//! preview proxy reaches port 3000); forwarded traffic from a sandbox to the sandbox range or
+//! link-local (cloud metadata) is dropped; everything else leaves masqueraded. Each sandbox has
+//! its own two chains, hooked in through verdict maps keyed by its veth name, so adding or
+//! removing a sandbox never rewrites another's rules; a catch-all drops traffic from any
+//! `fah-*` interface that has no chain (yet).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Where network namespaces live once `ip netns add` created them.
+const NETNS_DIR: &str = "/run/netns";
+/// Host-side interface prefix; the nftables catch-all matches on it.
+const HOST_IF_PREFIX: &str = "fah-";
+
+/// Network settings of the local provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetConfig {
+    /// Base address of the range reserved for sandboxes.
+    pub range_base: Ipv4Addr,
+    /// Prefix length of the range (at most 29: each sandbox takes a /30).
+    pub range_prefix: u8,
+    /// Extra destinations sandboxes may not reach (besides the host and the sandbox range).
+    pub blocked: Vec<(Ipv4Addr, u8)>,
+    /// nftables table (family inet) holding the rules.
+    pub table: String,
+    /// `ip` binary.
+    pub ip: PathBuf,
+    /// `nft` binary.
+    pub nft: PathBuf,
+    /// Where subnet leases are kept; on tmpfs so they vanish with the namespaces at reboot.
+    pub lease_dir: PathBuf,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            range_base: Ipv4Addr::new(10, 88, 0, 0),
+            range_prefix: 16,
+            // Link-local holds cloud metadata services, which hand out credentials.
+            blocked: vec![(Ipv4Addr::new(169, 254, 0, 0), 16)],
+            table: "forgeai".into(),
+            ip: find_tool("ip"),
+            nft: find_tool("nft"),
+            lease_dir: PathBuf::from("/run/forgeai/subnets"),
+        }
+    }
+}
+
+fn find_tool(name: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from(name)
+}
+
+impl NetConfig {
+    fn range(&self) -> String {
+        format!("{}/{}", self.range_base, self.range_prefix)
+    }
+
+    fn slots(&self) -> u32 {
+        1u32 << (30 - self.range_prefix.min(30) as u32)
+    }
+}
+
+/// The network of one running sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxNet {
+    pub netns: String,
+    pub host_if: String,
+    pub index: u32,
+    pub host_addr: Ipv4Addr,
+    pub sandbox_addr: Ipv4Addr,
+}
+
+impl SandboxNet {
+    pub fn netns_path(&self) -> PathBuf {
+        Path::new(NETNS_DIR).join(&self.netns)
+    }
+}
+
+/// Host-wide network state shared by all sandboxes of a provider.
+#[derive(Debug, Clone)]
+pub struct Network {
+    cfg: NetConfig,
+}
+
+impl Network {
+    /// Checks that this machine can host sandbox networks and prepares it (once per provider):
+    /// root, tools present, the range unused by anything else, forwarding on, base table there.
+    pub fn init(cfg: NetConfig) -> Result<Self> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(Error::Unsupported {
+                what: "creating network namespaces, mounts and cgroups needs root".into(),
+                hint: "run forgeai as root (or in a container with CAP_SYS_ADMIN and CAP_NET_ADMIN), or use a cloud sandbox provider".into(),
+            });
+        }
+        if cfg.range_prefix > 29 || cfg.range_prefix < 8 {
+            return Err(Error::NetworkRangeInUse { range: cfg.range(), used_by: "an invalid prefix (use /8 to /29)".into() });
+        }
+        for tool in [&cfg.ip, &cfg.nft] {
+            if !tool.exists() {
+                return Err(Error::Unsupported {
+                    what: format!("{} is not installed", tool.display()),
+                    hint: "run scripts/setup-sandbox.sh (Debian packages iproute2, nftables, bubblewrap)".into(),
+                });
+            }
+        }
+        let net = Network { cfg };
+        net.check_range_unused()?;
+        fs::write("/proc/sys/net/ipv4/ip_forward", "1").ctx(|| "enable IPv4 forwarding for sandbox egress".into())?;
+        fs::create_dir_all(&net.cfg.lease_dir).ctx(|| format!("create {}", net.cfg.lease_dir.display()))?;
+        net.ensure_table()?;
+        Ok(net)
+    }
+
+    /// Refuses to start when an address or route of this machine (other than our own veths)
+    /// overlaps the range, since our NAT and drop rules would then break that network.
+    fn check_range_unused(&self) -> Result<()> {
+        let range = (self.cfg.range_base, self.cfg.range_prefix);
+        let addrs = run(&self.cfg.ip, &["-o", "-4", "addr", "show"], None)?;
+        for line in addrs.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let dev = fields.get(1).copied().unwrap_or("");
+            let Some(pos) = fields.iter().position(|f| *f == "inet") else { continue };
+            let Some(cidr) = fields.get(pos + 1).and_then(|c| parse_cidr(c)) else { continue };
+            if !dev.starts_with(HOST_IF_PREFIX) && overlaps(range, cidr) {
+                return Err(Error::NetworkRangeInUse { range: self.cfg.range(), used_by: format!("address {} on {dev}", fields[pos + 1]) });
+            }
+        }
+        let routes = run(&self.cfg.ip, &["-4", "route", "show"], None)?;
+        for line in routes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some(dst) = fields.first() else { continue };
+            if *dst == "default" {
+                continue;
+            }
+            let Some(cidr) = parse_cidr(dst) else { continue };
+            let dev = fields.iter().position(|f| *f == "dev").and_then(|i| fields.get(i + 1)).copied().unwrap_or("");
+            if !dev.starts_with(HOST_IF_PREFIX) && overlaps(range, cidr) {
+                return Err(Error::NetworkRangeInUse { range: self.cfg.range(), used_by: format!("route {line:?}") });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the shared table once; a lock keeps concurrent providers from both creating it.
+    fn ensure_table(&self) -> Result<()> {
+        let lock_path = self.cfg.lease_dir.join("nft.lock");
+        let lock = OpenOptions::new().create(true).write(true).truncate(false).open(&lock_path).ctx(|| format!("open {}", lock_path.display()))?;
+        // SAFETY: flock on a descriptor we hold; released when `lock` is dropped.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Error::io(format!("lock {}", lock_path.display()), io::Error::last_os_error()));
+        }
+        let t = &self.cfg.table;
+        let listed = Command::new(&self.cfg.nft).args(["list", "table", "inet", t]).stdout(Stdio::piped()).stderr(Stdio::null()).output();
+        if let Ok(out) = listed
+            && out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("sb_forward")
+        {
+            return Ok(());
+        }
+        let range = self.cfg.range();
+        let script = format!(
+            r#"table inet {t} {{
+  map sb_input {{ type ifname : verdict ; }}
+  map sb_forward {{ type ifname : verdict ; }}
+  chain input {{
+    type filter hook input priority filter - 5 ; policy accept ;
+    iifname vmap @sb_input
+    iifname "{HOST_IF_PREFIX}*" drop
+  }}
+  chain forward {{
+    type filter hook forward priority filter - 5 ; policy accept ;
+    iifname vmap @sb_forward
+    iifname "{HOST_IF_PREFIX}*" drop
+    oifname "{HOST_IF_PREFIX}*" ct state established,related accept
+    oifname "{HOST_IF_PREFIX}*" drop
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat ; policy accept ;
+    ip saddr {range} ip daddr != {range} masquerade
+  }}
+}}
+"#
+        );
+        run(&self.cfg.nft, &["-f", "-"], Some(&script)).map(|_| ())
+    }
+
+    fn names(short: &str) -> (String, String) {
+        (format!("fa-{short}"), format!("{HOST_IF_PREFIX}{short}"))
+    }
+
+    /// Gives sandbox `short` (≤ 10 chars) its namespace, veth pair, addresses and rules.
+    /// `owner` (the sandbox directory) marks the subnet lease as ours and lets a later run
+    /// recognise leases whose sandbox disappeared.
+    pub fn setup(&self, short: &str, owner: &Path) -> Result<SandboxNet> {
+        let (netns, host_if) = Self::names(short);
+        // Leftovers of an earlier run (crash, restart of forgeai without reboot) go first. A
+        // fresh sandbox has none, and checking costs two stats instead of six nft calls; stray
+        // chains without a namespace are handled by the idempotent rule batch below.
+        if Path::new(NETNS_DIR).join(&netns).exists() || Path::new("/sys/class/net").join(&host_if).exists() {
+            self.teardown(short, owner);
+        }
+        let index = self.lease(owner)?;
+        let base = u32::from(self.cfg.range_base) + index * 4;
+        let net = SandboxNet {
+            netns: netns.clone(),
+            host_if: host_if.clone(),
+            index,
+            host_addr: Ipv4Addr::from(base + 1),
+            sandbox_addr: Ipv4Addr::from(base + 2),
+        };
+        if let Err(e) = self.create(&net) {
+            self.teardown(short, owner);
+            return Err(e);
+        }
+        Ok(net)
+    }
+
+    fn create(&self, net: &SandboxNet) -> Result<()> {
+        let SandboxNet { netns, host_if, host_addr, sandbox_addr, .. } = net;
+        let host_batch = format!(
+            "netns add {netns}\nlink add {host_if} type veth peer name eth0 netns {netns}\naddr add {host_addr}/30 dev {host_if}\nlink set {host_if} up\n"
+        );
+        run(&self.cfg.ip, &["-batch", "-"], Some(&host_batch)).map_err(|e| match e {
+            Error::Tool { stderr, .. } if stderr.contains("Operation not permitted") => Error::Unsupported {
+                what: format!("cannot create network namespace {netns}: {stderr}"),
+                hint: "the local provider needs CAP_SYS_ADMIN and CAP_NET_ADMIN (run as root)".into(),
+            },
+            e => e,
+        })?;
+        // The host end needs no IPv6; without a link-local address there is no v6 path to us.
+        let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6"), "1");
+        let ns_batch = format!("link set lo up\naddr add {sandbox_addr}/30 dev eth0\nlink set eth0 up\nroute add default via {host_addr}\n");
+        run(&self.cfg.ip, &["-n", netns, "-batch", "-"], Some(&ns_batch))?;
+        let t = &self.cfg.table;
+        let short = &host_if[HOST_IF_PREFIX.len()..];
+        let mut blocked = vec![self.cfg.range()];
+        blocked.extend(self.cfg.blocked.iter().map(|(a, p)| format!("{a}/{p}")));
+        let rules = format!(
+            "add chain inet {t} in-{short}\n\
+             flush chain inet {t} in-{short}\n\
+             add rule inet {t} in-{short} ct state established,related accept\n\
+             add rule inet {t} in-{short} counter drop\n\
+             add chain inet {t} fwd-{short}\n\
+             flush chain inet {t} fwd-{short}\n\
+             add rule inet {t} fwd-{short} meta nfproto ipv6 drop\n\
+             add rule inet {t} fwd-{short} ip saddr != {sandbox_addr} drop\n\
+             add rule inet {t} fwd-{short} ip daddr {{ {} }} counter drop\n\
+             add rule inet {t} fwd-{short} accept\n\
+             add element inet {t} sb_input {{ \"{host_if}\" : jump in-{short} }}\n\
+             add element inet {t} sb_forward {{ \"{host_if}\" : jump fwd-{short} }}\n",
+            blocked.join(", ")
+        );
+        if let Err(e) = run(&self.cfg.nft, &["-f", "-"], Some(&rules)) {
+            // The base table can vanish under us (a firewall reload flushing the ruleset):
+            // rebuild it and try once more rather than leave this sandbox without rules.
+            tracing::warn!(error = %e, "adding sandbox firewall rules failed; recreating table {t}");
+            self.ensure_table()?;
+            run(&self.cfg.nft, &["-f", "-"], Some(&rules))?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything `setup` made (best effort: each part is removed independently so a
+    /// half-built network is cleaned as well).
+    pub fn teardown(&self, short: &str, owner: &Path) {
+        let (netns, host_if) = Self::names(short);
+        let t = &self.cfg.table;
+        let nft_cmds = [
+            format!("delete element inet {t} sb_input {{ \"{host_if}\" }}"),
+            format!("delete element inet {t} sb_forward {{ \"{host_if}\" }}"),
+            format!("flush chain inet {t} in-{short}"),
+            format!("delete chain inet {t} in-{short}"),
+            format!("flush chain inet {t} fwd-{short}"),
+            format!("delete chain inet {t} fwd-{short}"),
+        ];
+        // One batch is atomic and fast; if part of it does not exist, fall back to one by one.
+        if run(&self.cfg.nft, &["-f", "-"], Some(&(nft_cmds.join("\n") + "\n"))).is_err() {
+            for cmd in &nft_cmds {
+                let _ = run(&self.cfg.nft, &["-f", "-"], Some(&(cmd.clone() + "\n")));
+            }
+        }
+        if Path::new("/sys/class/net").join(&host_if).exists() {
+            let _ = run(&self.cfg.ip, &["link", "del", &host_if], None);
+        }
+        if Path::new(NETNS_DIR).join(&netns).exists() {
+            let _ = run(&self.cfg.ip, &["netns", "del", &netns], None);
+        }
+        self.release(owner);
+    }
+
+    /// Takes a free /30: reuses the lease this owner already holds, else claims a free slot
+    /// with an exclusive create, reclaiming leases whose sandbox directory is gone.
+    fn lease(&self, owner: &Path) -> Result<u32> {
+        let owner_s = owner.to_string_lossy().into_owned();
+        if let Some(i) = self.owned_leases(&owner_s).into_iter().next() {
+            return Ok(i);
+        }
+        let slots = self.cfg.slots();
+        let start = rand::random_range(0..slots);
+        for k in 0..slots {
+            let i = (start + k) % slots;
+            let path = self.cfg.lease_dir.join(i.to_string());
+            for attempt in 0..2 {
+                match OpenOptions::new().write(true).create_new(true).open(&path) {
+                    Ok(mut f) => {
+                        f.write_all(owner_s.as_bytes()).ctx(|| format!("write lease {}", path.display()))?;
+                        return Ok(i);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt == 0 => {
+                        let holder = fs::read_to_string(&path).unwrap_or_default();
+                        // A lease whose sandbox directory vanished belongs to nobody.
+                        if !holder.is_empty() && !Path::new(&holder).exists() {
+                            let _ = fs::remove_file(&path);
+                            continue;
+                        }
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => break,
+                    Err(e) => return Err(Error::io(format!("create lease {}", path.display()), e)),
+                }
+            }
+        }
+        Err(Error::NetworksExhausted { range: self.cfg.range(), count: slots as usize })
+    }
+
+    fn owned_leases(&self, owner: &str) -> Vec<u32> {
+        let Ok(entries) = fs::read_dir(&self.cfg.lease_dir) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let i: u32 = e.file_name().to_str()?.parse().ok()?;
+                (fs::read_to_string(e.path()).ok()? == owner).then_some(i)
+            })
+            .collect()
+    }
+
+    fn release(&self, owner: &Path) {
+        for i in self.owned_leases(&owner.to_string_lossy()) {
+            let _ = fs::remove_file(self.cfg.lease_dir.join(i.to_string()));
+        }
+    }
+}
+
+/// Runs a tool, feeding `stdin`, and returns its stdout; failures carry its stderr.
+pub(crate) fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let command = format!("{} {}", program.display(), args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ctx(|| format!("start `{command}`"))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes()).ctx(|| format!("write to `{command}`"))?;
+    }
+    let out = child.wait_with_output().ctx(|| format!("wait for `{command}`"))?;
+    if !out.status.success() {
+        return Err(Error::Tool {
+            command,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    match s.split_once('/') {
+        Some((a, p)) => Some((a.parse().ok()?, p.parse().ok().filter(|p: &u8| *p <= 32)?)),
+        None => Some((s.parse().ok()?, 32)),
+    }
+}
+
+fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
+    let prefix = a.1.min(b.1) as u32;
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    (u32::from(a.0) & mask) == (u32::from(b.0) & mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_overlap() {
+        let r = (Ipv4Addr::new(10, 88, 0, 0), 16);
+        assert!(overlaps(r, parse_cidr("10.88.3.4/30").unwrap()));
+        assert!(overlaps(r, parse_cidr("10.0.0.0/8").unwrap()));
+        assert!(!overlaps(r, parse_cidr("10.89.0.0/16").unwrap()));
+        assert!(!overlaps(r, parse_cidr("192.0.2.2/24").unwrap()));
+        assert!(overlaps(r, parse_cidr("10.88.0.1").unwrap()));
+    }
+}

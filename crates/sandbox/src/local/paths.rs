@@ -1,0 +1,372 @@
+//! File access confined to a sandbox's project directory.
+//!
+//! Paths come from the coding agent, i.e. from a language model, and the tree they point into is
+//! writable by code running in the sandbox, which may plant symlinks at any moment. Checking a
+//! path and then opening it would race with such a symlink, so every open goes through
+//! `openat2(2)` with `RESOLVE_BENEATH` from a descriptor of the project root: the kernel itself
+//! refuses any resolution (`..`, absolute or relative symlink) that would leave the root, with no
+//! window between check and use. A lexical pass before that gives clearer errors for the
+//! common cases (`..`, absolute paths elsewhere).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::provider::{EntryInfo, EntryKind, PROJECT_DIR};
+
+/// Largest file `read_file` returns; bigger ones would be a memory hazard for the caller.
+pub const MAX_READ_BYTES: u64 = 64 * 1024 * 1024;
+
+/// `struct open_how` of openat2(2); spelled out here so we do not depend on libc exposing it.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Fail when resolution would leave the directory the lookup starts from.
+const RESOLVE_BENEATH: u64 = 0x08;
+/// Refuse /proc magic links, which could otherwise jump anywhere.
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+
+/// A path inside the project, split into its normal components.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectPath {
+    components: Vec<String>,
+    /// The path as the caller gave it, for messages.
+    original: String,
+}
+
+impl ProjectPath {
+    /// Parses a caller's path: relative to the project, or absolute under [`PROJECT_DIR`].
+    pub fn parse(path: &str) -> Result<Self> {
+        let escape = |reason: &str| Error::PathEscape { path: path.to_string(), reason: reason.to_string() };
+        if path.contains('\0') {
+            return Err(Error::WrongKind { path: path.to_string(), reason: "contains a NUL byte".into() });
+        }
+        let rest = if let Some(abs) = path.strip_prefix('/') {
+            let project = &PROJECT_DIR[1..];
+            match abs.strip_prefix(project) {
+                Some("") => "",
+                Some(r) if r.starts_with('/') => r,
+                _ => return Err(escape("absolute paths must be under /home/user/project")),
+            }
+        } else {
+            path
+        };
+        let mut components: Vec<String> = Vec::new();
+        for part in rest.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    if components.pop().is_none() {
+                        return Err(escape("`..` climbs above the project directory"));
+                    }
+                }
+                other => components.push(other.to_string()),
+            }
+        }
+        Ok(ProjectPath { components, original: path.to_string() })
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.components.is_empty()
+    }
+
+    /// The path relative to the project root ("." for the root itself).
+    fn relative(&self) -> String {
+        if self.components.is_empty() { ".".to_string() } else { self.components.join("/") }
+    }
+
+    /// The absolute path as seen inside the sandbox.
+    pub fn sandbox_path(&self) -> String {
+        if self.components.is_empty() {
+            PROJECT_DIR.to_string()
+        } else {
+            format!("{PROJECT_DIR}/{}", self.components.join("/"))
+        }
+    }
+
+    fn child(&self, name: &str) -> ProjectPath {
+        let mut components = self.components.clone();
+        components.push(name.to_string());
+        let original = format!("{}/{}", self.original.trim_end_matches('/'), name);
+        ProjectPath { components, original }
+    }
+
+    fn prefix(&self, len: usize) -> ProjectPath {
+        ProjectPath { components: self.components[..len].to_vec(), original: self.original.clone() }
+    }
+}
+
+/// An open descriptor of a project root (the sandbox's merged overlay directory).
+pub struct ProjectRoot {
+    fd: OwnedFd,
+    /// Host path of the root, only for messages.
+    host_path: PathBuf,
+    uid: u32,
+    gid: u32,
+}
+
+impl ProjectRoot {
+    /// Opens `dir` (the sandbox's merged directory); new files and directories get `uid:gid`.
+    pub fn open(dir: &Path, uid: u32, gid: u32) -> Result<Self> {
+        let c = cstring(dir.as_os_str().as_bytes())?;
+        // SAFETY: plain open(2) on a NUL-terminated path; the result is checked below.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::io(format!("open project root {}", dir.display()), io::Error::last_os_error()));
+        }
+        // SAFETY: fd was just returned by open(2) and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(ProjectRoot { fd, host_path: dir.to_path_buf(), uid, gid })
+    }
+
+    fn open_beneath(&self, path: &ProjectPath, flags: i32, mode: u32) -> Result<OwnedFd> {
+        let rel = cstring(path.relative().as_bytes())?;
+        openat2(self.fd.as_raw_fd(), &rel, flags, mode).map_err(|e| map_err(path, e, &self.host_path))
+    }
+
+    /// Writes `contents` to `path`, creating parent directories; everything created is owned by
+    /// the sandbox user so code in the sandbox can change it later.
+    pub fn write_file(&self, path: &ProjectPath, contents: &[u8]) -> Result<()> {
+        if path.is_root() {
+            return Err(Error::WrongKind { path: path.original.clone(), reason: "is the project directory, not a file".into() });
+        }
+        self.ensure_dirs(&path.prefix(path.components.len() - 1))?;
+        // O_NONBLOCK: opening a FIFO planted by sandbox code must fail instead of hanging us.
+        let fd = self.open_beneath(
+            path,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            0o644,
+        )?;
+        let mut file = File::from(fd);
+        let meta = file.metadata().map_err(|e| map_err(path, e, &self.host_path))?;
+        if !meta.is_file() {
+            return Err(Error::WrongKind { path: path.original.clone(), reason: "is not a regular file".into() });
+        }
+        // Truncate only after the checks above, so a directory or device is never touched.
+        file.set_len(0).map_err(|e| map_err(path, e, &self.host_path))?;
+        file.write_all(contents).map_err(|e| map_err(path, e, &self.host_path))?;
+        // Data must reach the disk's accounting now so a full disk is reported to this caller.
+        file.sync_data().map_err(|e| map_err(path, e, &self.host_path))?;
+        fchown(file.as_raw_fd(), self.uid, self.gid).map_err(|e| map_err(path, e, &self.host_path))?;
+        Ok(())
+    }
+
+    /// Creates each missing directory of `dir` (like `mkdir -p`) without following any symlink
+    /// out of the root: every step is re-resolved from the root with `RESOLVE_BENEATH`.
+    fn ensure_dirs(&self, dir: &ProjectPath) -> Result<()> {
+        let dir_flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        for len in 1..=dir.components.len() {
+            let prefix = dir.prefix(len);
+            match self.open_beneath(&prefix, dir_flags, 0) {
+                Ok(_) => continue,
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let parent = self.open_beneath(&dir.prefix(len - 1), dir_flags, 0)?;
+            let name = cstring(dir.components[len - 1].as_bytes())?;
+            // SAFETY: mkdirat/fchownat on a valid directory fd and a single NUL-terminated name;
+            // a single name cannot traverse anything, so this cannot leave the root.
+            let rc = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) };
+            if rc != 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(map_err(&prefix, err, &self.host_path));
+                }
+                // Lost a race with sandbox code creating it: fine, re-resolved next round.
+                continue;
+            }
+            // SAFETY: as above.
+            let rc = unsafe {
+                libc::fchownat(parent.as_raw_fd(), name.as_ptr(), self.uid, self.gid, libc::AT_SYMLINK_NOFOLLOW)
+            };
+            if rc != 0 {
+                return Err(map_err(&prefix, io::Error::last_os_error(), &self.host_path));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a regular file of at most [`MAX_READ_BYTES`].
+    pub fn read_file(&self, path: &ProjectPath) -> Result<Vec<u8>> {
+        let fd = self.open_beneath(path, libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK, 0)?;
+        let mut file = File::from(fd);
+        let meta = file.metadata().map_err(|e| map_err(path, e, &self.host_path))?;
+        if meta.is_dir() {
+            return Err(Error::WrongKind { path: path.original.clone(), reason: "is a directory; list it instead".into() });
+        }
+        if !meta.is_file() {
+            return Err(Error::WrongKind { path: path.original.clone(), reason: "is not a regular file".into() });
+        }
+        if meta.len() > MAX_READ_BYTES {
+            return Err(Error::FileTooLarge { path: path.original.clone(), size: meta.len(), limit: MAX_READ_BYTES });
+        }
+        let mut buf = Vec::with_capacity(meta.len() as usize);
+        // take(): the file may grow while we read; never return more than the limit.
+        (&mut file).take(MAX_READ_BYTES).read_to_end(&mut buf).map_err(|e| map_err(path, e, &self.host_path))?;
+        Ok(buf)
+    }
+
+    /// Lists `dir`, descending `depth` levels; symlinked directories are listed, not entered.
+    pub fn list(&self, dir: &ProjectPath, depth: u32) -> Result<Vec<EntryInfo>> {
+        let mut out = Vec::new();
+        self.list_into(dir, depth.max(1), &mut out)?;
+        Ok(out)
+    }
+
+    fn list_into(&self, dir: &ProjectPath, depth: u32, out: &mut Vec<EntryInfo>) -> Result<()> {
+        let fd = self.open_beneath(dir, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)?;
+        // Reading through /proc/self/fd keeps us on the descriptor resolved beneath the root.
+        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        let entries = std::fs::read_dir(&proc_path).map_err(|e| map_err(dir, e, &self.host_path))?;
+        let mut names: Vec<(String, EntryKind, u64)> = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| map_err(dir, e, &self.host_path))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let meta = match std::fs::symlink_metadata(proc_path.join(entry.file_name())) {
+                Ok(m) => m,
+                // Deleted between readdir and stat by sandbox code: skip it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(map_err(dir, e, &self.host_path)),
+            };
+            let ft = meta.file_type();
+            let kind = if ft.is_symlink() {
+                EntryKind::Symlink
+            } else if ft.is_dir() {
+                EntryKind::Dir
+            } else if ft.is_file() {
+                EntryKind::File
+            } else {
+                EntryKind::Other
+            };
+            names.push((name, kind, meta.len()));
+        }
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, kind, size) in names {
+            let child = dir.child(&name);
+            out.push(EntryInfo { name, path: child.sandbox_path(), kind, size });
+            if kind == EntryKind::Dir && depth > 1 {
+                self.list_into(&child, depth - 1, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn cstring(bytes: &[u8]) -> Result<CString> {
+    CString::new(bytes).map_err(|_| Error::WrongKind {
+        path: String::from_utf8_lossy(bytes).into_owned(),
+        reason: "contains a NUL byte".into(),
+    })
+}
+
+fn openat2(dirfd: RawFd, path: &CString, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let how = OpenHow {
+        flags: flags as u64,
+        mode: if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 },
+        resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+    // The kernel answers EAGAIN when a concurrent rename might have let `..` escape; retrying
+    // is the documented remedy. Bounded so a hostile rename loop cannot pin us here.
+    for _ in 0..64 {
+        // SAFETY: openat2 with a valid dirfd, NUL-terminated path and a correctly sized open_how.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd,
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if rc >= 0 {
+            // SAFETY: a non-negative return is a new descriptor we own.
+            return Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) });
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::EAGAIN))
+}
+
+fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: fchown on a descriptor we hold.
+    if unsafe { libc::fchown(fd, uid, gid) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Turns errno values into the errors callers act on.
+fn map_err(path: &ProjectPath, err: io::Error, root: &Path) -> Error {
+    let p = || path.original.clone();
+    match err.raw_os_error() {
+        Some(libc::EXDEV) => Error::PathEscape { path: p(), reason: "a symlink in it points outside the project".into() },
+        Some(libc::ELOOP) => Error::PathEscape { path: p(), reason: "it goes through a symlink loop or a link that leaves the project".into() },
+        Some(libc::ENOENT) => Error::NotFound { path: p() },
+        Some(libc::ENOTDIR) => Error::WrongKind { path: p(), reason: "a parent of it is not a directory".into() },
+        Some(libc::EISDIR) => Error::WrongKind { path: p(), reason: "is a directory".into() },
+        Some(libc::ENXIO) => Error::WrongKind { path: p(), reason: "is a FIFO or device, not a regular file".into() },
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::DiskFull { path: p(), data_dir: root.to_path_buf() },
+        _ => Error::io(format!("access {:?} in the project", path.original), err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_accepts_relative_and_project_absolute() {
+        assert_eq!(ProjectPath::parse("app/page.tsx").unwrap().sandbox_path(), "/home/user/project/app/page.tsx");
+        assert_eq!(ProjectPath::parse("/home/user/project/a/./b").unwrap().sandbox_path(), "/home/user/project/a/b");
+        assert_eq!(ProjectPath::parse("a/../b").unwrap().sandbox_path(), "/home/user/project/b");
+        assert!(ProjectPath::parse("/home/user/project").unwrap().is_root());
+        assert!(ProjectPath::parse("").unwrap().is_root());
+    }
+
+    #[test]
+    fn parse_refuses_escapes() {
+        for p in ["../x", "a/../../x", "/etc/passwd", "/home/user/projectx/a", "/home/user/.bashrc", "/"] {
+            assert!(matches!(ProjectPath::parse(p), Err(Error::PathEscape { .. })), "{p}");
+        }
+        assert!(matches!(ProjectPath::parse("a\0b"), Err(Error::WrongKind { .. })));
+    }
+
+    #[test]
+    fn openat2_refuses_symlinks_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink("../secret", root.join("rel")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("..", root.join("up")).unwrap();
+        std::fs::create_dir(root.join("inside")).unwrap();
+        std::os::unix::fs::symlink("inside", root.join("ok")).unwrap();
+        let uid = unsafe { libc::getuid() };
+        let gid = unsafe { libc::getgid() };
+        let r = ProjectRoot::open(&root, uid, gid).unwrap();
+        for p in ["rel", "abs", "up/secret"] {
+            let path = ProjectPath::parse(p).unwrap();
+            assert!(matches!(r.read_file(&path), Err(Error::PathEscape { .. })), "{p}");
+            assert!(matches!(r.write_file(&path, b"x"), Err(Error::PathEscape { .. })), "{p}");
+        }
+        assert!(matches!(r.write_file(&ProjectPath::parse("up/new/file").unwrap(), b"x"), Err(Error::PathEscape { .. })));
+        assert_eq!(std::fs::read_to_string(dir.path().join("secret")).unwrap(), "s");
+        r.write_file(&ProjectPath::parse("ok/deep/er/f.txt").unwrap(), b"hello").unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("inside/deep/er/f.txt")).unwrap(), "hello");
+        assert_eq!(r.read_file(&ProjectPath::parse("ok/deep/er/f.txt").unwrap()).unwrap(), b"hello");
+        let listed = r.list(&ProjectPath::parse(".").unwrap(), 3).unwrap();
+        let names: Vec<_> = listed.iter().map(|e| e.path.as_str()).collect();
+        assert!(names.contains(&"/home/user/project/inside/deep/er"), "{names:?}");
+        assert!(matches!(r.read_file(&ProjectPath::parse("missing").unwrap()), Err(Error::NotFound { .. })));
+    }
+}
