@@ -100,12 +100,16 @@ impl App {
     }
 
     /// The template sandboxes are made from, built first when it is missing.
-    pub async fn ensure_template(&self, settings: &Settings) -> Result<Template> {
-        if let Ok(template) = Template::load(&settings.data_dir, &settings.template) {
-            return Ok(template);
+    pub async fn ensure_template(settings: &Settings) -> Result<Template> {
+        match Template::load(&settings.data_dir, &settings.template) {
+            Ok(template) => Ok(template),
+            Err(_) => Self::build_template(settings).await,
         }
+    }
+
+    pub async fn build_template(settings: &Settings) -> Result<Template> {
         eprintln!(
-            "Building the {} template once into {} (it downloads packages from npm; this takes a while)...",
+            "Building the {} template into {} (forgeai-v1 downloads its packages from npm once; this takes a while)...",
             settings.template,
             settings.data_dir.display()
         );

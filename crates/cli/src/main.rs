@@ -132,11 +132,15 @@ async fn users(settings: &Settings, listen: &str, command: UsersCommand) -> Resu
 
 async fn serve(settings: &Settings, listen: &str) -> Result<()> {
     let mut app = App::start(settings, listen).await?;
-    if let Err(error) = forgeai_sandbox::templates::Template::load(&settings.data_dir, &settings.template) {
-        eprintln!(
-            "warning: {error:#}\n  prompts will fail until it is built: run `forgeai template build {}`",
-            settings.template
-        );
+    if forgeai_sandbox::Template::load(&settings.data_dir, &settings.template).is_err() {
+        // Prompts wait (through their retries) while the template is built.
+        let settings = settings.clone();
+        tokio::spawn(async move {
+            match App::build_template(&settings).await {
+                Ok(_) => eprintln!("The {} template is ready.", settings.template),
+                Err(error) => eprintln!("error: {error:#}"),
+            }
+        });
     }
     let base_url = settings.public_url.clone().unwrap_or_else(|| app.listener_url.clone());
     if app.store.user_count().await? == 0 {

@@ -62,7 +62,7 @@ async fn user(store: &Store, name: &str) -> Result<User> {
 }
 
 async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()> {
-    app.ensure_template(settings).await?;
+    App::ensure_template(settings).await?;
     let user = user(&app.store, &args.user).await?;
     let image_url = match &args.image {
         Some(path) => {
