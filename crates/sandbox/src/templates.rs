@@ -201,7 +201,7 @@ pub(crate) fn ensure_traversable_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn replace_dir(staging: &Path, dir: &Path) -> Result<()> {
+pub(crate) fn replace_dir(staging: &Path, dir: &Path) -> Result<()> {
     if dir.exists() {
         // Running sandboxes keep the old lower layer mounted; move it aside, never edit it.
         let old = dir.with_file_name(format!(".old-{}-{}", dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), rand::random::<u32>()));
@@ -247,7 +247,3 @@ pub async fn build_template(name: &str, data_dir: &Path) -> Result<Template> {
     }
 }
 
-pub(crate) async fn build_forgeai_v1_with(data_dir: &Path) -> Result<Template> {
-    let _ = data_dir;
-    Err(Error::InvalidTemplate { name: "forgeai-v1".into(), reason: "not implemented yet".into() })
-}

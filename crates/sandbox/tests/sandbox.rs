@@ -475,6 +475,13 @@ async fn kill_removes_everything_and_connect_reports_gone() {
         std::process::Command::new("nft").args(["list", "chain", "inet", "forgeai", &format!("in-{short}")]).output().map(|o| o.status.success()).unwrap_or(false)
     };
     assert!(chain_exists());
+    // Forwarded traffic to private and link-local ranges is dropped (checked on the rules: tests
+    // never send probes to addresses outside this machine).
+    let fwd = std::process::Command::new("nft").args(["list", "chain", "inet", "forgeai", &format!("fwd-{short}")]).output().unwrap();
+    let fwd = String::from_utf8_lossy(&fwd.stdout);
+    for range in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"] {
+        assert!(fwd.contains(range), "{range} not blocked: {fwd}");
+    }
 
     assert!(env.provider.kill(&id).await.unwrap());
     assert!(!exists(format!("/run/netns/{netns}")));
@@ -520,4 +527,56 @@ async fn full_disk_is_reported_as_disk_full() {
     // Freeing space makes writes work again.
     env.run(&id, "rm -f big.bin big2.bin").await;
     env.provider.write_file(&id, "small.txt", b"ok").await.unwrap();
+}
+
+/// Builds the real `forgeai-v1` template (npm installs ~500 MB from the registry, minutes),
+/// then checks a sandbox of it serves the Next.js page through the preview proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: downloads Next.js and shadcn-packaged from the npm registry (~500 MB, minutes); run by hand with --ignored"]
+async fn forgeai_v1_template_builds_and_serves() {
+    require_root();
+    let dir = tempfile::Builder::new().prefix("forgeai-sbx-v1-").tempdir().unwrap();
+    let started = Instant::now();
+    let template = forgeai_sandbox::build_template("forgeai-v1", dir.path()).await.expect("build forgeai-v1");
+    eprintln!("forgeai-v1 built in {:?}", started.elapsed());
+    assert!(template.project_dir().join("components/ui/button.jsx").exists());
+    assert!(template.project_dir().join("node_modules/next").exists());
+    let env = Env::in_dir(dir, |c| c.limits = Limits { memory_bytes: Some(3 << 30), pids: Some(2048), cpu_cores: None, cpu_shares: None }).await;
+    let started = Instant::now();
+    let id = env.provider.create("forgeai-v1", CreateOptions::default()).await.unwrap().id;
+    eprintln!("forgeai-v1 sandbox created in {:?}", started.elapsed());
+    let (port, _proxy) = env.proxy().await;
+    let host = format!("3000-{id}.localhost:{port}");
+    let ok = eventually(Duration::from_secs(120), || {
+        let host = host.clone();
+        async move { http_get(port, &host, "/").await.1.contains("Get started") }
+    })
+    .await;
+    assert!(ok, "next dev did not serve the page: {}", env.provider.dev_server_log(&id).await.unwrap());
+    eprintln!("first page after {:?}", started.elapsed());
+    // Edits show up (hot reload / on-demand compile).
+    env.provider.write_file(&id, "app/page.tsx", b"export default function P() { return <p>edited-by-test</p>; }").await.unwrap();
+    let ok = eventually(Duration::from_secs(60), || {
+        let host = host.clone();
+        async move { http_get(port, &host, "/").await.1.contains("edited-by-test") }
+    })
+    .await;
+    assert!(ok, "edit not served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_works_as_a_trait_object_through_sandbox_handles() {
+    let env = Env::with(|c| c.preview_port = Some(8080)).await;
+    let provider: Arc<dyn SandboxProvider> = Arc::new(env.provider.clone());
+    let sbx = forgeai_sandbox::Sandbox::create(provider.clone(), "static", CreateOptions::default()).await.unwrap();
+    assert_eq!(sbx.host(3000), format!("3000-{}.localhost:8080", sbx.id()));
+    sbx.write_file("hello.txt", "hi").await.unwrap();
+    let again = forgeai_sandbox::Sandbox::connect(provider, sbx.id()).await.unwrap();
+    assert_eq!(again.read_text("hello.txt").await.unwrap(), "hi");
+    let r = again.run("cat hello.txt", CommandOptions::default()).await.unwrap();
+    assert_eq!(r.stdout, "hi");
+    assert!(again.list_files(".").await.unwrap().iter().any(|e| e.name == "hello.txt"));
+    again.set_timeout(Duration::from_secs(10)).await.unwrap();
+    assert!(sbx.kill().await.unwrap());
+    assert!(again.read_file("hello.txt").await.unwrap_err().is_gone());
 }

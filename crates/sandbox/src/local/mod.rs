@@ -8,6 +8,7 @@
 //! runtime state that [`LocalProvider::connect`](crate::SandboxProvider::connect) rebuilds
 //! from those files when it finds a sandbox that is not running.
 
+mod build;
 mod cgroup;
 mod devserver;
 mod exec;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 pub use cgroup::{CgroupLayout, Limits};
+pub(crate) use build::build_forgeai_v1;
 pub use net::NetConfig;
 pub use paths::MAX_READ_BYTES;
 
@@ -366,6 +368,15 @@ impl LocalProvider {
         }
     }
 
+    /// Stops the sandbox and moves its writable layer to `dest` (same filesystem); used to
+    /// turn a build sandbox of an empty template into a new template's project directory.
+    async fn export_upper(&self, id: &str, dest: &Path) -> Result<()> {
+        let slot = self.inner.slot(id)?;
+        let mut life = slot.life.lock().await;
+        self.inner.unload_locked(&slot, &mut life).await?;
+        std::fs::rename(&slot.dirs.upper, dest).ctx(|| format!("move {} to {}", slot.dirs.upper.display(), dest.display()))
+    }
+
     async fn handle(&self, id: &str) -> Result<Handle> {
         let slot = self.inner.slot(id)?;
         self.inner.ensure_running(&slot).await
@@ -506,6 +517,8 @@ impl Inner {
             }
         };
         let mut envs = template.config.env.clone();
+        // Lets dev servers allow the preview origin (Next.js `allowedDevOrigins`).
+        envs.insert("FORGEAI_PREVIEW_DOMAIN".into(), self.cfg.preview_domain.clone());
         envs.extend(lock(&slot.state).envs.clone());
         let spec = Arc::new(SpawnSpec {
             bwrap: self.cfg.bwrap.clone(),
@@ -957,9 +970,3 @@ impl PreviewTarget for LocalProvider {
     }
 }
 
-/// Builds the `forgeai-v1` template (Next.js, Tailwind, every shadcn/ui component) by running
-/// npm inside a sandbox of an empty template, then turning that sandbox's files into the new
-/// template's lower layer.
-pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
-    crate::templates::build_forgeai_v1_with(data_dir).await
-}

@@ -34,8 +34,14 @@ pub struct NetConfig {
     pub range_base: Ipv4Addr,
     /// Prefix length of the range (at most 29: each sandbox takes a /30).
     pub range_prefix: u8,
-    /// Extra destinations sandboxes may not reach (besides the host and the sandbox range).
+    /// Destinations sandboxes may not reach, besides the host itself and the sandbox range.
+    /// Defaults to private, shared (CGNAT) and link-local ranges: the machines next to a
+    /// self-hosted server (databases, cloud metadata) are exactly what sandboxed code must not
+    /// probe. Remove a range if the registries are only reachable through it.
     pub blocked: Vec<(Ipv4Addr, u8)>,
+    /// Name servers sandboxes may query on port 53 even inside a blocked range; empty = the
+    /// host's non-loopback `nameserver` entries of /etc/resolv.conf.
+    pub dns_servers: Vec<Ipv4Addr>,
     /// nftables table (family inet) holding the rules.
     pub table: String,
     /// `ip` binary.
@@ -51,8 +57,15 @@ impl Default for NetConfig {
         NetConfig {
             range_base: Ipv4Addr::new(10, 88, 0, 0),
             range_prefix: 16,
-            // Link-local holds cloud metadata services, which hand out credentials.
-            blocked: vec![(Ipv4Addr::new(169, 254, 0, 0), 16)],
+            blocked: vec![
+                (Ipv4Addr::new(10, 0, 0, 0), 8),
+                (Ipv4Addr::new(172, 16, 0, 0), 12),
+                (Ipv4Addr::new(192, 168, 0, 0), 16),
+                (Ipv4Addr::new(100, 64, 0, 0), 10),
+                // Link-local holds cloud metadata services, which hand out credentials.
+                (Ipv4Addr::new(169, 254, 0, 0), 16),
+            ],
+            dns_servers: Vec::new(),
             table: "forgeai".into(),
             ip: find_tool("ip"),
             nft: find_tool("nft"),
@@ -124,6 +137,10 @@ impl Network {
                     hint: "run scripts/setup-sandbox.sh (Debian packages iproute2, nftables, bubblewrap)".into(),
                 });
             }
+        }
+        let mut cfg = cfg;
+        if cfg.dns_servers.is_empty() {
+            cfg.dns_servers = host_name_servers();
         }
         let net = Network { cfg };
         net.check_range_unused()?;
@@ -257,6 +274,15 @@ impl Network {
         let short = &host_if[HOST_IF_PREFIX.len()..];
         let mut blocked = vec![self.cfg.range()];
         blocked.extend(self.cfg.blocked.iter().map(|(a, p)| format!("{a}/{p}")));
+        let dns = if self.cfg.dns_servers.is_empty() {
+            String::new()
+        } else {
+            let servers = self.cfg.dns_servers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+            format!(
+                "add rule inet {t} fwd-{short} ip daddr {{ {servers} }} udp dport 53 accept\n\
+                 add rule inet {t} fwd-{short} ip daddr {{ {servers} }} tcp dport 53 accept\n"
+            )
+        };
         let rules = format!(
             "add chain inet {t} in-{short}\n\
              flush chain inet {t} in-{short}\n\
@@ -266,6 +292,7 @@ impl Network {
              flush chain inet {t} fwd-{short}\n\
              add rule inet {t} fwd-{short} meta nfproto ipv6 drop\n\
              add rule inet {t} fwd-{short} ip saddr != {sandbox_addr} drop\n\
+             {dns}\
              add rule inet {t} fwd-{short} ip daddr {{ {} }} counter drop\n\
              add rule inet {t} fwd-{short} accept\n\
              add element inet {t} sb_input {{ \"{host_if}\" : jump in-{short} }}\n\
@@ -361,6 +388,17 @@ impl Network {
             let _ = fs::remove_file(self.cfg.lease_dir.join(i.to_string()));
         }
     }
+}
+
+/// The host's name servers that a sandbox can reach (loopback resolvers cannot be).
+pub(crate) fn host_name_servers() -> Vec<Ipv4Addr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|s| s.trim().parse::<Ipv4Addr>().ok())
+        .filter(|a| !a.is_loopback())
+        .collect()
 }
 
 /// Runs a tool, feeding `stdin`, and returns its stdout; failures carry its stderr.
