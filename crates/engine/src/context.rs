@@ -10,7 +10,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::function::RetryPolicy;
-use crate::journal::{Journal, JournalEntry};
+use crate::journal::{Journal, JournalEntry, StepRecord, now_ms};
+use crate::live::LiveSteps;
 use crate::realtime::Realtime;
 use crate::types::StepStatus;
 use crate::StepError;
@@ -26,6 +27,7 @@ struct Inner {
     run_id: String,
     journal: Journal,
     realtime: Arc<Realtime>,
+    live: Arc<LiveSteps>,
     retry: RetryPolicy,
     cancel: CancellationToken,
     /// Prepended to step names, so an `on_failure` handler gets a journal of its own.
@@ -44,6 +46,7 @@ impl RunContext {
         run_id: &str,
         journal: Journal,
         realtime: Arc<Realtime>,
+        live: Arc<LiveSteps>,
         entries: HashMap<String, JournalEntry>,
         retry: RetryPolicy,
         cancel: CancellationToken,
@@ -55,6 +58,7 @@ impl RunContext {
                 run_id: run_id.to_owned(),
                 journal,
                 realtime,
+                live,
                 retry,
                 cancel,
                 prefix,
@@ -106,19 +110,29 @@ impl RunContext {
                 return Err(StepError::cancelled());
             }
             attempts += 1;
-            journal
-                .step_started(run_id, &step_id, name, position, attempts)
-                .await
-                .map_err(StepError::from)?;
-            let error = match work().await.map_err(Into::into) {
+            let started_at = now_ms();
+            // The attempt is only journaled when it ends (one commit per step); meanwhile the
+            // engine shows it from memory.
+            self.inner.live.started(run_id, &step_id, name, attempts, started_at);
+            let outcome = work().await.map_err(Into::into);
+            self.inner.live.ended(run_id, &step_id);
+            let record = |status, output, error| StepRecord {
+                run_id,
+                step_id: &step_id,
+                name,
+                position,
+                status,
+                attempts,
+                output,
+                error,
+                started_at,
+            };
+            let error = match outcome {
                 Ok(value) => {
                     let output = serde_json::to_value(&value).map_err(|error| {
                         StepError::non_retriable(format!("step `{step_id}` returned a value that is not serialisable: {error}"))
                     })?;
-                    journal
-                        .step_finished(run_id, &step_id, StepStatus::Completed, Some(&output), None)
-                        .await
-                        .map_err(StepError::from)?;
+                    journal.record_step(&record(StepStatus::Completed, Some(&output), None)).await?;
                     return Ok(value);
                 }
                 Err(error) => error,
@@ -132,16 +146,10 @@ impl RunContext {
                 } else {
                     format!("step `{step_id}` failed: {error}")
                 };
-                journal
-                    .step_finished(run_id, &step_id, StepStatus::Failed, None, Some(&message))
-                    .await
-                    .map_err(StepError::from)?;
+                journal.record_step(&record(StepStatus::Failed, None, Some(&message))).await?;
                 return Err(StepError::non_retriable(message));
             }
-            journal
-                .step_finished(run_id, &step_id, StepStatus::Retrying, None, Some(error.message()))
-                .await
-                .map_err(StepError::from)?;
+            journal.record_step(&record(StepStatus::Retrying, None, Some(error.message()))).await?;
             tokio::select! {
                 () = tokio::time::sleep(self.inner.retry.delay(attempts)) => {}
                 () = self.inner.cancel.cancelled() => return Err(StepError::cancelled()),

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::context::RunContext;
 use crate::function::Function;
 use crate::journal::{now_ms, Journal, NewRun};
+use crate::live::LiveSteps;
 use crate::realtime::Realtime;
 use crate::scheduler::{queue_key, QueueKey, Queued, Scheduler};
 use crate::types::{
@@ -89,6 +90,7 @@ impl EngineBuilder {
 
         let inner = Arc::new(Inner {
             realtime: Arc::new(Realtime::new(journal.clone())),
+            live: Arc::new(LiveSteps::default()),
             journal,
             functions,
             by_trigger,
@@ -117,6 +119,7 @@ pub struct Engine {
 struct Inner {
     journal: Journal,
     realtime: Arc<Realtime>,
+    live: Arc<LiveSteps>,
     functions: HashMap<String, Function>,
     by_trigger: HashMap<String, Vec<String>>,
     scheduler: Mutex<Scheduler>,
@@ -246,7 +249,8 @@ impl Engine {
         let Some(run) = self.inner.journal.run(run_id).await? else {
             return Ok(None);
         };
-        let steps = self.inner.journal.steps(run_id).await?;
+        let mut steps = self.inner.journal.steps(run_id).await?;
+        self.inner.live.merge(run_id, &mut steps);
         Ok(Some(RunDetail { run, steps }))
     }
 
@@ -382,6 +386,7 @@ impl Engine {
             run_id,
             self.inner.journal.clone(),
             self.inner.realtime.clone(),
+            self.inner.live.clone(),
             self.inner.journal.journal(run_id).await?,
             function.retry,
             token.clone(),

@@ -50,6 +50,19 @@ pub(crate) struct JournalEntry {
     pub error: Option<String>,
 }
 
+/// One attempt of a step, as journaled when the attempt ends.
+pub(crate) struct StepRecord<'a> {
+    pub run_id: &'a str,
+    pub step_id: &'a str,
+    pub name: &'a str,
+    pub position: u32,
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub output: Option<&'a Value>,
+    pub error: Option<&'a str>,
+    pub started_at: i64,
+}
+
 /// A run to create for an event.
 pub(crate) struct NewRun {
     pub id: String,
@@ -266,48 +279,28 @@ impl Journal {
         Ok(status.as_deref().map(RunStatus::parse))
     }
 
-    pub async fn step_started(
-        &self,
-        run_id: &str,
-        step_id: &str,
-        name: &str,
-        position: u32,
-        attempts: u32,
-    ) -> Result<(), Error> {
+    /// Records the outcome of one attempt of a step (one commit per attempt). The first
+    /// attempt's start time is kept.
+    pub async fn record_step(&self, step: &StepRecord<'_>) -> Result<(), Error> {
+        let ended_at = matches!(step.status, StepStatus::Completed | StepStatus::Failed).then(now_ms);
         sqlx::query(
-            "INSERT INTO steps (run_id, step_id, name, position, status, attempts, started_at)
-             VALUES (?, ?, ?, ?, 'running', ?, ?)
-             ON CONFLICT (run_id, step_id) DO UPDATE SET status = 'running', attempts = excluded.attempts",
+            "INSERT INTO steps (run_id, step_id, name, position, status, attempts, output, error, started_at, ended_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+                 output = excluded.output, error = excluded.error, ended_at = excluded.ended_at",
         )
-        .bind(run_id)
-        .bind(step_id)
-        .bind(name)
-        .bind(i64::from(position))
-        .bind(i64::from(attempts))
-        .bind(now_ms())
+        .bind(step.run_id)
+        .bind(step.step_id)
+        .bind(step.name)
+        .bind(i64::from(step.position))
+        .bind(step.status.as_str())
+        .bind(i64::from(step.attempts))
+        .bind(step.output.map(Value::to_string))
+        .bind(step.error)
+        .bind(step.started_at)
+        .bind(ended_at)
         .execute(&self.writer)
         .await?;
-        Ok(())
-    }
-
-    pub async fn step_finished(
-        &self,
-        run_id: &str,
-        step_id: &str,
-        status: StepStatus,
-        output: Option<&Value>,
-        error: Option<&str>,
-    ) -> Result<(), Error> {
-        let ended_at = matches!(status, StepStatus::Completed | StepStatus::Failed).then(now_ms);
-        sqlx::query("UPDATE steps SET status = ?, output = ?, error = ?, ended_at = ? WHERE run_id = ? AND step_id = ?")
-            .bind(status.as_str())
-            .bind(output.map(Value::to_string))
-            .bind(error)
-            .bind(ended_at)
-            .bind(run_id)
-            .bind(step_id)
-            .execute(&self.writer)
-            .await?;
         Ok(())
     }
 

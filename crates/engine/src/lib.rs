@@ -11,6 +11,7 @@ mod engine;
 mod error;
 mod function;
 mod journal;
+mod live;
 mod realtime;
 mod scheduler;
 mod types;

@@ -325,6 +325,43 @@ async fn cancelling_stops_a_running_run_between_steps_and_a_queued_run_before_it
 }
 
 #[tokio::test]
+async fn a_step_in_flight_is_shown_as_running() {
+    let dir = TempDir::new().unwrap();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let release_in = release.clone();
+    let function = Function::new("slow", "test/slow", move |ctx, _| {
+        let release = release_in.clone();
+        async move {
+            ctx.step("wait", || {
+                let release = release.clone();
+                async move {
+                    release.notified().await;
+                    Ok::<_, StepError>(())
+                }
+            })
+            .await
+        }
+    });
+    let engine = start(&dir, vec![function]).await;
+    let run_id = send_one(&engine, "test/slow", json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let running = loop {
+        let detail = engine.run(&run_id).await.unwrap().unwrap();
+        if let Some(step) = detail.steps.first() {
+            break step.clone();
+        }
+        assert!(Instant::now() < deadline, "the step never showed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!((running.id.as_str(), running.status, running.attempts), ("wait", StepStatus::Running, 1));
+    assert_eq!(engine.run(&run_id).await.unwrap().unwrap().run.status, RunStatus::Running);
+    release.notify_one();
+    let detail = finished(&engine, &run_id).await;
+    assert_eq!(detail.steps.len(), 1);
+    assert_eq!(detail.steps[0].status, StepStatus::Completed);
+}
+
+#[tokio::test]
 async fn a_repeated_event_id_starts_no_second_run() {
     let dir = TempDir::new().unwrap();
     let function = Function::new("once", "test/once", |_, _| async { Ok(()) });
