@@ -15,7 +15,7 @@
 //!   included.
 //!
 //! The local provider needs root (namespaces, mounts, cgroups, nftables) and the Debian
-//! packages installed by `scripts/setup-sandbox.sh`.
+//! packages installed by `scripts/setup.sh`.
 
 mod error;
 pub mod local;

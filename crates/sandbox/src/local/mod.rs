@@ -406,7 +406,7 @@ impl Inner {
         if !cfg.bwrap.exists() {
             return Err(Error::Unsupported {
                 what: format!("bubblewrap is not installed ({} is missing)", cfg.bwrap.display()),
-                hint: "run scripts/setup-sandbox.sh or `apt-get install bubblewrap`".into(),
+                hint: "run scripts/setup.sh or `apt-get install bubblewrap`".into(),
             });
         }
         let net = Network::init(cfg.net.clone())?;

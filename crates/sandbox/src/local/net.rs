@@ -134,7 +134,7 @@ impl Network {
             if !tool.exists() {
                 return Err(Error::Unsupported {
                     what: format!("{} is not installed", tool.display()),
-                    hint: "run scripts/setup-sandbox.sh (Debian packages iproute2, nftables, bubblewrap)".into(),
+                    hint: "run scripts/setup.sh (Debian packages iproute2, nftables, bubblewrap)".into(),
                 });
             }
         }
