@@ -25,6 +25,7 @@ pub struct Settings {
     pub template: String,
     pub preview_domain: String,
     pub public_url: Option<String>,
+    pub ui_dir: PathBuf,
 }
 
 pub async fn open_store(settings: &Settings) -> Result<Store> {
@@ -76,8 +77,10 @@ impl App {
             ServerConfig {
                 data_dir: settings.data_dir.clone(),
                 public_url: settings.public_url.clone(),
+                ui_dir: Some(settings.ui_dir.clone()),
             },
-        );
+        )
+        .with_sandboxes(sandboxes.clone());
         let proxy = PreviewProxy::new(
             sandboxes.clone(),
             PreviewConfig {

@@ -32,6 +32,9 @@ struct Cli {
     /// The URL people reach this server at, when it is behind a proxy or on a domain.
     #[arg(long, global = true, env = "FORGEAI_PUBLIC_URL")]
     public_url: Option<String>,
+    /// The web UI's build; by default this checkout's `ui/dist`.
+    #[arg(long, global = true, env = "FORGEAI_UI_DIR")]
+    ui_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,6 +87,7 @@ async fn main() -> Result<()> {
         template: cli.template,
         preview_domain: cli.preview_domain,
         public_url: cli.public_url,
+        ui_dir: cli.ui_dir.unwrap_or_else(forgeai_server::default_ui_dir),
     };
     match cli.command {
         Command::Serve => serve(&settings, &cli.listen).await,

@@ -250,6 +250,26 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
     assert_eq!((status, page.as_str()), (200, PAGE), "the preview serves what the agent wrote");
     assert_eq!(api.get(&format!("/api/projects/{project_id}")).await["name"], "Hello Page");
 
+    // An edit saved through the API shows in the preview.
+    let edited = api
+        .http
+        .patch(format!("{}/api/fragments/{}", server.url, fragment["id"].as_str().unwrap()))
+        .bearer_auth(&api.token)
+        .json(&json!({"files": {"index.html": "<h1>Edited</h1>"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), 200);
+    let (_, page) = fetch_preview(&server, fragment["sandboxUrl"].as_str().unwrap(), "/").await;
+    assert_eq!(page, "<h1>Edited</h1>");
+    api.http
+        .patch(format!("{}/api/fragments/{}", server.url, fragment["id"].as_str().unwrap()))
+        .bearer_auth(&api.token)
+        .json(&json!({"files": {"index.html": PAGE}}))
+        .send()
+        .await
+        .unwrap();
+
     api.post("/api/messages", json!({"projectId": project_id, "message": "Add an about page"})).await;
     let replies = api.replies(&project_id, 2, Duration::from_secs(60)).await;
     let second = &replies[1]["codeFragment"];

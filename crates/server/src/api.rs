@@ -272,7 +272,8 @@ pub async fn create_message(
     Ok((StatusCode::CREATED, Json(message)))
 }
 
-/// Replaces files of a fragment (merging them into its file map).
+/// Replaces files of a fragment (merging them into its file map) and writes them into the
+/// project's sandbox, so the preview shows them.
 #[utoipa::path(patch, path = "/api/fragments/{id}", request_body = UpdateFragment, tag = "fragments",
     params(("id" = String, Path, format = "uuid")),
     responses((status = 200, body = Fragment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -299,6 +300,19 @@ pub async fn update_fragment(
         .merge_fragment_files(&user.id, &id, &body.files)
         .await?
         .ok_or(ApiError::NotFound("fragment"))?;
+    if let (Some(sandboxes), Some(sandbox_id)) = (&state.sandboxes, &update.project_sandbox_id) {
+        let files: Vec<(String, Vec<u8>)> =
+            body.files.into_iter().map(|(path, content)| (path, content.into_bytes())).collect();
+        match sandboxes.write_files(sandbox_id, &files).await {
+            // The next run restores the fragment's files into a new sandbox.
+            Ok(()) | Err(forgeai_sandbox::Error::Gone { .. }) => {}
+            Err(error) => {
+                return Err(ApiError::BadGateway(format!(
+                    "the files were saved, but the preview sandbox could not be updated: {error}"
+                )));
+            }
+        }
+    }
     Ok(Json(update.fragment))
 }
 

@@ -24,9 +24,10 @@ impl FromRequestParts<AppState> for CurrentUser {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .map(str::to_owned);
+            .and_then(|value| value.split_once(' '))
+            // The scheme is case-insensitive (RFC 9110, section 11.1).
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, token)| token.trim().to_owned());
         let token = match bearer {
             Some(token) => token,
             None => CookieJar::from_headers(&parts.headers)
@@ -74,4 +75,29 @@ pub fn session_cookie(token: String) -> Cookie<'static> {
         .same_site(SameSite::Lax)
         .permanent()
         .build()
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SessionRequest {
+    /// An API token (from `forgeai users add`).
+    pub token: String,
+}
+
+/// Signs the browser in with an API token: it becomes the session cookie.
+#[utoipa::path(post, path = "/api/session", request_body = SessionRequest, tag = "session",
+    responses((status = 204), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn sign_in(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    crate::api::ApiJson(body): crate::api::ApiJson<SessionRequest>,
+) -> Result<(CookieJar, axum::http::StatusCode), ApiError> {
+    let token = body.token.trim().to_owned();
+    state.store.authenticate(&token).await?.ok_or(ApiError::Unauthorized)?;
+    Ok((jar.add(session_cookie(token)), axum::http::StatusCode::NO_CONTENT))
+}
+
+/// Signs the browser out.
+#[utoipa::path(delete, path = "/api/session", tag = "session", responses((status = 204)))]
+pub async fn sign_out(jar: CookieJar) -> (CookieJar, axum::http::StatusCode) {
+    (jar.remove(Cookie::build(SESSION_COOKIE).path("/")), axum::http::StatusCode::NO_CONTENT)
 }

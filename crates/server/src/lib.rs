@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod ops;
 mod realtime;
+mod ui;
 mod uploads;
 
 use std::path::PathBuf;
@@ -17,10 +18,12 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use axum::routing::{get, patch, post};
 use forgeai_engine::Engine;
+use forgeai_sandbox::SandboxProvider;
 use forgeai_store::Store;
 
 pub use error::ApiError;
 pub use ops::ApiDoc;
+pub use ui::default_ui_dir;
 pub use uploads::save_image;
 
 /// Settings of the HTTP server.
@@ -31,6 +34,8 @@ pub struct ServerConfig {
     /// The URL people reach the server at (e.g. `https://forge.example.com`); taken from the
     /// request's Host header when unset.
     pub public_url: Option<String>,
+    /// The web UI's build (`index.html` and `assets/`); `None` serves a page saying how to build it.
+    pub ui_dir: Option<PathBuf>,
 }
 
 /// What every handler can reach.
@@ -40,6 +45,8 @@ pub struct AppState {
     engine: Engine,
     config: Arc<ServerConfig>,
     metrics: Arc<ops::Metrics>,
+    /// Where fragment edits are written so previews show them; none in API-only set-ups.
+    sandboxes: Option<Arc<dyn SandboxProvider>>,
 }
 
 impl AppState {
@@ -49,7 +56,13 @@ impl AppState {
             engine,
             config: Arc::new(config),
             metrics: Arc::new(ops::Metrics::new()),
+            sandboxes: None,
         }
+    }
+
+    pub fn with_sandboxes(mut self, sandboxes: Arc<dyn SandboxProvider>) -> Self {
+        self.sandboxes = Some(sandboxes);
+        self
     }
 
     fn base_url(&self, headers: &HeaderMap) -> String {
@@ -86,11 +99,12 @@ pub fn router(state: AppState) -> Router {
         .route("/e/{event_key}", post(events::send))
         .route("/uploads/{name}", get(uploads::serve))
         .route("/login", get(auth::login))
+        .route("/api/session", post(auth::sign_in).delete(auth::sign_out))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))
         // Answered as `{error}` like every other failure (axum's own have empty bodies).
         .method_not_allowed_fallback(async || ApiError::MethodNotAllowed)
-        .fallback(async || ApiError::NotFound("route"));
+        .fallback(ui::fallback);
     api.layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)).with_state(state)
 }

@@ -113,7 +113,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         crate::api::create_project, crate::api::list_projects, crate::api::get_project, crate::api::delete_project,
         crate::api::list_messages, crate::api::create_message, crate::api::update_fragment,
         crate::api::list_runs, crate::api::get_run, crate::realtime::subscribe, crate::uploads::upload,
-        crate::events::send,
+        crate::events::send, crate::auth::sign_in, crate::auth::sign_out,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
