@@ -1,0 +1,64 @@
+//! The web UI in a real browser: Debian's Chromium, driven by `ui/tests/browser.mjs`
+//! (playwright-core), against a real `forgeai serve` with the mock model and the `static`
+//! template. Screenshots of each page land in `target/test-artifacts/browser/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use forgeai_test_support::MockOpenAi;
+
+fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn artifacts_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_dir().join("target"), PathBuf::from);
+    target.join("test-artifacts/browser")
+}
+
+fn login_url(data_dir: &Path, port: u16, name: &str) -> String {
+    let output = forgeai(data_dir, "http://127.0.0.1:9")
+        .env("FORGEAI_LISTEN", format!("127.0.0.1:{port}"))
+        .args(["users", "login", name])
+        .output()
+        .expect("users login runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn the_web_ui_builds_edits_and_continues_a_project_in_chromium() {
+    let _serial = SERIAL.lock().await;
+    let ui = repo_dir().join("ui");
+    assert!(
+        ui.join("dist/index.html").exists() && ui.join("node_modules/playwright-core").exists(),
+        "the web UI is not built: run scripts/setup.sh (it runs `npm ci && npm run build` in ui/)"
+    );
+    let data = tempfile::TempDir::new().unwrap();
+    let model = MockOpenAi::with_responder(hello_then_about_model).await;
+    let port = free_port();
+    add_user(data.path(), "alice");
+    let login = login_url(data.path(), port, "alice");
+    let server = Forgeai::start(data.path(), &model.base_url(), port).await;
+
+    let artifacts = artifacts_dir();
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("tests/browser.mjs")
+            .current_dir(ui)
+            .env("FORGEAI_URL", &server.url)
+            .env("LOGIN_URL", login)
+            .env("ARTIFACTS", artifacts)
+            .status()
+            .map(|status| (status, server))
+    })
+    .await
+    .unwrap()
+    .expect("node runs");
+    assert!(status.0.success(), "the browser test failed; see its output and the screenshots in {}", artifacts_dir().display());
+    drop(status.1);
+    remove_sandboxes(data.path()).await;
+}

@@ -1,0 +1,228 @@
+//! What the end-to-end tests share: a real `forgeai serve` process, its users, the HTTP API,
+//! and how to read the mock model's requests.
+#![allow(dead_code)] // Each test binary uses its own part of this module.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use forgeai_test_support::MockReply;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// The tests share sandbox resources of this machine; one at a time keeps failures readable.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub const PAGE: &str = "<h1>Hello from forgeai</h1>";
+
+/// What kind of model call a request is, judged from its system prompt.
+pub fn is_naming(body: &Value) -> bool {
+    body["messages"][0]["content"].as_str().is_some_and(|prompt| prompt.starts_with("You name web app projects"))
+}
+
+/// The coding iteration a request belongs to: 1 + the assistant turns since the user's input.
+pub fn iteration(body: &Value) -> usize {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let last_user = messages.iter().rposition(|message| message["role"] == "user").unwrap_or(0);
+    1 + messages[last_user..].iter().filter(|message| message["role"] == "assistant").count()
+}
+
+pub fn last_user_text(body: &Value) -> String {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    messages
+        .iter()
+        .rev()
+        .find(|message| message["role"] == "user")
+        .and_then(|message| message["content"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A model that writes `file` with `content` in iteration 1 and finishes in iteration 2.
+pub fn builder_model(file: &'static str, content: &'static str) -> impl Fn(&Value) -> MockReply + Send + Sync + 'static {
+    move |body| {
+        if is_naming(body) {
+            return MockReply::text("\"Hello Page\"");
+        }
+        match iteration(body) {
+            1 => MockReply::tool_call(
+                "call-write",
+                "createOrUpdateFiles",
+                json!({"files": [{"path": file, "content": content}]}),
+            ),
+            _ => MockReply::text(format!("<task_summary>Wrote {file}.</task_summary>")),
+        }
+    }
+}
+
+pub struct Forgeai {
+    child: Child,
+    pub url: String,
+    pub port: u16,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn forgeai(data_dir: &Path, model_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_forgeai"));
+    command
+        .env("FORGEAI_DATA_DIR", data_dir)
+        .env("FORGEAI_SANDBOX_TEMPLATE", "static")
+        .env("OPENAI_BASE_URL", model_url)
+        .env("OPENAI_API_KEY", "test-key")
+        .env("FORGEAI_LLM_MAX_RETRIES", "0")
+        .env_remove("DATABASE_URL")
+        .env_remove("UNSPLASH_ACCESS_KEY");
+    command
+}
+
+impl Forgeai {
+    pub async fn start(data_dir: &Path, model_url: &str, port: u16) -> Forgeai {
+        let child = forgeai(data_dir, model_url)
+            .arg("serve")
+            .env("FORGEAI_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("forgeai serve starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if reqwest::get(format!("{url}/healthz")).await.is_ok_and(|response| response.status().is_success()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "forgeai serve did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Forgeai { child, url, port }
+    }
+
+    pub fn kill(&mut self) {
+        // SIGKILL: no graceful shutdown, as when the machine dies.
+        self.child.kill().expect("SIGKILL delivered");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Forgeai {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn add_user(data_dir: &Path, name: &str) -> String {
+    let output = forgeai(data_dir, "http://127.0.0.1:9").args(["users", "add", name]).output().expect("users add runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().lines().last().unwrap().trim().to_owned()
+}
+
+/// Kills the sandboxes a test made (they outlive `forgeai serve` by design).
+pub async fn remove_sandboxes(data_dir: &Path) {
+    let provider = forgeai_sandbox::LocalProvider::new(forgeai_sandbox::LocalConfig::new(data_dir)).await.unwrap();
+    provider.kill_all().await.unwrap();
+    provider.shutdown().await;
+}
+
+pub struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let response = self.http.post(format!("{}{path}", self.url)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201, "POST {path}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self.http.get(format!("{}{path}", self.url)).bearer_auth(&self.token).send().await.unwrap();
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.unwrap()
+    }
+
+    pub async fn messages(&self, project_id: &str) -> Vec<Value> {
+        self.get(&format!("/api/messages?projectId={project_id}")).await.as_array().cloned().unwrap()
+    }
+
+    /// Waits until the project has `count` ASSISTANT messages.
+    pub async fn replies(&self, project_id: &str, count: usize, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let replies: Vec<Value> =
+                self.messages(project_id).await.into_iter().filter(|message| message["role"] == "ASSISTANT").collect();
+            if replies.len() >= count {
+                return replies;
+            }
+            assert!(Instant::now() < deadline, "only {} of {count} replies", replies.len());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The statuses of a project's channel from the start, until `last` arrives.
+    pub async fn statuses_until(&self, project_id: &str, last: &str) -> Vec<String> {
+        let response = self
+            .http
+            .get(format!("{}/api/projects/{project_id}/realtime", self.url))
+            .bearer_auth(&self.token)
+            .header("Last-Event-ID", "0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        let mut statuses = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let chunk = tokio::time::timeout(Duration::from_secs(120), body.next()).await.unwrap().unwrap().unwrap();
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|line| line.strip_prefix("data: ")) {
+                    let status: String = serde_json::from_str(data).unwrap();
+                    let done = status == last;
+                    statuses.push(status);
+                    if done {
+                        return statuses;
+                    }
+                }
+            }
+        }
+        panic!("`{last}` never came; got {statuses:?}");
+    }
+}
+
+/// Fetches a preview URL through the server's proxy (no DNS for `*.localhost` here).
+pub async fn fetch_preview(server: &Forgeai, sandbox_url: &str, path: &str) -> (u16, String) {
+    let host = sandbox_url.trim_start_matches("http://").trim_end_matches('/');
+    assert!(host.starts_with("3000-") && host.ends_with(&format!(".localhost:{}", server.port)), "{sandbox_url}");
+    let response = reqwest::Client::new()
+        .get(format!("{}{path}", server.url))
+        .header("Host", host)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// Builds the hello page for a first prompt; for one about an "about page", reads it back and
+/// adds `about.html`.
+
+pub fn hello_then_about_model(body: &Value) -> MockReply {
+    if is_naming(body) {
+        return MockReply::text("Hello Page");
+    }
+    let follow_up = last_user_text(body).contains("about page");
+    match (follow_up, iteration(body)) {
+        (false, 1) => MockReply::tool_call("c1", "createOrUpdateFiles", json!({"files": [{"path": "index.html", "content": PAGE}]})),
+        (true, 1) => MockReply::tool_call("c2", "readFiles", json!({"files": ["index.html"]})),
+        (true, 2) => MockReply::tool_call("c3", "createOrUpdateFiles", json!({"files": [{"path": "about.html", "content": "<p>About</p>"}]})),
+        (false, _) => MockReply::text("<task_summary>Built the hello page.</task_summary>"),
+        (true, _) => MockReply::text("<task_summary>Added an about page.</task_summary>"),
+    }
+}

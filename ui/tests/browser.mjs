@@ -1,0 +1,94 @@
+// Drives the web UI in Debian's Chromium against a real `forgeai serve` (started, with the
+// mock model, by crates/cli/tests/browser.rs). Saves a screenshot of each page to ARTIFACTS.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import assert from 'node:assert/strict';
+
+const { FORGEAI_URL, LOGIN_URL, ARTIFACTS } = process.env;
+assert.ok(FORGEAI_URL && LOGIN_URL && ARTIFACTS, 'FORGEAI_URL, LOGIN_URL and ARTIFACTS must be set');
+mkdirSync(ARTIFACTS, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-quic'],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+const page = await context.newPage();
+const outside = [];
+page.on('request', (request) => {
+  const host = new URL(request.url()).hostname;
+  if (host !== '127.0.0.1' && host !== 'localhost' && !host.endsWith('.localhost')) outside.push(request.url());
+});
+const shot = (name) => page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: true });
+const step = (name) => console.log(`browser: ${name}`);
+
+try {
+  step('sign in through the one-time login URL');
+  await page.goto(LOGIN_URL);
+  await page.getByTestId('prompt-input').waitFor();
+  await shot('1-home');
+
+  step('submit a prompt from the home page');
+  await page.getByTestId('prompt-input').fill('Build a hello page');
+  await page.getByTestId('prompt-submit').click();
+  await page.waitForURL(/\/projects\/[0-9a-f-]+$/);
+
+  step('watch the statuses appear');
+  const status = page.getByTestId('run-status');
+  await status.waitFor();
+  await page.waitForFunction(
+    () => document.querySelector('[data-testid="run-status"]')?.textContent?.includes('Demo is ready'),
+    null, { timeout: 60_000 });
+  await page.locator('[data-testid="message"][data-role="ASSISTANT"]').first().waitFor();
+  await shot('2-project');
+
+  step('see the preview iframe show the agent\'s page');
+  const preview = page.frameLocator('[data-testid="preview-frame"]');
+  await preview.locator('h1').filter({ hasText: 'Hello from forgeai' }).waitFor({ timeout: 30_000 });
+
+  step('open the code tab and see the file');
+  await page.getByTestId('tab-code').click();
+  await page.locator('[data-testid="file-item"][data-path="index.html"]').click();
+  const editor = page.getByTestId('code-editor');
+  await assert.doesNotReject(editor.waitFor());
+  assert.match(await editor.inputValue(), /Hello from forgeai/);
+  await shot('3-code');
+
+  step('edit and save the file, and see the preview change');
+  await editor.fill('<h1>Edited in the browser</h1>');
+  await page.getByTestId('code-save').click();
+  await page.getByTestId('tab-preview').click();
+  await preview.locator('h1').filter({ hasText: 'Edited in the browser' }).waitFor({ timeout: 30_000 });
+  await shot('4-edited');
+
+  step('send a follow-up prompt');
+  await page.getByTestId('prompt-input').fill('Add an about page');
+  await page.getByTestId('prompt-submit').click();
+  await page.waitForFunction(
+    () => document.querySelectorAll('[data-testid="message"][data-role="ASSISTANT"]').length >= 2,
+    null, { timeout: 60_000 });
+  await page.locator('[data-testid="message"]').filter({ hasText: 'Added an about page' }).waitFor();
+  await shot('5-follow-up');
+
+  step('phone width: the panes stack');
+  await page.setViewportSize({ width: 375, height: 800 });
+  const chat = await page.getByTestId('messages').boundingBox();
+  const frame = await page.getByTestId('preview-frame').boundingBox();
+  assert.ok(chat && frame, 'chat and preview are visible');
+  assert.ok(frame.y >= chat.y + chat.height - 1, `preview (y=${frame.y}) is below the chat (y=${chat.y}, h=${chat.height})`);
+  assert.ok(chat.width <= 375 && frame.width <= 375, 'nothing wider than the phone');
+  await shot('6-phone-project');
+  await page.goto(FORGEAI_URL);
+  await page.getByTestId('project-item').first().waitFor();
+  await shot('7-phone-home');
+
+  assert.deepEqual(outside, [], 'the pages loaded nothing from outside this machine');
+  console.log('browser: 1 passed, 0 failed');
+} catch (error) {
+  await shot('failure').catch(() => {});
+  console.error(error);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
