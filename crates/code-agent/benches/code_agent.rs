@@ -149,6 +149,19 @@ async fn concurrent_projects() {
     }
     wait_all(&setup, &run_ids).await;
     let together = started.elapsed();
+    let mut sandbox_ms = Vec::with_capacity(run_ids.len());
+    for run_id in &run_ids {
+        let steps = setup.engine.run(run_id).await.expect("journal").expect("run").steps;
+        if let Some(step) = steps.iter().find(|step| step.name == "get-or-create-sandbox") {
+            sandbox_ms.push(step.ended_at.unwrap_or(step.started_at) - step.started_at);
+        }
+    }
+    sandbox_ms.sort_unstable();
+    println!(
+        "  sandbox creation inside those runs: p50 {} ms, max {} ms",
+        sandbox_ms[sandbox_ms.len() / 2],
+        sandbox_ms[sandbox_ms.len() - 1]
+    );
     println!(
         "{CONCURRENT_RUNS} projects at once (model answers after {SLOW_MODEL:?}): {together:.2?} vs {alone:.2?} for one \
          run = {:.2}x (target <= 2x)",
