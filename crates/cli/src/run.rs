@@ -38,6 +38,13 @@ pub async fn run(settings: &Settings, listen: &str, args: RunArgs) -> Result<()>
     if args.prompt.trim().is_empty() || prompt_chars > 10_000 {
         bail!("the prompt must have 1 to 10000 characters (it has {prompt_chars})");
     }
+    let model = forgeai_llm::LlmConfig::from_env();
+    if model.api_key.is_none() && model.base_url == forgeai_llm::DEFAULT_BASE_URL {
+        bail!(
+            "no model is configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for another OpenAI-compatible \
+             server such as OpenRouter, vLLM, Ollama or llama.cpp)"
+        );
+    }
     let mut app = App::start(settings, listen).await?;
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = app.serve(async {

@@ -206,3 +206,38 @@ async fn a_server_killed_during_the_network_resumes_without_repeating_model_call
     drop(server);
     remove_sandboxes(data.path()).await;
 }
+
+#[tokio::test]
+async fn forgeai_run_does_the_main_job_from_a_terminal() {
+    let _serial = SERIAL.lock().await;
+    let data = tempfile::TempDir::new().unwrap();
+    let model = MockOpenAi::with_responder(hello_then_about_model).await;
+    let port = free_port();
+    let run = |args: Vec<String>| {
+        let mut command = forgeai(data.path(), &model.base_url());
+        command.env("FORGEAI_LISTEN", format!("127.0.0.1:{port}")).arg("run").args(args);
+        async move { tokio::task::spawn_blocking(move || command.output().expect("forgeai run starts")).await.unwrap() }
+    };
+    let first = run(vec!["Build a hello page".into()]).await;
+    let stdout = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(first.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&first.stderr));
+    assert!(stdout.contains("Built the hello page."), "{stdout}");
+    assert!(stdout.contains("Hello Page — files changed (1):\n  index.html"), "{stdout}");
+    assert!(stdout.contains(&format!(".localhost:{port}/")) && stdout.contains("Preview: http://3000-"), "{stdout}");
+    let project_id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Project: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+
+    let follow_up = run(vec!["--project".into(), project_id, "Add an about page".into()]).await;
+    let stdout = String::from_utf8_lossy(&follow_up.stdout).to_string();
+    assert!(follow_up.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&follow_up.stderr));
+    assert!(stdout.contains("files changed (1):\n  about.html"), "only the new file changed: {stdout}");
+
+    let empty = run(vec!["  ".into()]).await;
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("the prompt must have 1 to 10000 characters"));
+    remove_sandboxes(data.path()).await;
+}
