@@ -94,7 +94,8 @@ if [[ -n "${SCHEMATHESIS_SEED:-}" ]]; then
     args+=(--seed "$SCHEMATHESIS_SEED")
 fi
 # A hard bound on top of --max-examples, so a hung run cannot stall a pipeline.
-timeout 170 "$venv/bin/schemathesis" "${args[@]}" || status=$?
+# From the temporary directory, where Schemathesis keeps its example database (.schemathesis/).
+(cd "$work" && timeout 170 "$venv/bin/schemathesis" "${args[@]}") || status=$?
 
 # The HTTP layer logs every 5xx it answers as an error; a panic would also show here.
 if sed 's/\x1b\[[0-9;]*m//g' "$work/server.log" | grep -E "ERROR forgeai_server|panicked" >"$work/errors.log"; then

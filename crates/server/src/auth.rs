@@ -85,7 +85,10 @@ pub struct SessionRequest {
 
 /// Signs the browser in with an API token: it becomes the session cookie.
 #[utoipa::path(post, path = "/api/session", request_body = SessionRequest, tag = "session",
-    responses((status = 204), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
+    // The token in the body is the credential.
+    security(()),
+    responses((status = 204), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody)))]
 pub async fn sign_in(
     State(state): State<AppState>,
     jar: CookieJar,
@@ -97,7 +100,7 @@ pub async fn sign_in(
 }
 
 /// Signs the browser out.
-#[utoipa::path(delete, path = "/api/session", tag = "session", responses((status = 204)))]
+#[utoipa::path(delete, path = "/api/session", tag = "session", security(()), responses((status = 204)))]
 pub async fn sign_out(jar: CookieJar) -> (CookieJar, axum::http::StatusCode) {
     (jar.remove(Cookie::build(SESSION_COOKIE).path("/")), axum::http::StatusCode::NO_CONTENT)
 }

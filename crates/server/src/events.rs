@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use forgeai_code_agent::{CODE_AGENT_EVENT, CodeAgentRequest};
 use forgeai_engine::NewEvent;
 use serde::{Deserialize, Serialize};
@@ -15,11 +16,15 @@ use crate::error::ApiError;
 
 const MAX_EVENTS_PER_REQUEST: usize = 100;
 
+/// Set by the Inngest SDKs to the same value on every retry of one send.
+const EVENT_ID_SEED_HEADER: &str = "x-inngest-event-id-seed";
+
 #[derive(Deserialize, ToSchema)]
 pub struct InngestEvent {
     pub name: String,
     #[serde(default)]
     pub data: Value,
+    /// An idempotency key: a repeat from the same user within 24 hours starts nothing.
     #[serde(default)]
     pub id: Option<String>,
     /// Milliseconds since the Unix epoch.
@@ -63,9 +68,15 @@ struct CodeAgentData {
 pub async fn send(
     State(state): State<AppState>,
     ApiPath(event_key): ApiPath<String>,
+    headers: HeaderMap,
     ApiJson(events): ApiJson<InngestEvents>,
 ) -> Result<Json<SendResponse>, ApiError> {
     let user = state.store.authenticate(&event_key).await?.ok_or(ApiError::Unauthorized)?;
+    let seed = headers
+        .get(EVENT_ID_SEED_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|seed| !seed.is_empty());
     let events = match events {
         InngestEvents::Batch(events) => events,
         InngestEvents::One(event) => vec![event],
@@ -100,10 +111,18 @@ pub async fn send(
         } else {
             event.data
         };
+        // Idempotency keys are per user, so one user's keys never swallow another's events.
+        // Without a key of its own, an event sent by an Inngest SDK is keyed by the request's
+        // seed, which the SDK keeps when it retries the request.
+        let id = match (event.id, seed) {
+            (Some(id), _) => Some(format!("{}:id:{id}", user.id)),
+            (None, Some(seed)) => Some(format!("{}:seed:{seed}:{index}", user.id)),
+            (None, None) => None,
+        };
         checked.push(NewEvent {
             name: event.name,
             data,
-            id: event.id,
+            id,
             ts: event.ts,
         });
     }

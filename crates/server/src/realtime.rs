@@ -26,9 +26,10 @@ pub struct RealtimeQuery {
 /// Streams the project's statuses: `event: projectInfo`, `data:` the JSON-encoded status,
 /// `id:` the message id. With `Last-Event-ID` it first replays what came after that id.
 #[utoipa::path(get, path = "/api/projects/{id}/realtime", tag = "realtime",
-    params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header), RealtimeQuery),
+    params(("id" = String, Path, format = "uuid"), ("Last-Event-ID" = Option<String>, Header), RealtimeQuery),
     responses((status = 200, content_type = "text/event-stream", body = String),
-        (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
 pub async fn subscribe(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

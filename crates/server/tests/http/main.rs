@@ -1,0 +1,48 @@
+//! forgeai-server over real HTTP: the router on a loopback port, driven with reqwest. Every
+//! scenario runs twice, with the store on SQLite and on PostgreSQL (a private throwaway
+//! server, or a database on the server named by `FORGEAI_TEST_DATABASE_URL`).
+
+mod api;
+mod harness;
+mod inngest;
+mod openapi;
+mod sse;
+mod uploads;
+
+macro_rules! on_both_backends {
+    ($($module:ident :: $scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let server = crate::harness::TestServer::start(crate::harness::Backend::Sqlite).await;
+                    crate::$module::$scenario(&server).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let server = crate::harness::TestServer::start(crate::harness::Backend::Postgres).await;
+                    crate::$module::$scenario(&server).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    api::projects_messages_and_runs,
+    api::fragments,
+    api::rejected_requests_store_nothing,
+    api::authentication,
+    api::other_users_data_is_invisible,
+    uploads::uploads,
+    sse::realtime_resumes_without_loss_or_repeats,
+    sse::realtime_reconnects_under_load,
+    sse::realtime_streams_run_statuses,
+    inngest::event_endpoint,
+    inngest::inngest_sdk_sends_events,
+    openapi::openapi_document,
+);
