@@ -104,7 +104,7 @@ async fn engine_share_per_iteration() {
     let model = MockOpenAi::with_responder(|body| model_reply(body, ITERATIONS)).await;
     let setup = setup(&model).await;
     let run_id = start_run(&setup, "bench").await;
-    wait_all(&setup, &[run_id.clone()]).await;
+    wait_all(&setup, std::slice::from_ref(&run_id)).await;
     let steps = setup.engine.run(&run_id).await.expect("journal").expect("run").steps;
     let network: Vec<_> = steps.iter().filter(|step| step.name.starts_with("code-agent/")).collect();
     let span_ms = network.iter().filter_map(|step| step.ended_at).max().unwrap_or(0)

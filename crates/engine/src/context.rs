@@ -16,6 +16,14 @@ use crate::realtime::Realtime;
 use crate::types::StepStatus;
 use crate::StepError;
 
+/// What every run context works with, shared with the engine.
+#[derive(Clone)]
+pub(crate) struct RunServices {
+    pub journal: Journal,
+    pub realtime: Arc<Realtime>,
+    pub live: Arc<LiveSteps>,
+}
+
 /// Passed to a function's handler. Cheap to clone; clones share the step counters, so steps
 /// may also run concurrently (e.g. with `join`), as long as they are started in a stable order.
 #[derive(Clone)]
@@ -44,9 +52,7 @@ struct ReplayState {
 impl RunContext {
     pub(crate) fn new(
         run_id: &str,
-        journal: Journal,
-        realtime: Arc<Realtime>,
-        live: Arc<LiveSteps>,
+        services: RunServices,
         entries: HashMap<String, JournalEntry>,
         retry: RetryPolicy,
         cancel: CancellationToken,
@@ -56,9 +62,9 @@ impl RunContext {
         Self {
             inner: Arc::new(Inner {
                 run_id: run_id.to_owned(),
-                journal,
-                realtime,
-                live,
+                journal: services.journal,
+                realtime: services.realtime,
+                live: services.live,
                 retry,
                 cancel,
                 prefix,

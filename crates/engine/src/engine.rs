@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::context::RunContext;
+use crate::context::{RunContext, RunServices};
 use crate::function::Function;
 use crate::journal::{now_ms, Journal, NewRun};
 use crate::live::LiveSteps;
@@ -382,11 +382,14 @@ impl Engine {
         token: &CancellationToken,
         prefix: &'static str,
     ) -> Result<RunContext, Error> {
+        let services = RunServices {
+            journal: self.inner.journal.clone(),
+            realtime: self.inner.realtime.clone(),
+            live: self.inner.live.clone(),
+        };
         Ok(RunContext::new(
             run_id,
-            self.inner.journal.clone(),
-            self.inner.realtime.clone(),
-            self.inner.live.clone(),
+            services,
             self.inner.journal.journal(run_id).await?,
             function.retry,
             token.clone(),

@@ -212,7 +212,6 @@ pub async fn fetch_preview(server: &Forgeai, sandbox_url: &str, path: &str) -> (
 
 /// Builds the hello page for a first prompt; for one about an "about page", reads it back and
 /// adds `about.html`.
-
 pub fn hello_then_about_model(body: &Value) -> MockReply {
     if is_naming(body) {
         return MockReply::text("Hello Page");
