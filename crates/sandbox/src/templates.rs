@@ -100,7 +100,8 @@ pub fn validate_name(name: &str) -> Result<()> {
 pub struct Templates;
 
 /// Dev server of the `static` template: serves the project over HTTP, index.html at `/`.
-/// Written for node (always present, since the agent needs it) with no dependencies.
+/// Written for node (always present, since the agent needs it) with no dependencies; used when
+/// busybox is missing.
 const STATIC_SERVER_JS: &str = r#"// forgeai `static` template dev server: serves /home/user/project on $PORT (3000).
 'use strict';
 const http = require('http');
@@ -151,7 +152,13 @@ impl Templates {
     /// [`Templates::ensure_static`] for another sandbox uid/gid.
     pub fn ensure_static_for(data_dir: &Path, uid: u32, gid: u32) -> Result<Template> {
         let config = TemplateConfig {
-            dev_command: Some("exec node /opt/forgeai-template/serve.js".into()),
+            // busybox's httpd starts in a millisecond where node needs ~50 ms of CPU, which
+            // decides how many sandboxes can start at once; node is the fallback.
+            dev_command: Some(
+                "if [ -x /bin/busybox ]; then exec busybox httpd -f -p 3000 -h /home/user/project; \
+                 else exec node /opt/forgeai-template/serve.js; fi"
+                    .into(),
+            ),
             port: 3000,
             env: BTreeMap::from([("PORT".to_string(), "3000".to_string())]),
         };
