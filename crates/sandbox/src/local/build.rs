@@ -11,6 +11,7 @@
 //! the shadcn CLI would) so the agent can edit them and Tailwind sees their classes.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ use crate::provider::{CommandOptions, CreateOptions, SandboxProvider};
 use crate::templates::{TEMPLATE_FILE, Template, TemplateConfig, Templates, chown_tree, replace_dir};
 
 const NAME: &str = "forgeai-v1";
+/// Names of the empty template a build runs in, and of the half-built template's directory;
+/// both live in `<data_dir>/templates` only while a build runs.
+const BASE_PREFIX: &str = "build-forgeai-v1-";
+const STAGING_PREFIX: &str = ".forgeai-v1-";
 /// Any single build step; `npm install` of Next.js is the slow one.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
@@ -120,16 +125,20 @@ pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
     let (uid, gid) = (cfg.uid, cfg.gid);
     let provider = LocalProvider::new(cfg).await?;
     let templates = Templates::dir(provider.data_dir());
+    // One build per data dir at a time. The kernel drops the lock when its holder dies, so
+    // whatever a build left behind while nobody holds it is from one that was interrupted.
+    let _lock = BuildLock::acquire(&templates).await?;
+    sweep_interrupted_builds(&provider, &templates).await;
 
     // An empty template to build in.
-    let base_name = format!("build-{NAME}-{:08x}", rand::random::<u32>());
+    let base_name = format!("{BASE_PREFIX}{:08x}", rand::random::<u32>());
     let base = templates.join(&base_name);
     std::fs::create_dir_all(base.join("project")).ctx(|| format!("create {}", base.display()))?;
     chown_tree(&base.join("project"), uid, gid)?;
     let base_cfg = TemplateConfig { dev_command: None, port: 3000, env: BTreeMap::new() };
     write_json(&base.join(TEMPLATE_FILE), &base_cfg)?;
 
-    let staging = templates.join(format!(".{NAME}-{:08x}", rand::random::<u32>()));
+    let staging = templates.join(format!("{STAGING_PREFIX}{:08x}", rand::random::<u32>()));
     let result = async {
         let info = provider
             .create(&base_name, CreateOptions { timeout: Some(Duration::from_secs(3600)), ..Default::default() })
@@ -209,6 +218,61 @@ async fn build_in(provider: &LocalProvider, id: &str) -> Result<()> {
     step("smoke test", SMOKE_TEST_SH.into()).await?;
     step("clean", "rm -rf .next".into()).await?;
     Ok(())
+}
+
+/// An exclusive `flock(2)` on `<templates>/.forgeai-v1.lock`, held for the whole build.
+struct BuildLock {
+    _file: std::fs::File,
+}
+
+impl BuildLock {
+    async fn acquire(templates: &Path) -> Result<BuildLock> {
+        let path = templates.join(format!(".{NAME}.lock"));
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .ctx(|| format!("open {}", path.display()))?;
+            // SAFETY: flock(2) on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                tracing::info!("another {NAME} build runs in this data dir; waiting for it");
+                // SAFETY: as above; blocks until the other build releases the lock.
+                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                    return Err(Error::io(format!("lock {}", path.display()), std::io::Error::last_os_error()));
+                }
+            }
+            Ok(BuildLock { _file: file })
+        })
+        .await
+        .map_err(|e| Error::Provider(format!("template build task failed: {e}")))?
+    }
+}
+
+/// Removes what an interrupted build (process killed, host rebooted) left: its build sandbox
+/// (mount, network, cgroup, processes and ~500 MB of files), its empty base template and its
+/// half-built staging directory. Only called with the build lock held.
+async fn sweep_interrupted_builds(provider: &LocalProvider, templates: &Path) {
+    for id in provider.list() {
+        if provider.stored_template(&id).is_some_and(|t| t.starts_with(BASE_PREFIX)) {
+            tracing::info!(%id, "removing the sandbox of an interrupted {NAME} build");
+            if let Err(e) = provider.kill(&id).await {
+                tracing::warn!(%id, error = %e, "cannot remove the sandbox of an interrupted {NAME} build");
+            }
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(templates) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && (name.starts_with(BASE_PREFIX) || name.starts_with(STAGING_PREFIX)) {
+            tracing::info!(dir = %entry.path().display(), "removing what an interrupted {NAME} build left");
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove");
+            }
+        }
+    }
 }
 
 fn write_json(path: &Path, value: &TemplateConfig) -> Result<()> {

@@ -354,6 +354,13 @@ impl LocalProvider {
         ids
     }
 
+    /// The template a stored sandbox was made from, read from its state without loading it.
+    pub fn stored_template(&self, id: &str) -> Option<String> {
+        let slot = self.inner.slot(id).ok()?;
+        let template = lock(&slot.state).template.clone();
+        Some(template)
+    }
+
     /// Stops every loaded sandbox's processes and releases its mount, network and cgroup,
     /// keeping files and state — what a host shutdown does. `connect` brings each back.
     pub async fn shutdown(&self) {
