@@ -37,7 +37,7 @@ async fn the_web_ui_builds_edits_and_continues_a_project_in_chromium() {
         ui.join("dist/index.html").exists() && ui.join("node_modules/playwright-core").exists(),
         "the web UI is not built: run scripts/setup.sh (it runs `npm ci && npm run build` in ui/)"
     );
-    let data = tempfile::TempDir::new().unwrap();
+    let data = DataDir::new();
     let model = MockOpenAi::with_responder(hello_then_about_model).await;
     let port = free_port();
     add_user(data.path(), "alice");
@@ -60,5 +60,4 @@ async fn the_web_ui_builds_edits_and_continues_a_project_in_chromium() {
     .expect("node runs");
     assert!(status.0.success(), "the browser test failed; see its output and the screenshots in {}", artifacts_dir().display());
     drop(status.1);
-    remove_sandboxes(data.path()).await;
 }

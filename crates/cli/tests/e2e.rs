@@ -13,7 +13,7 @@ use serde_json::json;
 #[tokio::test]
 async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
     let _serial = SERIAL.lock().await;
-    let data = tempfile::TempDir::new().unwrap();
+    let data = DataDir::new();
     let model = MockOpenAi::with_responder(hello_then_about_model).await;
     let port = free_port();
     let token = add_user(data.path(), "alice");
@@ -87,13 +87,12 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
     let (status, about) = fetch_preview(&server, second["sandboxUrl"].as_str().unwrap(), "/about.html").await;
     assert_eq!((status, about.as_str()), (200, "<p>About</p>"));
     drop(server);
-    remove_sandboxes(data.path()).await;
 }
 
 #[tokio::test]
 async fn prompts_sent_at_once_to_one_project_run_one_after_another() {
     let _serial = SERIAL.lock().await;
-    let data = tempfile::TempDir::new().unwrap();
+    let data = DataDir::new();
     // A model slow enough that all three prompts are waiting while the first is answered.
     let build = builder_model("index.html", PAGE);
     let model = MockOpenAi::with_responder(move |body| build(body).delay(Duration::from_millis(300))).await;
@@ -128,13 +127,12 @@ async fn prompts_sent_at_once_to_one_project_run_one_after_another() {
     let roles: Vec<&str> = messages.iter().map(|message| message["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["USER", "USER", "USER", "ASSISTANT", "ASSISTANT", "ASSISTANT"]);
     drop(server);
-    remove_sandboxes(data.path()).await;
 }
 
 #[tokio::test]
 async fn a_model_that_keeps_failing_ends_in_an_error_and_the_project_goes_on() {
     let _serial = SERIAL.lock().await;
-    let data = tempfile::TempDir::new().unwrap();
+    let data = DataDir::new();
     let model = MockOpenAi::with_responder(|_| MockReply::error(500, "the model is down")).await;
     let token = add_user(data.path(), "alice");
     let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
@@ -155,13 +153,12 @@ async fn a_model_that_keeps_failing_ends_in_an_error_and_the_project_goes_on() {
     let replies = api.replies(&project_id, 2, Duration::from_secs(60)).await;
     assert_eq!(replies[1]["type"], "RESULT");
     drop(server);
-    remove_sandboxes(data.path()).await;
 }
 
 #[tokio::test]
 async fn a_server_killed_during_the_network_resumes_without_repeating_model_calls() {
     let _serial = SERIAL.lock().await;
-    let data = tempfile::TempDir::new().unwrap();
+    let data = DataDir::new();
     // Iteration 2 answers slowly, so the server can be killed while it waits for it.
     let slow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let slow_in = slow.clone();
@@ -204,13 +201,12 @@ async fn a_server_killed_during_the_network_resumes_without_repeating_model_call
     let (status, page) = fetch_preview(&server, fragment["sandboxUrl"].as_str().unwrap(), "/").await;
     assert_eq!((status, page.as_str()), (200, PAGE));
     drop(server);
-    remove_sandboxes(data.path()).await;
 }
 
 #[tokio::test]
 async fn forgeai_run_does_the_main_job_from_a_terminal() {
     let _serial = SERIAL.lock().await;
-    let data = tempfile::TempDir::new().unwrap();
+    let data = DataDir::new();
     let model = MockOpenAi::with_responder(hello_then_about_model).await;
     let port = free_port();
     let run = |args: Vec<String>| {
@@ -239,5 +235,4 @@ async fn forgeai_run_does_the_main_job_from_a_terminal() {
     let empty = run(vec!["  ".into()]).await;
     assert!(!empty.status.success());
     assert!(String::from_utf8_lossy(&empty.stderr).contains("the prompt must have 1 to 10000 characters"));
-    remove_sandboxes(data.path()).await;
 }

@@ -119,11 +119,38 @@ pub fn add_user(data_dir: &Path, name: &str) -> String {
     String::from_utf8(output.stdout).unwrap().lines().last().unwrap().trim().to_owned()
 }
 
-/// Kills the sandboxes a test made (they outlive `forgeai serve` by design).
-pub async fn remove_sandboxes(data_dir: &Path) {
-    let provider = forgeai_sandbox::LocalProvider::new(forgeai_sandbox::LocalConfig::new(data_dir)).await.unwrap();
-    provider.kill_all().await.unwrap();
-    provider.shutdown().await;
+/// A test's data dir; dropping it kills the sandboxes made in it (they outlive `forgeai serve`
+/// by design), also when the test failed, so no mount or network namespace is left behind.
+pub struct DataDir(tempfile::TempDir);
+
+impl DataDir {
+    pub fn new() -> Self {
+        Self(tempfile::TempDir::new().expect("temp dir"))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let path = self.0.path().to_owned();
+        // A runtime of its own: tests drop this inside theirs, where blocking is not allowed.
+        let cleaned = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(async {
+                let provider = forgeai_sandbox::LocalProvider::new(forgeai_sandbox::LocalConfig::new(&path)).await?;
+                provider.kill_all().await?;
+                provider.shutdown().await;
+                Ok::<_, forgeai_sandbox::Error>(())
+            })
+        })
+        .join();
+        if !matches!(cleaned, Ok(Ok(()))) {
+            eprintln!("could not remove the sandboxes in {}: {cleaned:?}", self.0.path().display());
+        }
+    }
 }
 
 pub struct Api {
