@@ -149,7 +149,9 @@ export const api = {
     return request<{ url: string }>('POST', '/api/uploads', { form });
   },
 
-  realtimeUrl: (projectId: string) => `/api/projects/${enc(projectId)}/realtime`,
+  // From the first kept status: a run that started before the page connected is not missed.
+  // (On reconnects the browser sends Last-Event-ID, which the server prefers.)
+  realtimeUrl: (projectId: string) => `/api/projects/${enc(projectId)}/realtime?lastEventId=0`,
 };
 
 export function errorMessage(error: unknown): string {
