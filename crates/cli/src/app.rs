@@ -111,11 +111,12 @@ impl App {
     }
 
     pub async fn build_template(settings: &Settings) -> Result<Template> {
-        eprintln!(
-            "Building the {} template into {} (forgeai-v1 downloads its packages from npm once; this takes a while)...",
-            settings.template,
-            settings.data_dir.display()
-        );
+        let note = if settings.template == "forgeai-v1" {
+            " (it downloads its packages from npm once; this takes a minute or two)"
+        } else {
+            ""
+        };
+        eprintln!("Building the {} template into {}{note}...", settings.template, settings.data_dir.display());
         forgeai_sandbox::build_template(&settings.template, &settings.data_dir)
             .await
             .with_context(|| format!("cannot build the {} template", settings.template))
