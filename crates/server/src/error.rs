@@ -49,10 +49,21 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        }
-        (status, Json(ErrorBody { error: self.to_string() })).into_response()
+        let error = match &self {
+            // Database and engine details stay in the server's log, not in answers to clients.
+            Self::Internal(_) => {
+                let incident = uuid::Uuid::new_v4();
+                tracing::error!(error = %self, %incident, "request failed");
+                format!("internal error {incident}; the server log has the details")
+            }
+            other => {
+                if status.is_server_error() {
+                    tracing::error!(error = %other, "request failed");
+                }
+                other.to_string()
+            }
+        };
+        (status, Json(ErrorBody { error })).into_response()
     }
 }
 
