@@ -142,6 +142,18 @@ async fn concurrent_projects() {
     wait_all(&setup, &[one]).await;
     let alone = started.elapsed();
 
+    // The sandboxes alone, for comparison: what starting 200 of them at once costs.
+    let started = Instant::now();
+    let created = futures::future::join_all(
+        (0..CONCURRENT_RUNS).map(|_| setup.sandboxes.create("static", CreateOptions::default())),
+    )
+    .await;
+    let sandboxes_alone = started.elapsed();
+    for sandbox in created {
+        setup.sandboxes.kill(&sandbox.expect("sandbox").id).await.expect("kill");
+    }
+    println!("{CONCURRENT_RUNS} sandboxes created at once, without runs: {sandboxes_alone:.2?}");
+
     let started = Instant::now();
     let mut run_ids = Vec::with_capacity(CONCURRENT_RUNS);
     for n in 0..CONCURRENT_RUNS {

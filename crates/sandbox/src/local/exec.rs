@@ -6,6 +6,10 @@
 //! uid/gid and execs bwrap. bwrap therefore runs unprivileged and builds its mount, pid, ipc
 //! and uts namespaces inside a fresh user namespace mapping the sandbox uid to itself: root's
 //! powers never reach sandbox code, and files it creates are owned by the sandbox uid on disk.
+//!
+//! Before dropping root the child also enters a private mount namespace in which the other
+//! sandboxes' mounts are detached (see [`super::mounts`]), the sandbox's own project and home
+//! being bound first to staging directories that bwrap binds from.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
@@ -20,6 +24,10 @@ use crate::provider::{HOME_DIR, PROJECT_DIR};
 
 /// Where a template's support files (e.g. the static server script) appear, read-only.
 pub const TEMPLATE_SUPPORT_DIR: &str = "/opt/forgeai-template";
+
+/// Entries of [`SpawnSpec::stage_dir`] the sandbox's home and project are bound to.
+pub const STAGE_HOME: &str = "home";
+pub const STAGE_PROJECT: &str = "project";
 
 /// Host paths shown read-only inside every sandbox when they exist: the OS's programs and
 /// libraries and the few /etc files they need (dynamic linker cache, TLS roots, alternatives).
@@ -57,6 +65,11 @@ pub struct SpawnSpec {
     pub netns: PathBuf,
     /// `cgroup.procs` files the process joins.
     pub cgroup_procs: Vec<PathBuf>,
+    /// `<data_dir>/sandboxes`, detached in the child's mount namespace.
+    pub sandboxes_dir: PathBuf,
+    /// Root-owned directory with empty `home/` and `project/`, where the child binds this
+    /// sandbox's home and project before detaching the sandboxes dir.
+    pub stage_dir: PathBuf,
     pub uid: u32,
     pub gid: u32,
     /// Sandbox-wide environment (template env + create options).
@@ -96,6 +109,16 @@ impl SpawnSpec {
             .map(|p| CString::new(p.as_os_str().as_bytes()))
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| Error::io("cgroup path contains a NUL byte", io::ErrorKind::InvalidInput.into()))?;
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| Error::io("sandbox path contains a NUL byte", io::ErrorKind::InvalidInput.into()))
+        };
+        // (source, staging target) binds, then the trees to detach.
+        let binds = [
+            (c(&self.merged)?, c(&self.stage_dir.join(STAGE_PROJECT))?),
+            (c(&self.home)?, c(&self.stage_dir.join(STAGE_HOME))?),
+        ];
+        let detach = [c(&self.sandboxes_dir)?, c(self.netns.parent().unwrap_or(Path::new("/run/netns")))?];
         let (uid, gid) = (self.uid, self.gid);
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
         // system calls on data prepared before the fork; it allocates nothing.
@@ -114,6 +137,28 @@ impl SpawnSpec {
                     libc::close(fd);
                     if rc != 1 {
                         return Err(io::Error::last_os_error());
+                    }
+                }
+                // A private copy of the host's mount table: nothing done below propagates
+                // back (an unmount in a shared peer group would otherwise reach the host).
+                if libc::unshare(libc::CLONE_NEWNS) != 0
+                    || libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                for (src, dst) in &binds {
+                    if libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                for path in &detach {
+                    // EINVAL: not a mount point (e.g. the sandboxes dir could not be made one);
+                    // bwrap is then merely slower.
+                    if libc::umount2(path.as_ptr(), libc::MNT_DETACH) != 0 {
+                        let err = io::Error::last_os_error();
+                        if !matches!(err.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) {
+                            return Err(err);
+                        }
                     }
                 }
                 if libc::setgroups(0, std::ptr::null()) != 0
@@ -169,11 +214,12 @@ impl SpawnSpec {
             a.push(format!("/etc/{f}").into());
         }
         a.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(OsString::from));
+        // The staging binds the child made of `home` and `merged` (see `prepare`).
         a.push("--bind".into());
-        a.push(self.home.clone().into_os_string());
+        a.push(self.stage_dir.join(STAGE_HOME).into_os_string());
         a.push(HOME_DIR.into());
         a.push("--bind".into());
-        a.push(self.merged.clone().into_os_string());
+        a.push(self.stage_dir.join(STAGE_PROJECT).into_os_string());
         a.push(PROJECT_DIR.into());
         if let Some(support) = &self.support {
             a.push("--ro-bind".into());

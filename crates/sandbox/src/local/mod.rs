@@ -12,6 +12,7 @@ mod build;
 mod cgroup;
 mod devserver;
 mod exec;
+mod mounts;
 mod net;
 mod paths;
 
@@ -215,6 +216,10 @@ struct Inner {
     cfg: LocalConfig,
     data_dir: PathBuf,
     sandboxes_dir: PathBuf,
+    /// Makes `sandboxes_dir` a mount point, so spawns can detach all overlays at once.
+    sandboxes_mount: Arc<mounts::SandboxesMount>,
+    /// Staging mount points for the spawning child (see [`SpawnSpec::stage_dir`]).
+    stage_dir: PathBuf,
     etc_dir: PathBuf,
     net: Network,
     cgroups: CgroupLayout,
@@ -309,6 +314,15 @@ impl LocalProvider {
                     first_err.get_or_insert(e);
                 }
             }
+        }
+        if self.list().is_empty() {
+            // Lets the data dir be deleted; the next sandbox start makes it a mount point again.
+            let sandboxes_mount = self.inner.sandboxes_mount.clone();
+            let _ = blocking(move || {
+                sandboxes_mount.release();
+                Ok(())
+            })
+            .await;
         }
         match first_err {
             Some(e) => Err(e),
@@ -433,10 +447,16 @@ impl Inner {
         let sandboxes_dir = data_dir.join("sandboxes");
         ensure_traversable_dir(&sandboxes_dir)?;
         ensure_traversable_dir(&Templates::dir(&data_dir))?;
+        let stage_dir = data_dir.join("mnt");
+        for d in [stage_dir.clone(), stage_dir.join(exec::STAGE_HOME), stage_dir.join(exec::STAGE_PROJECT)] {
+            std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).ctx(|| format!("chmod {}", d.display()))?;
+        }
+        let sandboxes_mount = Arc::new(mounts::SandboxesMount::new(sandboxes_dir.clone()));
         let etc_dir = data_dir.join("etc");
         exec::write_etc(&etc_dir, cfg.uid, cfg.gid)?;
         std::fs::set_permissions(&etc_dir, std::fs::Permissions::from_mode(0o755)).ctx(|| format!("chmod {}", etc_dir.display()))?;
-        Ok(Inner { cfg, data_dir, sandboxes_dir, etc_dir, net, cgroups, slots: Mutex::new(HashMap::new()) })
+        Ok(Inner { cfg, data_dir, sandboxes_dir, sandboxes_mount, stage_dir, etc_dir, net, cgroups, slots: Mutex::new(HashMap::new()) })
     }
 
     /// Finds the slot of `id`, loading its state from disk if this process has not seen it.
@@ -504,7 +524,9 @@ impl Inner {
         let net = {
             let cgroup = cgroup.clone();
             let network = self.net.clone();
+            let sandboxes_mount = self.sandboxes_mount.clone();
             blocking(move || {
+                sandboxes_mount.ensure();
                 mount_overlay(&lower, &dirs)?;
                 // Leftover processes of a previous run (forgeai restarted without a reboot).
                 if cgroup.exists() {
@@ -535,6 +557,8 @@ impl Inner {
             etc_dir: self.etc_dir.clone(),
             netns: net.netns_path(),
             cgroup_procs: cgroup.procs_files(),
+            sandboxes_dir: self.sandboxes_dir.clone(),
+            stage_dir: self.stage_dir.clone(),
             uid: self.cfg.uid,
             gid: self.cfg.gid,
             envs,
