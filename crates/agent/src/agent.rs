@@ -51,6 +51,8 @@ pub struct Agent {
     system_prompt: String,
     model: Model,
     tools: Vec<Arc<dyn DynTool>>,
+    /// The tools as the model sees them; derived once, sent with every model call.
+    definitions: Vec<forgeai_llm::Tool>,
     stream: bool,
 }
 
@@ -68,6 +70,7 @@ impl Agent {
             system_prompt: system_prompt.into(),
             model: model.into(),
             tools: Vec::new(),
+            definitions: Vec::new(),
             stream: false,
         }
     }
@@ -78,6 +81,7 @@ impl Agent {
         self.tools
             .retain(|existing| existing.name() != Tool::name(&tool));
         self.tools.push(Arc::new(tool));
+        self.definitions = self.tools.iter().map(|tool| tool.definition()).collect();
         self
     }
 
@@ -115,7 +119,7 @@ impl Agent {
 
     /// The tool definitions sent to the model.
     pub fn tool_definitions(&self) -> Vec<forgeai_llm::Tool> {
-        self.tools.iter().map(|tool| tool.definition()).collect()
+        self.definitions.clone()
     }
 
     pub(crate) fn find_tool(&self, name: &str) -> Option<&dyn DynTool> {
