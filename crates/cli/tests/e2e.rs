@@ -86,6 +86,20 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
     assert!(read_result.contains("Hello from forgeai"), "readFiles saw the file in the sandbox");
     let (status, about) = fetch_preview(&server, second["sandboxUrl"].as_str().unwrap(), "/about.html").await;
     assert_eq!((status, about.as_str()), (200, "<p>About</p>"));
+
+    // Deleting the project removes its sandbox: the preview is gone too.
+    let deleted = api
+        .http
+        .delete(format!("{}/api/projects/{project_id}", server.url))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let sandbox_dir = data.path().join("sandboxes").join(second["sandboxId"].as_str().unwrap());
+    assert!(!sandbox_dir.exists(), "the sandbox's files were removed");
+    let (status, _) = fetch_preview(&server, second["sandboxUrl"].as_str().unwrap(), "/").await;
+    assert!(status >= 400, "the preview of a deleted project answers {status}");
     drop(server);
 }
 

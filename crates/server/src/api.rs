@@ -213,7 +213,7 @@ pub async fn get_project(
     state.store.get_project(&user.id, &id).await?.map(Json).ok_or(ApiError::NotFound("project"))
 }
 
-/// Deletes a project with its messages and fragments.
+/// Deletes a project with its messages and fragments, and removes its sandbox.
 #[utoipa::path(delete, path = "/api/projects/{id}", tag = "projects", params(("id" = String, Path, format = "uuid")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_project(
@@ -222,11 +222,18 @@ pub async fn delete_project(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("project id", &id)?;
-    if state.store.delete_project(&user.id, &id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("project"))
+    let project = state.store.get_project(&user.id, &id).await?.ok_or(ApiError::NotFound("project"))?;
+    if !state.store.delete_project(&user.id, &id).await? {
+        return Err(ApiError::NotFound("project"));
     }
+    // The project's sandbox would otherwise keep its files (and, until paused, its processes).
+    if let (Some(sandboxes), Some(sandbox_id)) = (&state.sandboxes, &project.sandbox_id) {
+        match sandboxes.kill(sandbox_id).await {
+            Ok(_) | Err(forgeai_sandbox::Error::Gone { .. }) => {}
+            Err(error) => tracing::warn!(%sandbox_id, %error, "could not remove the sandbox of a deleted project"),
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A project's messages, oldest first, each with its code fragment (or null).
