@@ -250,3 +250,36 @@ async fn forgeai_run_does_the_main_job_from_a_terminal() {
     assert!(!empty.status.success());
     assert!(String::from_utf8_lossy(&empty.stderr).contains("the prompt must have 1 to 10000 characters"));
 }
+
+#[tokio::test]
+async fn a_project_whose_sandbox_is_gone_gets_a_new_one_with_its_files() {
+    let _serial = SERIAL.lock().await;
+    let data = DataDir::new();
+    let model = MockOpenAi::with_responder(hello_then_about_model).await;
+    let token = add_user(data.path(), "alice");
+    let port = free_port();
+    let mut server = Forgeai::start(data.path(), &model.base_url(), port).await;
+    let api = Api { http: reqwest::Client::new(), url: server.url.clone(), token };
+    let project = api.post("/api/projects", json!({"message": "Build a hello page"})).await;
+    let project_id = project["id"].as_str().unwrap().to_owned();
+    let first = api.replies(&project_id, 1, Duration::from_secs(60)).await[0]["codeFragment"].clone();
+    let old_sandbox = first["sandboxId"].as_str().unwrap().to_owned();
+
+    // The machine lost the sandbox while forgeai was down.
+    server.kill();
+    let provider = forgeai_sandbox::LocalProvider::new(forgeai_sandbox::LocalConfig::new(data.path())).await.unwrap();
+    assert!(forgeai_sandbox::SandboxProvider::kill(&provider, &old_sandbox).await.unwrap());
+    provider.shutdown().await;
+
+    let server = Forgeai::start(data.path(), &model.base_url(), port).await;
+    api.post("/api/messages", json!({"projectId": project_id, "message": "Add an about page"})).await;
+    let second = api.replies(&project_id, 2, Duration::from_secs(60)).await[1].clone();
+    assert_eq!(second["type"], "RESULT", "{second}");
+    let fragment = &second["codeFragment"];
+    assert_ne!(fragment["sandboxId"].as_str().unwrap(), old_sandbox, "a new sandbox was made");
+    let url = fragment["sandboxUrl"].as_str().unwrap();
+    let (_, page) = fetch_preview(&server, url, "/").await;
+    assert_eq!(page, PAGE, "the previous fragment's files were restored into it");
+    let (_, about) = fetch_preview(&server, url, "/about.html").await;
+    assert_eq!(about, "<p>About</p>");
+}
