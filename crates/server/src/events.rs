@@ -69,9 +69,11 @@ pub async fn send(
     State(state): State<AppState>,
     ApiPath(event_key): ApiPath<String>,
     headers: HeaderMap,
-    ApiJson(events): ApiJson<InngestEvents>,
+    events: Result<ApiJson<InngestEvents>, ApiError>,
 ) -> Result<Json<SendResponse>, ApiError> {
+    // A wrong key is told as such even when the body is bad too.
     let user = state.store.authenticate(&event_key).await?.ok_or(ApiError::Unauthorized)?;
+    let ApiJson(events) = events?;
     let seed = headers
         .get(EVENT_ID_SEED_HEADER)
         .and_then(|value| value.to_str().ok())

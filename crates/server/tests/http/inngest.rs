@@ -205,6 +205,15 @@ pub async fn event_endpoint(s: &TestServer) {
         .await
         .unwrap();
     expect_error(text, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    // A wrong key is reported as such, even with a malformed body.
+    let wrong_key_and_body = s
+        .request(Method::POST, "/e/not-a-key", None)
+        .header(CONTENT_TYPE, "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    expect_error(wrong_key_and_body, StatusCode::UNAUTHORIZED).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(s.stored().await, before, "a rejected event was kept");
 }
