@@ -114,6 +114,15 @@ async fn commands_cannot_reach_host_services() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_reach_the_package_registry() {
+    let env = Env::new().await;
+    let id = env.create().await;
+    // The one kind of outside traffic sandboxes exist for: installing packages.
+    let r = env.run(&id, "npm view is-number@7.0.0 version --no-update-notifier").await;
+    assert_eq!((r.exit_code, r.stdout.trim()), (0, "7.0.0"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandboxes_cannot_see_each_other() {
     let env = Env::new().await;
     let a = env.create().await;
@@ -467,27 +476,29 @@ async fn kill_removes_everything_and_connect_reports_gone() {
     let env = Env::new().await;
     let id = env.create().await;
     let (netns, veth) = env.provider.network_names(&id);
-    let short = &veth[4..];
     assert!(exists(format!("/run/netns/{netns}")));
     assert!(exists(format!("/sys/class/net/{veth}")));
     assert!(exists(format!("/sys/fs/cgroup/pids/forgeai/{id}")) || exists(format!("/sys/fs/cgroup/forgeai/{id}")));
-    let chain_exists = || {
-        std::process::Command::new("nft").args(["list", "chain", "inet", "forgeai", &format!("in-{short}")]).output().map(|o| o.status.success()).unwrap_or(false)
+    let (_, sandbox_addr) = env.provider.network(&id).await.unwrap();
+    let element = format!("\"{veth}\" . {sandbox_addr}");
+    let listed = |what: &[&str]| {
+        let out = std::process::Command::new("nft").args([&["list"], what].concat()).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert!(chain_exists());
+    let admitted = || listed(&["set", "inet", "forgeai", "sb_addrs"]).contains(&element);
+    assert!(admitted(), "the sandbox's interface and address are in the firewall's set");
     // Forwarded traffic to private and link-local ranges is dropped (checked on the rules: tests
     // never send probes to addresses outside this machine).
-    let fwd = std::process::Command::new("nft").args(["list", "chain", "inet", "forgeai", &format!("fwd-{short}")]).output().unwrap();
-    let fwd = String::from_utf8_lossy(&fwd.stdout);
+    let rules = listed(&["chain", "inet", "forgeai", "from_sandbox"]);
     for range in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"] {
-        assert!(fwd.contains(range), "{range} not blocked: {fwd}");
+        assert!(rules.contains(range), "{range} not blocked: {rules}");
     }
 
     assert!(env.provider.kill(&id).await.unwrap());
     assert!(!exists(format!("/run/netns/{netns}")));
     assert!(!exists(format!("/sys/class/net/{veth}")));
     assert!(!exists(format!("/sys/fs/cgroup/pids/forgeai/{id}")) && !exists(format!("/sys/fs/cgroup/forgeai/{id}")));
-    assert!(!chain_exists());
+    assert!(!admitted(), "the firewall forgot the sandbox");
     assert!(!exists(env.dir.path().join("sandboxes").join(&id)));
 
     assert!(matches!(env.provider.connect(&id).await, Err(Error::Gone { .. })));

@@ -190,35 +190,50 @@ impl Network {
         }
         let t = &self.cfg.table;
         let listed = Command::new(&self.cfg.nft).args(["list", "table", "inet", t]).stdout(Stdio::piped()).stderr(Stdio::null()).output();
-        if let Ok(out) = listed
-            && out.status.success()
-            && String::from_utf8_lossy(&out.stdout).contains("sb_forward")
-        {
+        let listed = listed.ok().filter(|out| out.status.success()).map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+        if listed.as_deref().is_some_and(|table| table.contains("sb_addrs")) {
             return Ok(());
         }
         let range = self.cfg.range();
+        let mut blocked = vec![range.clone()];
+        blocked.extend(self.cfg.blocked.iter().map(|(a, p)| format!("{a}/{p}")));
+        let dns = if self.cfg.dns_servers.is_empty() {
+            String::new()
+        } else {
+            let servers = self.cfg.dns_servers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+            format!("    ip daddr {{ {servers} }} udp dport 53 accept\n    ip daddr {{ {servers} }} tcp dport 53 accept\n")
+        };
+        // One rule set for all sandboxes; a sandbox is only an element of `sb_addrs` (its host
+        // interface and its address). Per-sandbox chains made every change validate the whole
+        // table, which grew with the sandbox count.
+        let recreate = if listed.is_some() { format!("delete table inet {t}\n") } else { String::new() };
         let script = format!(
-            r#"table inet {t} {{
-  map sb_input {{ type ifname : verdict ; }}
-  map sb_forward {{ type ifname : verdict ; }}
+            r#"{recreate}table inet {t} {{
+  set sb_addrs {{ type ifname . ipv4_addr ; }}
   chain input {{
     type filter hook input priority filter - 5 ; policy accept ;
-    iifname vmap @sb_input
-    iifname "{HOST_IF_PREFIX}*" drop
+    iifname "{HOST_IF_PREFIX}*" ct state established,related accept
+    iifname "{HOST_IF_PREFIX}*" counter drop
   }}
   chain forward {{
     type filter hook forward priority filter - 5 ; policy accept ;
-    iifname vmap @sb_forward
-    iifname "{HOST_IF_PREFIX}*" drop
+    iifname "{HOST_IF_PREFIX}*" jump from_sandbox
     oifname "{HOST_IF_PREFIX}*" ct state established,related accept
     oifname "{HOST_IF_PREFIX}*" drop
+  }}
+  chain from_sandbox {{
+    meta nfproto ipv6 drop
+    iifname . ip saddr != @sb_addrs drop
+{dns}    ip daddr {{ {blocked} }} counter drop
+    accept
   }}
   chain postrouting {{
     type nat hook postrouting priority srcnat ; policy accept ;
     ip saddr {range} ip daddr != {range} masquerade
   }}
 }}
-"#
+"#,
+            blocked = blocked.join(", ")
         );
         run(&self.cfg.nft, &["-f", "-"], Some(&script)).map(|_| ())
     }
@@ -239,14 +254,8 @@ impl Network {
             self.teardown(short, owner);
         }
         let index = self.lease(owner)?;
-        let base = u32::from(self.cfg.range_base) + index * 4;
-        let net = SandboxNet {
-            netns: netns.clone(),
-            host_if: host_if.clone(),
-            index,
-            host_addr: Ipv4Addr::from(base + 1),
-            sandbox_addr: Ipv4Addr::from(base + 2),
-        };
+        let (host_addr, sandbox_addr) = self.addresses(index);
+        let net = SandboxNet { netns: netns.clone(), host_if: host_if.clone(), index, host_addr, sandbox_addr };
         if let Err(e) = self.create(&net) {
             self.teardown(short, owner);
             return Err(e);
@@ -271,34 +280,7 @@ impl Network {
         let ns_batch = format!("link set lo up\naddr add {sandbox_addr}/30 dev eth0\nlink set eth0 up\nroute add default via {host_addr}\n");
         run(&self.cfg.ip, &["-n", netns, "-batch", "-"], Some(&ns_batch))?;
         let t = &self.cfg.table;
-        let short = &host_if[HOST_IF_PREFIX.len()..];
-        let mut blocked = vec![self.cfg.range()];
-        blocked.extend(self.cfg.blocked.iter().map(|(a, p)| format!("{a}/{p}")));
-        let dns = if self.cfg.dns_servers.is_empty() {
-            String::new()
-        } else {
-            let servers = self.cfg.dns_servers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
-            format!(
-                "add rule inet {t} fwd-{short} ip daddr {{ {servers} }} udp dport 53 accept\n\
-                 add rule inet {t} fwd-{short} ip daddr {{ {servers} }} tcp dport 53 accept\n"
-            )
-        };
-        let rules = format!(
-            "add chain inet {t} in-{short}\n\
-             flush chain inet {t} in-{short}\n\
-             add rule inet {t} in-{short} ct state established,related accept\n\
-             add rule inet {t} in-{short} counter drop\n\
-             add chain inet {t} fwd-{short}\n\
-             flush chain inet {t} fwd-{short}\n\
-             add rule inet {t} fwd-{short} meta nfproto ipv6 drop\n\
-             add rule inet {t} fwd-{short} ip saddr != {sandbox_addr} drop\n\
-             {dns}\
-             add rule inet {t} fwd-{short} ip daddr {{ {} }} counter drop\n\
-             add rule inet {t} fwd-{short} accept\n\
-             add element inet {t} sb_input {{ \"{host_if}\" : jump in-{short} }}\n\
-             add element inet {t} sb_forward {{ \"{host_if}\" : jump fwd-{short} }}\n",
-            blocked.join(", ")
-        );
+        let rules = format!("add element inet {t} sb_addrs {{ \"{host_if}\" . {sandbox_addr} }}\n");
         if let Err(e) = run(&self.cfg.nft, &["-f", "-"], Some(&rules)) {
             // The base table can vanish under us (a firewall reload flushing the ruleset):
             // rebuild it and try once more rather than leave this sandbox without rules.
@@ -314,19 +296,10 @@ impl Network {
     pub fn teardown(&self, short: &str, owner: &Path) {
         let (netns, host_if) = Self::names(short);
         let t = &self.cfg.table;
-        let nft_cmds = [
-            format!("delete element inet {t} sb_input {{ \"{host_if}\" }}"),
-            format!("delete element inet {t} sb_forward {{ \"{host_if}\" }}"),
-            format!("flush chain inet {t} in-{short}"),
-            format!("delete chain inet {t} in-{short}"),
-            format!("flush chain inet {t} fwd-{short}"),
-            format!("delete chain inet {t} fwd-{short}"),
-        ];
-        // One batch is atomic and fast; if part of it does not exist, fall back to one by one.
-        if run(&self.cfg.nft, &["-f", "-"], Some(&(nft_cmds.join("\n") + "\n"))).is_err() {
-            for cmd in &nft_cmds {
-                let _ = run(&self.cfg.nft, &["-f", "-"], Some(&(cmd.clone() + "\n")));
-            }
+        // Leaving a stale element would let a later sandbox on the same interface name and
+        // address through, so it goes first; absent elements are fine.
+        if let Some(addr) = self.sandbox_addr_of(owner) {
+            let _ = run(&self.cfg.nft, &["-f", "-"], Some(&format!("delete element inet {t} sb_addrs {{ \"{host_if}\" . {addr} }}\n")));
         }
         if Path::new("/sys/class/net").join(&host_if).exists() {
             let _ = run(&self.cfg.ip, &["link", "del", &host_if], None);
@@ -370,6 +343,18 @@ impl Network {
             }
         }
         Err(Error::NetworksExhausted { range: self.cfg.range(), count: slots as usize })
+    }
+
+    /// The host end's and the sandbox's address in subnet `index`.
+    fn addresses(&self, index: u32) -> (Ipv4Addr, Ipv4Addr) {
+        let base = u32::from(self.cfg.range_base) + index * 4;
+        (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
+    }
+
+    /// The sandbox address of the subnet `owner` holds a lease on, if any.
+    fn sandbox_addr_of(&self, owner: &Path) -> Option<Ipv4Addr> {
+        let index = self.owned_leases(&owner.to_string_lossy()).into_iter().next()?;
+        Some(self.addresses(index).1)
     }
 
     fn owned_leases(&self, owner: &str) -> Vec<u32> {
