@@ -314,7 +314,7 @@ impl Network {
     /// with an exclusive create, reclaiming leases whose sandbox directory is gone.
     fn lease(&self, owner: &Path) -> Result<u32> {
         let owner_s = owner.to_string_lossy().into_owned();
-        if let Some(i) = self.owned_leases(&owner_s).into_iter().next() {
+        if let Some(i) = self.owned_lease(owner) {
             return Ok(i);
         }
         let slots = self.cfg.slots();
@@ -325,7 +325,14 @@ impl Network {
             for attempt in 0..2 {
                 match OpenOptions::new().write(true).create_new(true).open(&path) {
                     Ok(mut f) => {
-                        f.write_all(owner_s.as_bytes()).ctx(|| format!("write lease {}", path.display()))?;
+                        let noted = f
+                            .write_all(owner_s.as_bytes())
+                            .ctx(|| format!("write lease {}", path.display()))
+                            .and_then(|()| fs::write(owner.join(LEASE_NOTE), i.to_string()).ctx(|| format!("note lease in {}", owner.display())));
+                        if let Err(e) = noted {
+                            let _ = fs::remove_file(&path);
+                            return Err(e);
+                        }
                         return Ok(i);
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt == 0 => {
@@ -353,27 +360,27 @@ impl Network {
 
     /// The sandbox address of the subnet `owner` holds a lease on, if any.
     fn sandbox_addr_of(&self, owner: &Path) -> Option<Ipv4Addr> {
-        let index = self.owned_leases(&owner.to_string_lossy()).into_iter().next()?;
-        Some(self.addresses(index).1)
+        Some(self.addresses(self.owned_lease(owner)?).1)
     }
 
-    fn owned_leases(&self, owner: &str) -> Vec<u32> {
-        let Ok(entries) = fs::read_dir(&self.cfg.lease_dir) else { return Vec::new() };
-        entries
-            .flatten()
-            .filter_map(|e| {
-                let i: u32 = e.file_name().to_str()?.parse().ok()?;
-                (fs::read_to_string(e.path()).ok()? == owner).then_some(i)
-            })
-            .collect()
+    /// The subnet `owner` holds a lease on. The index is noted in the owner's directory, so
+    /// finding it does not read every lease (which made each start cost O(sandboxes)).
+    fn owned_lease(&self, owner: &Path) -> Option<u32> {
+        let index: u32 = fs::read_to_string(owner.join(LEASE_NOTE)).ok()?.trim().parse().ok()?;
+        let holder = fs::read_to_string(self.cfg.lease_dir.join(index.to_string())).ok()?;
+        (holder == owner.to_string_lossy()).then_some(index)
     }
 
     fn release(&self, owner: &Path) {
-        for i in self.owned_leases(&owner.to_string_lossy()) {
-            let _ = fs::remove_file(self.cfg.lease_dir.join(i.to_string()));
+        if let Some(index) = self.owned_lease(owner) {
+            let _ = fs::remove_file(self.cfg.lease_dir.join(index.to_string()));
         }
+        let _ = fs::remove_file(owner.join(LEASE_NOTE));
     }
 }
+
+/// File in a sandbox's directory naming the subnet it leases.
+const LEASE_NOTE: &str = "subnet";
 
 /// The host's name servers that a sandbox can reach (loopback resolvers cannot be).
 pub(crate) fn host_name_servers() -> Vec<Ipv4Addr> {
