@@ -60,11 +60,7 @@ impl Agent {
     /// An agent without tools. `name` becomes part of step ids, so keep it to
     /// `[a-z0-9-]` and stable across releases (renaming it orphans the steps
     /// of runs that are in flight).
-    pub fn new(
-        name: impl Into<String>,
-        system_prompt: impl Into<String>,
-        model: impl Into<Model>,
-    ) -> Self {
+    pub fn new(name: impl Into<String>, system_prompt: impl Into<String>, model: impl Into<Model>) -> Self {
         Self {
             name: name.into(),
             system_prompt: system_prompt.into(),
@@ -78,8 +74,7 @@ impl Agent {
     /// Adds a tool; a tool with the same name is replaced, since the model
     /// could not tell two of them apart.
     pub fn tool<T: Tool>(mut self, tool: T) -> Self {
-        self.tools
-            .retain(|existing| existing.name() != Tool::name(&tool));
+        self.tools.retain(|existing| existing.name() != Tool::name(&tool));
         self.tools.push(Arc::new(tool));
         self.definitions = self.tools.iter().map(|tool| tool.definition()).collect();
         self

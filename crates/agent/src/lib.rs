@@ -35,24 +35,23 @@ mod vision;
 
 pub use agent::{Agent, Model};
 pub use coding::{
-    CODING_AGENT_NAME, CODING_AGENT_PROMPT, CODING_MAX_ITER, CommandOutput,
-    CreateOrUpdateFilesArgs, CreateOrUpdateFilesTool, FileToWrite, ImageAttribution, ImageError,
-    ImageOrientation, ImageProvider, ImagePurpose, PROJECT_ROOT, ProjectWorkspace, ReadFilesArgs,
-    ReadFilesTool, SavedImage, TerminalArgs, TerminalTool, UnconfiguredImages, UnsplashImageArgs,
-    UnsplashImageTool, WorkspaceError, coding_agent, coding_network, normalize_project_path,
+    CODING_AGENT_NAME, CODING_AGENT_PROMPT, CODING_MAX_ITER, CommandOutput, CreateOrUpdateFilesArgs,
+    CreateOrUpdateFilesTool, FileToWrite, ImageAttribution, ImageError, ImageOrientation, ImageProvider, ImagePurpose,
+    PROJECT_ROOT, ProjectWorkspace, ReadFilesArgs, ReadFilesTool, SavedImage, TerminalArgs, TerminalTool,
+    UnconfiguredImages, UnsplashImageArgs, UnsplashImageTool, WorkspaceError, coding_agent, coding_network,
+    normalize_project_path,
 };
 pub use error::{AgentError, ToolError};
 pub use naming::{FALLBACK_TITLE, NAMING_PROMPT, clean_title, generate_title};
 pub use network::{
-    FirstAgentRouter, Network, NetworkInput, NetworkResult, RouteContext, Router, STATUS_TOPIC,
-    extract_task_summary, project_channel,
+    FirstAgentRouter, Network, NetworkInput, NetworkResult, RouteContext, Router, STATUS_TOPIC, extract_task_summary,
+    project_channel,
 };
 pub use schema::{parameters_schema, strict_schema};
 pub use state::{NetworkState, StateChanges};
 pub use tool::{Tool, ToolContext};
 pub use vision::{
-    AgentInput, ButtonVariant, ContainerWidth, DESIGN_SPEC_PROMPT, DesignSpec, FontStyle,
-    MediaAspect, PageSpec, Radius, SectionAlign, SectionButton, SectionContent, SectionItem,
-    SectionLayout, SectionMedia, SectionSpec, SpecMeta, SpecMode, SpecTheme, build_agent_input,
-    design_spec_input, extract_design_spec_from_image,
+    AgentInput, ButtonVariant, ContainerWidth, DESIGN_SPEC_PROMPT, DesignSpec, FontStyle, MediaAspect, PageSpec,
+    Radius, SectionAlign, SectionButton, SectionContent, SectionItem, SectionLayout, SectionMedia, SectionSpec,
+    SpecMeta, SpecMode, SpecTheme, build_agent_input, design_spec_input, extract_design_spec_from_image,
 };

@@ -38,11 +38,7 @@ pub async fn generate_title(llm: &LlmClient, request: &str) -> Result<String, Ag
 /// whitespace collapsed, at most 80 characters; [`FALLBACK_TITLE`] when
 /// nothing is left.
 pub fn clean_title(raw: &str) -> String {
-    let line = raw
-        .lines()
-        .map(str::trim)
-        .find(|line| !line.is_empty())
-        .unwrap_or("");
+    let line = raw.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or("");
     let line = strip_label(line);
     let line = line
         .trim_matches(|c: char| c.is_whitespace() || WRAPPERS.contains(&c))
@@ -77,23 +73,14 @@ mod tests {
 
     #[test]
     fn titles_are_cleaned() {
-        assert_eq!(
-            clean_title("\"Coffee Shop Landing\""),
-            "Coffee Shop Landing"
-        );
-        assert_eq!(
-            clean_title("  “Team   Task Board”.\n\nBecause…"),
-            "Team Task Board"
-        );
+        assert_eq!(clean_title("\"Coffee Shop Landing\""), "Coffee Shop Landing");
+        assert_eq!(clean_title("  “Team   Task Board”.\n\nBecause…"), "Team Task Board");
         assert_eq!(clean_title("**Title:** Recipe Finder"), "Recipe Finder");
         assert_eq!(clean_title("title: 'Budget Tracker'"), "Budget Tracker");
         assert_eq!(clean_title(""), FALLBACK_TITLE);
         assert_eq!(clean_title(" \"\" "), FALLBACK_TITLE);
         let long = clean_title(&"Word ".repeat(40));
-        assert!(
-            long.chars().count() <= 80 && !long.ends_with(' '),
-            "{long:?}"
-        );
+        assert!(long.chars().count() <= 80 && !long.ends_with(' '), "{long:?}");
         assert_eq!(clean_title("Écoles Élégantes ✨"), "Écoles Élégantes ✨");
     }
 }

@@ -206,11 +206,7 @@ impl Network {
     /// Return the error from the function handler: a step that failed for
     /// good fails the run, and a retriable error lets the engine replay it,
     /// resuming at the step that failed.
-    pub async fn run(
-        &self,
-        ctx: &RunContext,
-        input: NetworkInput,
-    ) -> Result<NetworkResult, StepError> {
+    pub async fn run(&self, ctx: &RunContext, input: NetworkInput) -> Result<NetworkResult, StepError> {
         let NetworkInput {
             input,
             history,
@@ -340,16 +336,10 @@ impl Network {
             ctx.publish(channel, &self.status_topic, Value::String(status.clone()))
                 .await?;
         }
-        let step = format!(
-            "{}/iter-{iteration}/tool-{call_index}-{}",
-            agent.name(),
-            tool.name()
-        );
+        let step = format!("{}/iter-{iteration}/tool-{call_index}-{}", agent.name(), tool.name());
         let snapshot: &NetworkState = state;
         let record: ToolStepRecord = ctx
-            .step(&step, || {
-                run_tool(tool, prepared.args.clone(), ctx.run_id(), snapshot)
-            })
+            .step(&step, || run_tool(tool, prepared.args.clone(), ctx.run_id(), snapshot))
             .await?;
         if record.is_error {
             tracing::info!(tool = tool.name(), output = %record.output, "tool call failed");
@@ -411,10 +401,7 @@ mod tests {
             extract_task_summary("Done.\n<task_summary>\nBuilt a todo app.\n</task_summary>\n"),
             Some("Built a todo app.".into())
         );
-        assert_eq!(
-            extract_task_summary("<task_summary>unclosed"),
-            Some("unclosed".into())
-        );
+        assert_eq!(extract_task_summary("<task_summary>unclosed"), Some("unclosed".into()));
         assert_eq!(
             extract_task_summary("<task_summary></task_summary>"),
             Some(String::new())

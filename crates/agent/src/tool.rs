@@ -122,11 +122,7 @@ pub(crate) trait DynTool: Send + Sync {
     fn definition(&self) -> forgeai_llm::Tool;
     /// Checks the model's raw arguments; `Err` is the message for the model.
     fn prepare(&self, raw_arguments: &str) -> Result<PreparedCall, String>;
-    fn call<'a>(
-        &'a self,
-        args: Value,
-        ctx: &'a mut ToolContext<'_>,
-    ) -> BoxFuture<'a, Result<String, ToolError>>;
+    fn call<'a>(&'a self, args: Value, ctx: &'a mut ToolContext<'_>) -> BoxFuture<'a, Result<String, ToolError>>;
 }
 
 impl<T: Tool> DynTool for T {
@@ -135,19 +131,15 @@ impl<T: Tool> DynTool for T {
     }
 
     fn definition(&self) -> forgeai_llm::Tool {
-        forgeai_llm::Tool::function(
-            Tool::name(self),
-            self.description(),
-            parameters_schema::<T::Args>(),
-        )
+        forgeai_llm::Tool::function(Tool::name(self), self.description(), parameters_schema::<T::Args>())
     }
 
     fn prepare(&self, raw_arguments: &str) -> Result<PreparedCall, String> {
         let raw = raw_arguments.trim();
         // Some servers send no arguments at all for a call without parameters.
         let raw = if raw.is_empty() { "{}" } else { raw };
-        let args: Value = serde_json::from_str(raw)
-            .map_err(|error| format!("the arguments are not valid JSON ({error})"))?;
+        let args: Value =
+            serde_json::from_str(raw).map_err(|error| format!("the arguments are not valid JSON ({error})"))?;
         let typed: T::Args = deserialize_args(args.clone())?;
         Ok(PreparedCall {
             status: self.status(&typed),
@@ -155,11 +147,7 @@ impl<T: Tool> DynTool for T {
         })
     }
 
-    fn call<'a>(
-        &'a self,
-        args: Value,
-        ctx: &'a mut ToolContext<'_>,
-    ) -> BoxFuture<'a, Result<String, ToolError>> {
+    fn call<'a>(&'a self, args: Value, ctx: &'a mut ToolContext<'_>) -> BoxFuture<'a, Result<String, ToolError>> {
         Box::pin(async move {
             let typed: T::Args = deserialize_args(args).map_err(ToolError::InvalidArguments)?;
             Tool::call(self, typed, ctx).await
@@ -214,11 +202,7 @@ mod tests {
             Some(format!("Echoing {}...", args.items.len()))
         }
 
-        async fn call(
-            &self,
-            args: EchoArgs,
-            ctx: &mut ToolContext<'_>,
-        ) -> Result<String, ToolError> {
+        async fn call(&self, args: EchoArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
             for item in &args.items {
                 ctx.record_file(item.text.clone(), "x");
             }
@@ -235,14 +219,8 @@ mod tests {
     fn bad_arguments_are_explained() {
         let tool: &dyn DynTool = &Echo;
         let invalid = tool.prepare("{\"items\": [").err().unwrap_or_default();
-        assert!(
-            invalid.starts_with("the arguments are not valid JSON"),
-            "{invalid}"
-        );
-        let mismatch = tool
-            .prepare("{\"items\": [{\"txt\": 1}]}")
-            .err()
-            .unwrap_or_default();
+        assert!(invalid.starts_with("the arguments are not valid JSON"), "{invalid}");
+        let mismatch = tool.prepare("{\"items\": [{\"txt\": 1}]}").err().unwrap_or_default();
         assert!(mismatch.contains("at `items[0]`"), "{mismatch}");
         assert!(mismatch.contains("missing field `text`"), "{mismatch}");
         let not_object = tool.prepare("[1]").err().unwrap_or_default();

@@ -263,9 +263,7 @@ pub async fn extract_design_spec_from_image(
             "the image must be an http(s) URL or a data:image/… URL".into(),
         ));
     }
-    let text = format!(
-        "Describe this design as JSON matching the required schema.\nUser notes: {user_notes}"
-    );
+    let text = format!("Describe this design as JSON matching the required schema.\nUser notes: {user_notes}");
     let request = ChatRequest::new(
         llm.config().model(ModelRole::Vision),
         vec![
@@ -275,11 +273,7 @@ pub async fn extract_design_spec_from_image(
     )
     .with_json_schema(SCHEMA_NAME, DesignSpec::json_schema());
     let response = llm.chat(&request).await?;
-    if let Some(refusal) = response
-        .refusal
-        .as_deref()
-        .filter(|refusal| !refusal.trim().is_empty())
-    {
+    if let Some(refusal) = response.refusal.as_deref().filter(|refusal| !refusal.trim().is_empty()) {
         return Err(AgentError::Refused(refusal.to_owned()));
     }
     response
@@ -292,9 +286,7 @@ pub async fn extract_design_spec_from_image(
 
 fn is_image_url(url: &str) -> bool {
     let lower = url.get(..11).unwrap_or(url).to_ascii_lowercase();
-    lower.starts_with("https://")
-        || lower.starts_with("http://")
-        || lower.starts_with("data:image/")
+    lower.starts_with("https://") || lower.starts_with("http://") || lower.starts_with("data:image/")
 }
 
 /// The coding agent's input for a message with a design spec:
@@ -360,10 +352,7 @@ mod tests {
             ])
         );
         let section = &schema["properties"]["pages"]["items"]["properties"]["sections"]["items"];
-        assert_eq!(
-            section["required"],
-            json!(["content", "layout", "media", "type"])
-        );
+        assert_eq!(section["required"], json!(["content", "layout", "media", "type"]));
         assert_eq!(
             section["properties"]["layout"]["required"],
             json!(["align", "columns", "container"])
@@ -372,20 +361,14 @@ mod tests {
             section["properties"]["content"]["required"],
             json!(["body", "buttons", "heading", "items", "subheading"])
         );
-        assert_eq!(
-            theme["properties"]["radius"]["enum"],
-            json!(["sm", "md", "lg", "xl"])
-        );
+        assert_eq!(theme["properties"]["radius"]["enum"], json!(["sm", "md", "lg", "xl"]));
         // Every object in the schema is closed and fully required, and only
         // keywords strict mode accepts are used.
         fn check(value: &serde_json::Value) {
             if let Some(object) = value.as_object() {
                 if let Some(properties) = object.get("properties").and_then(|p| p.as_object()) {
                     assert_eq!(object["additionalProperties"], json!(false));
-                    assert_eq!(
-                        object["required"].as_array().map(Vec::len),
-                        Some(properties.len())
-                    );
+                    assert_eq!(object["required"].as_array().map(Vec::len), Some(properties.len()));
                 }
                 for keyword in ["format", "$ref", "oneOf", "const", "default"] {
                     assert!(!object.contains_key(keyword), "`{keyword}` in {value}");

@@ -19,8 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use forgeai_agent::{
-    CommandOutput, NetworkInput, NetworkResult, ProjectWorkspace, UnconfiguredImages,
-    WorkspaceError, coding_network,
+    CommandOutput, NetworkInput, NetworkResult, ProjectWorkspace, UnconfiguredImages, WorkspaceError, coding_network,
 };
 use forgeai_engine::{Engine, EngineConfig, Function, NewEvent, RunFilter};
 use forgeai_llm::{LlmClient, LlmConfig};
@@ -57,18 +56,11 @@ fn failed(error: std::io::Error) -> WorkspaceError {
 }
 
 impl ProjectWorkspace for DiskWorkspace {
-    fn run_command<'a>(
-        &'a self,
-        _command: &'a str,
-    ) -> BoxFuture<'a, Result<CommandOutput, WorkspaceError>> {
+    fn run_command<'a>(&'a self, _command: &'a str) -> BoxFuture<'a, Result<CommandOutput, WorkspaceError>> {
         Box::pin(async { Ok(CommandOutput::default()) })
     }
 
-    fn write_file<'a>(
-        &'a self,
-        path: &'a str,
-        content: &'a str,
-    ) -> BoxFuture<'a, Result<(), WorkspaceError>> {
+    fn write_file<'a>(&'a self, path: &'a str, content: &'a str) -> BoxFuture<'a, Result<(), WorkspaceError>> {
         Box::pin(async move {
             if path == "src/file-3.ts" {
                 // The parent may kill us here: inside the tool step, before its effect.
@@ -86,9 +78,8 @@ impl ProjectWorkspace for DiskWorkspace {
 
     fn read_file<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<String, WorkspaceError>> {
         Box::pin(async move {
-            std::fs::read_to_string(self.root.join(path)).map_err(|_| WorkspaceError::NotFound {
-                path: path.to_owned(),
-            })
+            std::fs::read_to_string(self.root.join(path))
+                .map_err(|_| WorkspaceError::NotFound { path: path.to_owned() })
         })
     }
 }
@@ -109,19 +100,10 @@ fn crash_child() {
             root: dir.join("project"),
             effects: dir.join("effects.log"),
         });
-        let network = Arc::new(coding_network(
-            llm,
-            workspace,
-            Arc::new(UnconfiguredImages),
-            "crash",
-        ));
+        let network = Arc::new(coding_network(llm, workspace, Arc::new(UnconfiguredImages), "crash"));
         let function = Function::new("crash-network", "crash/network.run", move |ctx, _event| {
             let network = network.clone();
-            async move {
-                network
-                    .run(&ctx, NetworkInput::new("Write five files"))
-                    .await
-            }
+            async move { network.run(&ctx, NetworkInput::new("Write five files")).await }
         });
         let engine = Engine::builder(EngineConfig::new(dir.join("engine")))
             .function(function)
@@ -134,10 +116,7 @@ fn crash_child() {
             .await
             .expect("event accepted");
         loop {
-            let runs = engine
-                .runs(&RunFilter::default())
-                .await
-                .expect("journal readable");
+            let runs = engine.runs(&RunFilter::default()).await.expect("journal readable");
             if let Some(run) = runs.first().filter(|run| run.status.is_finished()) {
                 println!(
                     "RESULT {}",
@@ -152,14 +131,8 @@ fn crash_child() {
 
 /// The iteration a request belongs to: one more than the assistant turns in it.
 fn iteration_of(request: &Value) -> usize {
-    let messages = request["messages"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    1 + messages
-        .iter()
-        .filter(|message| message["role"] == "assistant")
-        .count()
+    let messages = request["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+    1 + messages.iter().filter(|message| message["role"] == "assistant").count()
 }
 
 /// Iterations 1–4 each write one file; iteration 5 finishes. The first model
@@ -258,10 +231,7 @@ impl ChildProcess {
                 }
                 panic!("the child exited ({status}) without a result");
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for the result"
-            );
+            assert!(Instant::now() < deadline, "timed out waiting for the result");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -293,8 +263,7 @@ async fn a_network_killed_in_iteration_three_resumes_without_repeating_model_cal
     // 3: runs to the end.
     let outcome = spawn_child(dir.path(), &mock.base_url()).result().await;
     assert_eq!(outcome["status"], "completed", "{outcome}");
-    let result: NetworkResult =
-        serde_json::from_value(outcome["output"].clone()).expect("a NetworkResult");
+    let result: NetworkResult = serde_json::from_value(outcome["output"].clone()).expect("a NetworkResult");
 
     // Each model call was answered exactly once; only the one that never got
     // its answer (iteration 3, first incarnation) was sent twice.
@@ -302,10 +271,7 @@ async fn a_network_killed_in_iteration_three_resumes_without_repeating_model_cal
     for request in mock.requests() {
         *per_iteration.entry(iteration_of(&request)).or_insert(0) += 1;
     }
-    assert_eq!(
-        per_iteration,
-        BTreeMap::from([(1, 1), (2, 1), (3, 2), (4, 1), (5, 1)])
-    );
+    assert_eq!(per_iteration, BTreeMap::from([(1, 1), (2, 1), (3, 2), (4, 1), (5, 1)]));
 
     // The state was rebuilt from the journal: every file, and the summary.
     assert!(result.completed);
@@ -338,9 +304,7 @@ async fn a_network_killed_in_iteration_three_resumes_without_repeating_model_cal
         .expect("engine opens");
     let mut stream = engine.subscribe("Project:crash", Some(0));
     let mut statuses = Vec::new();
-    while let Ok(Some(Ok(message))) =
-        tokio::time::timeout(Duration::from_millis(200), stream.next()).await
-    {
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
         statuses.push(message.data);
     }
     assert_eq!(statuses, vec![json!("Generating project files..."); 4]);

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use forgeai_agent::{
-    Agent, CommandOutput, ImageOrientation, ImagePurpose, Network, NetworkInput, NetworkState,
-    WorkspaceError, coding_network,
+    Agent, CommandOutput, ImageOrientation, ImagePurpose, Network, NetworkInput, NetworkState, WorkspaceError,
+    coding_network,
 };
 use forgeai_engine::{RunStatus, StepStatus};
 use forgeai_llm::{Message, Usage};
@@ -17,10 +17,7 @@ use forgeai_test_support::{MockOpenAi, MockReply};
 use serde_json::{Value, json};
 
 fn plain_network(mock: &MockOpenAi) -> Network {
-    Network::new(
-        llm_for(mock),
-        Agent::new("plain", "You are terse.", "plain-model"),
-    )
+    Network::new(llm_for(mock), Agent::new("plain", "You are terse.", "plain-model"))
 }
 
 #[tokio::test]
@@ -34,20 +31,10 @@ async fn the_loop_runs_tools_until_the_task_summary_and_records_the_files() {
                 ("/home/user/project/lib/util.ts", "export const x = 1"),
             ]),
         )
-        .with_tool_call(
-            "call-2",
-            "terminal",
-            json!({"command": "npm install zod --yes"}),
-        )
+        .with_tool_call("call-2", "terminal", json!({"command": "npm install zod --yes"}))
         .usage(100, 10),
-        MockReply::tool_call(
-            "call-3",
-            "readFiles",
-            json!({"files": ["app/page.tsx", "README.md"]}),
-        )
-        .usage(200, 20),
-        MockReply::text("All done.\n<task_summary>\nBuilt the page.\n</task_summary>")
-            .usage(300, 30),
+        MockReply::tool_call("call-3", "readFiles", json!({"files": ["app/page.tsx", "README.md"]})).usage(200, 20),
+        MockReply::text("All done.\n<task_summary>\nBuilt the page.\n</task_summary>").usage(300, 30),
     ])
     .await;
     let workspace = MemoryWorkspace::new();
@@ -85,10 +72,7 @@ async fn the_loop_runs_tools_until_the_task_summary_and_records_the_files() {
         "seeded files are kept, writes are added"
     );
     assert_eq!(workspace.files(), expected_files);
-    assert_eq!(
-        *workspace.commands.lock().unwrap(),
-        ["npm install zod --yes"]
-    );
+    assert_eq!(*workspace.commands.lock().unwrap(), ["npm install zod --yes"]);
     assert_eq!(
         result.usage,
         Usage {
@@ -120,14 +104,8 @@ async fn the_loop_runs_tools_until_the_task_summary_and_records_the_files() {
             .unwrap_or_default()
             .contains("<task_summary>")
     );
-    assert_eq!(
-        first[1],
-        json!({"role": "user", "content": "earlier question"})
-    );
-    assert_eq!(
-        first[2],
-        json!({"role": "assistant", "content": "earlier answer"})
-    );
+    assert_eq!(first[1], json!({"role": "user", "content": "earlier question"}));
+    assert_eq!(first[2], json!({"role": "assistant", "content": "earlier answer"}));
     assert_eq!(first[3], json!({"role": "user", "content": "Build a page"}));
     let tool_names: Vec<&str> = requests[0]["tools"]
         .as_array()
@@ -137,12 +115,7 @@ async fn the_loop_runs_tools_until_the_task_summary_and_records_the_files() {
         .collect();
     assert_eq!(
         tool_names,
-        [
-            "terminal",
-            "createOrUpdateFiles",
-            "readFiles",
-            "unsplashImage"
-        ]
+        ["terminal", "createOrUpdateFiles", "readFiles", "unsplashImage"]
     );
     assert_eq!(
         requests[0]["tools"][1]["function"]["parameters"]["properties"]["files"]["items"]["required"],
@@ -179,12 +152,7 @@ async fn the_coding_network_stops_after_twenty_iterations() {
     .await;
     let workspace = MemoryWorkspace::new();
     workspace.seed("README.md", "hi");
-    let network = coding_network(
-        llm_for(&mock),
-        workspace,
-        Arc::new(RecordingImages::default()),
-        "p1",
-    );
+    let network = coding_network(llm_for(&mock), workspace, Arc::new(RecordingImages::default()), "p1");
     let harness = Harness::start(network, NetworkInput::new("never finishes")).await;
 
     let detail = harness.run(json!({})).await;
@@ -213,38 +181,19 @@ async fn answers_without_tools_or_summary_are_followed_by_a_nudge() {
     let requests = mock.requests();
     assert_eq!(requests.len(), 3);
     assert_eq!(requests[0]["model"], "plain-model");
-    assert!(
-        requests[0].get("tools").is_none(),
-        "an agent without tools sends none"
-    );
+    assert!(requests[0].get("tools").is_none(), "an agent without tools sends none");
     let last = messages(&requests[2]);
-    assert_eq!(
-        last.len(),
-        6,
-        "system, input, then (answer, nudge) twice: {last:?}"
-    );
-    assert_eq!(
-        last[2],
-        json!({"role": "assistant", "content": "Thinking about it."})
-    );
+    assert_eq!(last.len(), 6, "system, input, then (answer, nudge) twice: {last:?}");
+    assert_eq!(last[2], json!({"role": "assistant", "content": "Thinking about it."}));
     assert_eq!(last[3]["role"], "user");
-    assert!(
-        last[3]["content"]
-            .as_str()
-            .unwrap()
-            .contains("<task_summary>")
-    );
+    assert!(last[3]["content"].as_str().unwrap().contains("<task_summary>"));
 }
 
 #[tokio::test]
 async fn bad_tool_calls_reach_the_model_as_tool_errors() {
     let mock = MockOpenAi::start([
         // Cut-off JSON, sent verbatim.
-        MockReply::tool_call(
-            "bad-json",
-            "createOrUpdateFiles",
-            "{\"files\": [{\"path\": \"a.txt\"",
-        ),
+        MockReply::tool_call("bad-json", "createOrUpdateFiles", "{\"files\": [{\"path\": \"a.txt\""),
         MockReply::tool_call(
             "bad-shape",
             "createOrUpdateFiles",
@@ -288,10 +237,7 @@ async fn bad_tool_calls_reach_the_model_as_tool_errors() {
 
     let [(id, text)] = last_tool_answers(1, 1).try_into().unwrap();
     assert_eq!(id, "bad-json");
-    assert!(
-        text.starts_with("Error: the arguments are not valid JSON"),
-        "{text}"
-    );
+    assert!(text.starts_with("Error: the arguments are not valid JSON"), "{text}");
     assert!(text.contains("\"files\""), "the schema is shown: {text}");
 
     let [(id, shape), (enum_id, variant)] = last_tool_answers(2, 2).try_into().unwrap();
@@ -304,10 +250,7 @@ async fn bad_tool_calls_reach_the_model_as_tool_errors() {
 
     let [(id, unknown)] = last_tool_answers(3, 1).try_into().unwrap();
     assert_eq!(id, "unknown");
-    assert!(
-        unknown.contains("no tool named `deleteEverything`"),
-        "{unknown}"
-    );
+    assert!(unknown.contains("no tool named `deleteEverything`"), "{unknown}");
     assert!(
         unknown.contains("terminal, createOrUpdateFiles, readFiles, unsplashImage"),
         "{unknown}"
@@ -343,12 +286,7 @@ async fn bad_tool_calls_reach_the_model_as_tool_errors() {
 #[tokio::test]
 async fn tools_publish_their_status_on_the_project_channel() {
     let mock = MockOpenAi::start([
-        MockReply::tool_call(
-            "t",
-            "terminal",
-            json!({"command": "npm install nope --yes"}),
-        )
-        .with_tool_call(
+        MockReply::tool_call("t", "terminal", json!({"command": "npm install nope --yes"})).with_tool_call(
             "w",
             "createOrUpdateFiles",
             files_args(&[("app/page.tsx", "page")]),
@@ -388,11 +326,7 @@ async fn tools_publish_their_status_on_the_project_channel() {
             &json!("Downloading images..."),
         ]
     );
-    assert!(
-        published
-            .iter()
-            .all(|message| message.topic == "projectInfo")
-    );
+    assert!(published.iter().all(|message| message.topic == "projectInfo"));
 
     let requests = mock.requests();
     let failed = &tool_messages(&requests[1])[0].1;
@@ -400,8 +334,7 @@ async fn tools_publish_their_status_on_the_project_channel() {
         failed,
         "Command failed with exit code 1\nstdout:\nresolving…\nstderr:\nnpm ERR! 404 'nope' is not in this registry"
     );
-    let image: Value =
-        serde_json::from_str(&tool_messages(&requests[2])[3].1).expect("image answer is JSON");
+    let image: Value = serde_json::from_str(&tool_messages(&requests[2])[3].1).expect("image answer is JSON");
     assert_eq!(image["publicPath"], "/assets/unsplash/hero.jpg");
     assert_eq!(image["localFile"], "public/assets/unsplash/hero.jpg");
     assert_eq!(image["attribution"]["photographerName"], "Jane Doe");
@@ -438,14 +371,8 @@ async fn a_rate_limited_model_call_is_retried_after_retry_after() {
     let recorded = mock.recorded();
     assert_eq!(recorded.len(), 2);
     let waited = recorded[1].received_at - recorded[0].received_at;
-    assert!(
-        waited >= Duration::from_millis(950),
-        "waited only {waited:?}"
-    );
-    assert_eq!(
-        detail.steps[0].attempts, 1,
-        "the client retried within the step"
-    );
+    assert!(waited >= Duration::from_millis(950), "waited only {waited:?}");
+    assert_eq!(detail.steps[0].attempts, 1, "the client retried within the step");
 }
 
 #[tokio::test]
@@ -472,34 +399,22 @@ async fn a_retriable_model_failure_makes_the_engine_retry_the_step() {
 
 #[tokio::test]
 async fn a_non_retriable_model_failure_fails_the_run_at_once() {
-    let mock =
-        MockOpenAi::start([MockReply::error(400, "model `plain-model` does not exist")]).await;
+    let mock = MockOpenAi::start([MockReply::error(400, "model `plain-model` does not exist")]).await;
     let harness = Harness::start(plain_network(&mock), NetworkInput::new("task")).await;
 
     let detail = harness.run(json!({})).await;
 
     assert_eq!(detail.run.status, RunStatus::Failed);
     let error = detail.run.error.unwrap_or_default();
-    assert!(
-        error.contains("400") && error.contains("does not exist"),
-        "{error}"
-    );
-    assert_eq!(
-        mock.request_count(),
-        1,
-        "neither the client nor the engine retried"
-    );
+    assert!(error.contains("400") && error.contains("does not exist"), "{error}");
+    assert_eq!(mock.request_count(), 1, "neither the client nor the engine retried");
     assert_eq!(detail.steps[0].attempts, 1);
 }
 
 #[tokio::test]
 async fn an_unreachable_workspace_fails_the_tool_step_which_the_engine_retries() {
     let mock = MockOpenAi::start([
-        MockReply::tool_call(
-            "w",
-            "createOrUpdateFiles",
-            files_args(&[("app/page.tsx", "page")]),
-        ),
+        MockReply::tool_call("w", "createOrUpdateFiles", files_args(&[("app/page.tsx", "page")])),
         MockReply::text("<task_summary>Done.</task_summary>"),
     ])
     .await;
@@ -528,10 +443,7 @@ async fn an_unreachable_workspace_fails_the_tool_step_which_the_engine_retries()
         .find(|step| step.id == "code-agent/iter-1/tool-0-createOrUpdateFiles")
         .unwrap();
     assert_eq!(tool_step.attempts, 2);
-    assert_eq!(
-        tool_messages(&mock.requests()[1])[0].1,
-        "Wrote 1 file(s): app/page.tsx"
-    );
+    assert_eq!(tool_messages(&mock.requests()[1])[0].1, "Wrote 1 file(s): app/page.tsx");
 }
 
 /// Runs the same scripted conversation with the coding agent, streaming or not.
@@ -545,20 +457,14 @@ async fn scripted_run(stream: bool) -> (forgeai_agent::NetworkResult, Vec<Value>
                 "\"use client\";\nexport default function Page() { return <main>Hé ✨</main>; }",
             )]),
         )
-        .with_tool_call(
-            "t",
-            "terminal",
-            json!({"command": "npm install clsx --yes"}),
-        )
+        .with_tool_call("t", "terminal", json!({"command": "npm install clsx --yes"}))
         .with_text("Writing the page.")
         .usage(50, 5),
-        MockReply::text("Finished.\n<task_summary>A page with a greeting.</task_summary>")
-            .usage(70, 7),
+        MockReply::text("Finished.\n<task_summary>A page with a greeting.</task_summary>").usage(70, 7),
     ])
     .await;
     let workspace = MemoryWorkspace::new();
-    let agent =
-        forgeai_agent::coding_agent(workspace, Arc::new(RecordingImages::default())).stream(stream);
+    let agent = forgeai_agent::coding_agent(workspace, Arc::new(RecordingImages::default())).stream(stream);
     let network = Network::new(llm_for(&mock), agent).max_iter(20);
     let harness = Harness::start(network, NetworkInput::new("greet")).await;
     let result = network_result(&harness.run(json!({})).await);
@@ -577,8 +483,5 @@ async fn streaming_and_non_streaming_give_the_same_result() {
     assert_eq!(streamed.usage.total_tokens, 132);
     assert_eq!(streamed.state.files.len(), 1);
     // The conversations sent back to the model are the same too.
-    assert_eq!(
-        streamed_requests[1]["messages"],
-        plain_requests[1]["messages"]
-    );
+    assert_eq!(streamed_requests[1]["messages"], plain_requests[1]["messages"]);
 }

@@ -56,8 +56,8 @@ async fn the_vision_step_sends_the_image_and_builds_the_design_spec_input() {
     let harness = Harness::with_function(function).await;
 
     let detail = harness.run(json!({})).await;
-    let input: AgentInput = serde_json::from_value(detail.run.output.clone().unwrap_or_default())
-        .expect("an AgentInput");
+    let input: AgentInput =
+        serde_json::from_value(detail.run.output.clone().unwrap_or_default()).expect("an AgentInput");
 
     let spec: DesignSpec = serde_json::from_value(spec_json()).unwrap();
     assert_eq!(input.design_spec.as_ref(), Some(&spec));
@@ -67,10 +67,7 @@ async fn the_vision_step_sends_the_image_and_builds_the_design_spec_input() {
         .and_then(|rest| rest.strip_suffix("\n\nUser notes:\nMake the buttons rounder"))
         .expect("designSpec:\n<spec JSON>\n\nUser notes:\n<message>");
     assert!(spec_text.contains('\n'), "the spec is pretty-printed");
-    assert_eq!(
-        serde_json::from_str::<Value>(spec_text).unwrap(),
-        spec_json()
-    );
+    assert_eq!(serde_json::from_str::<Value>(spec_text).unwrap(), spec_json());
 
     let requests = mock.requests();
     assert_eq!(requests.len(), 1);
@@ -94,10 +91,7 @@ async fn the_vision_step_sends_the_image_and_builds_the_design_spec_input() {
     assert_eq!(format["json_schema"]["name"], "design_spec");
     assert_eq!(format["json_schema"]["strict"], true);
     assert_eq!(format["json_schema"]["schema"], DesignSpec::json_schema());
-    assert_eq!(
-        format["json_schema"]["schema"]["additionalProperties"],
-        false
-    );
+    assert_eq!(format["json_schema"]["schema"]["additionalProperties"], false);
 }
 
 #[tokio::test]
@@ -148,10 +142,7 @@ async fn unusable_vision_answers_and_inputs_are_errors() {
     let invalid = extract_design_spec_from_image(&llm, "https://img.example/a.png", "")
         .await
         .unwrap_err();
-    assert!(
-        matches!(invalid, AgentError::InvalidAnswer { .. }),
-        "{invalid:?}"
-    );
+    assert!(matches!(invalid, AgentError::InvalidAnswer { .. }), "{invalid:?}");
     assert!(invalid.is_retriable());
 
     let refused = extract_design_spec_from_image(&llm, "https://img.example/a.png", "")
@@ -167,10 +158,7 @@ async fn unusable_vision_answers_and_inputs_are_errors() {
     let bad_url = extract_design_spec_from_image(&llm, "file:///etc/passwd", "")
         .await
         .unwrap_err();
-    assert!(
-        matches!(bad_url, AgentError::InvalidInput(_)),
-        "{bad_url:?}"
-    );
+    assert!(matches!(bad_url, AgentError::InvalidInput(_)), "{bad_url:?}");
     assert_eq!(mock.request_count(), 2, "a bad URL is not sent");
 }
 

@@ -64,7 +64,13 @@ impl App {
         let llm = LlmClient::from_env().context("invalid model API settings (OPENAI_BASE_URL, OPENAI_API_KEY)")?;
         let mut agent_config = CodeAgentConfig::new(&settings.data_dir);
         agent_config.template = settings.template.clone();
-        let code_agent = CodeAgent::new(store.clone(), sandboxes.clone(), llm, Unsplash::from_env(), agent_config);
+        let code_agent = CodeAgent::new(
+            store.clone(),
+            sandboxes.clone(),
+            llm,
+            Unsplash::from_env(),
+            agent_config,
+        );
         let engine = Engine::builder(EngineConfig::new(settings.data_dir.join("engine")))
             .function(code_agent.function())
             .start()
@@ -116,14 +122,21 @@ impl App {
         } else {
             ""
         };
-        eprintln!("Building the {} template into {}{note}...", settings.template, settings.data_dir.display());
+        eprintln!(
+            "Building the {} template into {}{note}...",
+            settings.template,
+            settings.data_dir.display()
+        );
         forgeai_sandbox::build_template(&settings.template, &settings.data_dir)
             .await
             .with_context(|| format!("cannot build the {} template", settings.template))
     }
 
     /// Serves the API and previews until `shutdown` resolves.
-    pub fn serve(&mut self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> tokio::task::JoinHandle<Result<()>> {
+    pub fn serve(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<()>> {
         let listener = self.listener.take();
         let router = self.router.clone();
         tokio::spawn(async move {

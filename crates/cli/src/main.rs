@@ -127,7 +127,10 @@ async fn users(settings: &Settings, listen: &str, command: UsersCommand) -> Resu
                 .create_login_token(&user.id)
                 .await?
                 .context("the user disappeared while creating the login link")?;
-            let base = settings.public_url.clone().unwrap_or_else(|| format!("http://{listen}"));
+            let base = settings
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{listen}"));
             println!("{}", login_url(&base, &token));
         }
     }

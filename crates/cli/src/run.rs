@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use forgeai_code_agent::{
-    CODE_AGENT_EVENT, CodeAgentRequest, FAILED_STATUS, READY_STATUS, project_channel,
-};
+use forgeai_code_agent::{CODE_AGENT_EVENT, CodeAgentRequest, FAILED_STATUS, READY_STATUS, project_channel};
 use forgeai_engine::{NewEvent, RunStatus};
 use forgeai_store::{MessageType, Store, User};
 use futures::StreamExt;
@@ -73,7 +71,9 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
     let user = user(&app.store, &args.user).await?;
     let image_url = match &args.image {
         Some(path) => {
-            let bytes = tokio::fs::read(path).await.with_context(|| format!("cannot read {}", path.display()))?;
+            let bytes = tokio::fs::read(path)
+                .await
+                .with_context(|| format!("cannot read {}", path.display()))?;
             let name = forgeai_server::save_image(&settings.data_dir, &bytes)
                 .await
                 .with_context(|| format!("cannot use {} as the image", path.display()))?;
@@ -95,7 +95,11 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
                 .context("the project disappeared")?;
             (project, message)
         }
-        None => app.store.create_project(&user.id, &args.prompt, image_url.as_deref()).await?,
+        None => {
+            app.store
+                .create_project(&user.id, &args.prompt, image_url.as_deref())
+                .await?
+        }
     };
     let files_before = app
         .store
@@ -113,8 +117,15 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
         user_id: user.id.clone(),
         message_id: Some(message.id),
     };
-    let sent = app.engine.send(NewEvent::new(CODE_AGENT_EVENT, serde_json::to_value(&request)?)).await?;
-    let run_id = sent.run_ids.first().context("the code-agent function is not registered")?.clone();
+    let sent = app
+        .engine
+        .send(NewEvent::new(CODE_AGENT_EVENT, serde_json::to_value(&request)?))
+        .await?;
+    let run_id = sent
+        .run_ids
+        .first()
+        .context("the code-agent function is not registered")?
+        .clone();
 
     let spinner = ProgressBar::new_spinner();
     spinner.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);
@@ -145,7 +156,11 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
     while let Some(detail) = app.engine.run(&run_id).await? {
         if detail.run.status.is_finished() {
             if detail.run.status != RunStatus::Completed {
-                eprintln!("The run {}: {}", detail.run.status.as_str(), detail.run.error.unwrap_or_default());
+                eprintln!(
+                    "The run {}: {}",
+                    detail.run.status.as_str(),
+                    detail.run.error.unwrap_or_default()
+                );
             }
             break;
         }

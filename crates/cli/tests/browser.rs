@@ -58,6 +58,10 @@ async fn the_web_ui_builds_edits_and_continues_a_project_in_chromium() {
     .await
     .unwrap()
     .expect("node runs");
-    assert!(status.0.success(), "the browser test failed; see its output and the screenshots in {}", artifacts_dir().display());
+    assert!(
+        status.0.success(),
+        "the browser test failed; see its output and the screenshots in {}",
+        artifacts_dir().display()
+    );
     drop(status.1);
 }

@@ -18,14 +18,26 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
     let port = free_port();
     let token = add_user(data.path(), "alice");
     let server = Forgeai::start(data.path(), &model.base_url(), port).await;
-    let api = Api { http: reqwest::Client::new(), url: server.url.clone(), token };
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+        token,
+    };
 
-    let project = api.post("/api/projects", json!({"message": "Build a hello page"})).await;
+    let project = api
+        .post("/api/projects", json!({"message": "Build a hello page"}))
+        .await;
     let project_id = project["id"].as_str().unwrap().to_owned();
     let statuses = api.statuses_until(&project_id, "Demo is ready").await;
     assert_eq!(
         statuses,
-        ["Generating project files...", "Generating sandbox url...", "Generating project name...", "Saving to db...", "Demo is ready"]
+        [
+            "Generating project files...",
+            "Generating sandbox url...",
+            "Generating project name...",
+            "Saving to db...",
+            "Demo is ready"
+        ]
     );
     let replies = api.replies(&project_id, 1, Duration::from_secs(30)).await;
     assert_eq!(replies[0]["type"], "RESULT");
@@ -34,13 +46,24 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
     assert_eq!(fragment["title"], "Hello Page");
     assert_eq!(fragment["files"]["index.html"], PAGE);
     let (status, page) = fetch_preview(&server, fragment["sandboxUrl"].as_str().unwrap(), "/").await;
-    assert_eq!((status, page.as_str()), (200, PAGE), "the preview serves what the agent wrote");
-    assert_eq!(api.get(&format!("/api/projects/{project_id}")).await["name"], "Hello Page");
+    assert_eq!(
+        (status, page.as_str()),
+        (200, PAGE),
+        "the preview serves what the agent wrote"
+    );
+    assert_eq!(
+        api.get(&format!("/api/projects/{project_id}")).await["name"],
+        "Hello Page"
+    );
 
     // An edit saved through the API shows in the preview.
     let edited = api
         .http
-        .patch(format!("{}/api/fragments/{}", server.url, fragment["id"].as_str().unwrap()))
+        .patch(format!(
+            "{}/api/fragments/{}",
+            server.url,
+            fragment["id"].as_str().unwrap()
+        ))
         .bearer_auth(&api.token)
         .json(&json!({"files": {"index.html": "<h1>Edited</h1>"}}))
         .send()
@@ -50,17 +73,28 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
     let (_, page) = fetch_preview(&server, fragment["sandboxUrl"].as_str().unwrap(), "/").await;
     assert_eq!(page, "<h1>Edited</h1>");
     api.http
-        .patch(format!("{}/api/fragments/{}", server.url, fragment["id"].as_str().unwrap()))
+        .patch(format!(
+            "{}/api/fragments/{}",
+            server.url,
+            fragment["id"].as_str().unwrap()
+        ))
         .bearer_auth(&api.token)
         .json(&json!({"files": {"index.html": PAGE}}))
         .send()
         .await
         .unwrap();
 
-    api.post("/api/messages", json!({"projectId": project_id, "message": "Add an about page"})).await;
+    api.post(
+        "/api/messages",
+        json!({"projectId": project_id, "message": "Add an about page"}),
+    )
+    .await;
     let replies = api.replies(&project_id, 2, Duration::from_secs(60)).await;
     let second = &replies[1]["codeFragment"];
-    assert_eq!(second["files"]["index.html"], PAGE, "the follow-up starts from the previous files");
+    assert_eq!(
+        second["files"]["index.html"], PAGE,
+        "the follow-up starts from the previous files"
+    );
     assert_eq!(second["files"]["about.html"], "<p>About</p>");
     assert_eq!(second["sandboxId"], fragment["sandboxId"], "the same sandbox is reused");
     let follow_up_request = model
@@ -74,8 +108,14 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
         .iter()
         .filter_map(|message| message["content"].as_str().map(str::to_owned))
         .collect();
-    assert!(history.iter().any(|text| text == "Build a hello page"), "history has the first prompt: {history:?}");
-    assert!(history.iter().any(|text| text == "Built the hello page."), "history has the first answer");
+    assert!(
+        history.iter().any(|text| text == "Build a hello page"),
+        "history has the first prompt: {history:?}"
+    );
+    assert!(
+        history.iter().any(|text| text == "Built the hello page."),
+        "history has the first answer"
+    );
     let read_result = model
         .requests()
         .into_iter()
@@ -83,7 +123,10 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
         .map(|body| body.to_string())
         .next()
         .unwrap();
-    assert!(read_result.contains("Hello from forgeai"), "readFiles saw the file in the sandbox");
+    assert!(
+        read_result.contains("Hello from forgeai"),
+        "readFiles saw the file in the sandbox"
+    );
     let (status, about) = fetch_preview(&server, second["sandboxUrl"].as_str().unwrap(), "/about.html").await;
     assert_eq!((status, about.as_str()), (200, "<p>About</p>"));
 
@@ -96,7 +139,10 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
-    let sandbox_dir = data.path().join("sandboxes").join(second["sandboxId"].as_str().unwrap());
+    let sandbox_dir = data
+        .path()
+        .join("sandboxes")
+        .join(second["sandboxId"].as_str().unwrap());
     assert!(!sandbox_dir.exists(), "the sandbox's files were removed");
     let (status, _) = fetch_preview(&server, second["sandboxUrl"].as_str().unwrap(), "/").await;
     assert!(status >= 400, "the preview of a deleted project answers {status}");
@@ -112,14 +158,19 @@ async fn prompts_sent_at_once_to_one_project_run_one_after_another() {
     let model = MockOpenAi::with_responder(move |body| build(body).delay(Duration::from_millis(300))).await;
     let token = add_user(data.path(), "alice");
     let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
-    let api = Api { http: reqwest::Client::new(), url: server.url.clone(), token };
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+        token,
+    };
     let project = api.post("/api/projects", json!({"message": "prompt 1"})).await;
     let project_id = project["id"].as_str().unwrap().to_owned();
     let (second, third) = tokio::join!(
         api.post("/api/messages", json!({"projectId": project_id, "message": "prompt 2"})),
         async {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            api.post("/api/messages", json!({"projectId": project_id, "message": "prompt 3"})).await
+            api.post("/api/messages", json!({"projectId": project_id, "message": "prompt 3"}))
+                .await
         },
     );
     assert!(second["id"].is_string() && third["id"].is_string());
@@ -128,7 +179,10 @@ async fn prompts_sent_at_once_to_one_project_run_one_after_another() {
     let runs = runs.as_array().unwrap();
     assert_eq!(runs.len(), 3);
     for pair in runs.windows(2) {
-        assert!(pair[0]["endedAt"].as_str() <= pair[1]["startedAt"].as_str(), "runs overlapped: {runs:?}");
+        assert!(
+            pair[0]["endedAt"].as_str() <= pair[1]["startedAt"].as_str(),
+            "runs overlapped: {runs:?}"
+        );
     }
     let answered: Vec<String> = model
         .requests()
@@ -138,7 +192,10 @@ async fn prompts_sent_at_once_to_one_project_run_one_after_another() {
         .collect();
     assert_eq!(answered, ["prompt 1", "prompt 2", "prompt 3"], "runs in send order");
     let messages = api.messages(&project_id).await;
-    let roles: Vec<&str> = messages.iter().map(|message| message["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|message| message["role"].as_str().unwrap())
+        .collect();
     assert_eq!(roles, ["USER", "USER", "USER", "ASSISTANT", "ASSISTANT", "ASSISTANT"]);
     drop(server);
 }
@@ -150,20 +207,36 @@ async fn a_model_that_keeps_failing_ends_in_an_error_and_the_project_goes_on() {
     let model = MockOpenAi::with_responder(|_| MockReply::error(500, "the model is down")).await;
     let token = add_user(data.path(), "alice");
     let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
-    let api = Api { http: reqwest::Client::new(), url: server.url.clone(), token };
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+        token,
+    };
     let project = api.post("/api/projects", json!({"message": "Build something"})).await;
     let project_id = project["id"].as_str().unwrap().to_owned();
-    let statuses = api.statuses_until(&project_id, "Something went wrong. Please try again.").await;
-    assert_eq!(statuses.last().map(String::as_str), Some("Something went wrong. Please try again."));
+    let statuses = api
+        .statuses_until(&project_id, "Something went wrong. Please try again.")
+        .await;
+    assert_eq!(
+        statuses.last().map(String::as_str),
+        Some("Something went wrong. Please try again.")
+    );
     let replies = api.replies(&project_id, 1, Duration::from_secs(60)).await;
     assert_eq!(replies[0]["type"], "ERROR");
     assert!(replies[0]["codeFragment"].is_null());
     let runs = api.get(&format!("/api/projects/{project_id}/runs")).await;
     assert_eq!(runs[0]["status"], "failed");
-    assert!(runs[0]["error"].as_str().unwrap().contains("the model is down"), "{runs}");
+    assert!(
+        runs[0]["error"].as_str().unwrap().contains("the model is down"),
+        "{runs}"
+    );
 
     model.set_responder(builder_model("index.html", PAGE));
-    api.post("/api/messages", json!({"projectId": project_id, "message": "Try again"})).await;
+    api.post(
+        "/api/messages",
+        json!({"projectId": project_id, "message": "Try again"}),
+    )
+    .await;
     let replies = api.replies(&project_id, 2, Duration::from_secs(60)).await;
     assert_eq!(replies[1]["type"], "RESULT");
     drop(server);
@@ -187,11 +260,21 @@ async fn a_server_killed_during_the_network_resumes_without_repeating_model_call
     let token = add_user(data.path(), "alice");
     let port = free_port();
     let mut server = Forgeai::start(data.path(), &model.base_url(), port).await;
-    let api = Api { http: reqwest::Client::new(), url: server.url.clone(), token };
-    let project = api.post("/api/projects", json!({"message": "Build a hello page"})).await;
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+        token,
+    };
+    let project = api
+        .post("/api/projects", json!({"message": "Build a hello page"}))
+        .await;
     let project_id = project["id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !model.requests().iter().any(|body| !is_naming(body) && iteration(body) == 2) {
+    while !model
+        .requests()
+        .iter()
+        .any(|body| !is_naming(body) && iteration(body) == 2)
+    {
         assert!(Instant::now() < deadline, "iteration 2 never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -206,7 +289,11 @@ async fn a_server_killed_during_the_network_resumes_without_repeating_model_call
     for body in model.requests().iter().filter(|body| !is_naming(body)) {
         *calls.entry(iteration(body)).or_default() += 1;
     }
-    assert_eq!(calls.get(&1), Some(&1), "iteration 1 was answered before the kill and not asked again");
+    assert_eq!(
+        calls.get(&1),
+        Some(&1),
+        "iteration 1 was answered before the kill and not asked again"
+    );
     assert_eq!(calls.get(&2), Some(&2), "only the unanswered call was repeated");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let replies = api.replies(&project_id, 1, Duration::from_secs(5)).await;
@@ -225,15 +312,32 @@ async fn forgeai_run_does_the_main_job_from_a_terminal() {
     let port = free_port();
     let run = |args: Vec<String>| {
         let mut command = forgeai(data.path(), &model.base_url());
-        command.env("FORGEAI_LISTEN", format!("127.0.0.1:{port}")).arg("run").args(args);
-        async move { tokio::task::spawn_blocking(move || command.output().expect("forgeai run starts")).await.unwrap() }
+        command
+            .env("FORGEAI_LISTEN", format!("127.0.0.1:{port}"))
+            .arg("run")
+            .args(args);
+        async move {
+            tokio::task::spawn_blocking(move || command.output().expect("forgeai run starts"))
+                .await
+                .unwrap()
+        }
     };
     let first = run(vec!["Build a hello page".into()]).await;
     let stdout = String::from_utf8_lossy(&first.stdout).to_string();
-    assert!(first.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     assert!(stdout.contains("Built the hello page."), "{stdout}");
-    assert!(stdout.contains("Hello Page — files changed (1):\n  index.html"), "{stdout}");
-    assert!(stdout.contains(&format!(".localhost:{port}/")) && stdout.contains("Preview: http://3000-"), "{stdout}");
+    assert!(
+        stdout.contains("Hello Page — files changed (1):\n  index.html"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(".localhost:{port}/")) && stdout.contains("Preview: http://3000-"),
+        "{stdout}"
+    );
     let project_id = stdout
         .lines()
         .find_map(|line| line.strip_prefix("Project: "))
@@ -243,8 +347,15 @@ async fn forgeai_run_does_the_main_job_from_a_terminal() {
 
     let follow_up = run(vec!["--project".into(), project_id, "Add an about page".into()]).await;
     let stdout = String::from_utf8_lossy(&follow_up.stdout).to_string();
-    assert!(follow_up.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&follow_up.stderr));
-    assert!(stdout.contains("files changed (1):\n  about.html"), "only the new file changed: {stdout}");
+    assert!(
+        follow_up.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&follow_up.stderr)
+    );
+    assert!(
+        stdout.contains("files changed (1):\n  about.html"),
+        "only the new file changed: {stdout}"
+    );
 
     let empty = run(vec!["  ".into()]).await;
     assert!(!empty.status.success());
@@ -259,24 +370,44 @@ async fn a_project_whose_sandbox_is_gone_gets_a_new_one_with_its_files() {
     let token = add_user(data.path(), "alice");
     let port = free_port();
     let mut server = Forgeai::start(data.path(), &model.base_url(), port).await;
-    let api = Api { http: reqwest::Client::new(), url: server.url.clone(), token };
-    let project = api.post("/api/projects", json!({"message": "Build a hello page"})).await;
+    let api = Api {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+        token,
+    };
+    let project = api
+        .post("/api/projects", json!({"message": "Build a hello page"}))
+        .await;
     let project_id = project["id"].as_str().unwrap().to_owned();
     let first = api.replies(&project_id, 1, Duration::from_secs(60)).await[0]["codeFragment"].clone();
     let old_sandbox = first["sandboxId"].as_str().unwrap().to_owned();
 
     // The machine lost the sandbox while forgeai was down.
     server.kill();
-    let provider = forgeai_sandbox::LocalProvider::new(forgeai_sandbox::LocalConfig::new(data.path())).await.unwrap();
-    assert!(forgeai_sandbox::SandboxProvider::kill(&provider, &old_sandbox).await.unwrap());
+    let provider = forgeai_sandbox::LocalProvider::new(forgeai_sandbox::LocalConfig::new(data.path()))
+        .await
+        .unwrap();
+    assert!(
+        forgeai_sandbox::SandboxProvider::kill(&provider, &old_sandbox)
+            .await
+            .unwrap()
+    );
     provider.shutdown().await;
 
     let server = Forgeai::start(data.path(), &model.base_url(), port).await;
-    api.post("/api/messages", json!({"projectId": project_id, "message": "Add an about page"})).await;
+    api.post(
+        "/api/messages",
+        json!({"projectId": project_id, "message": "Add an about page"}),
+    )
+    .await;
     let second = api.replies(&project_id, 2, Duration::from_secs(60)).await[1].clone();
     assert_eq!(second["type"], "RESULT", "{second}");
     let fragment = &second["codeFragment"];
-    assert_ne!(fragment["sandboxId"].as_str().unwrap(), old_sandbox, "a new sandbox was made");
+    assert_ne!(
+        fragment["sandboxId"].as_str().unwrap(),
+        old_sandbox,
+        "a new sandbox was made"
+    );
     let url = fragment["sandboxUrl"].as_str().unwrap();
     let (_, page) = fetch_preview(&server, url, "/").await;
     assert_eq!(page, PAGE, "the previous fragment's files were restored into it");

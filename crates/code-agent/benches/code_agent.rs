@@ -19,11 +19,15 @@ const CONCURRENT_RUNS: usize = 200;
 const SLOW_MODEL: Duration = Duration::from_secs(1);
 
 fn is_naming(body: &Value) -> bool {
-    body["messages"][0]["content"].as_str().is_some_and(|prompt| prompt.starts_with("You name web app projects"))
+    body["messages"][0]["content"]
+        .as_str()
+        .is_some_and(|prompt| prompt.starts_with("You name web app projects"))
 }
 
 fn assistant_turns(body: &Value) -> usize {
-    body["messages"].as_array().map_or(0, |messages| messages.iter().filter(|m| m["role"] == "assistant").count())
+    body["messages"].as_array().map_or(0, |messages| {
+        messages.iter().filter(|m| m["role"] == "assistant").count()
+    })
 }
 
 /// Writes a small file in every iteration but the last, which ends the task.
@@ -54,24 +58,47 @@ struct Setup {
 
 async fn setup(model: &MockOpenAi) -> Setup {
     let dir = tempfile::TempDir::new().expect("temp dir");
-    forgeai_sandbox::build_template("static", dir.path()).await.expect("static template");
+    forgeai_sandbox::build_template("static", dir.path())
+        .await
+        .expect("static template");
     let store = Store::open_default(dir.path()).await.expect("store");
-    let sandboxes = Arc::new(LocalProvider::new(LocalConfig::new(dir.path())).await.expect("sandbox provider (run as root)"));
+    let sandboxes = Arc::new(
+        LocalProvider::new(LocalConfig::new(dir.path()))
+            .await
+            .expect("sandbox provider (run as root)"),
+    );
     let llm = LlmClient::new(LlmConfig::new(model.base_url(), None).with_max_retries(0)).expect("llm client");
     let mut config = CodeAgentConfig::new(dir.path());
     config.template = "static".into();
-    let agent = CodeAgent::new(store.clone(), sandboxes.clone(), llm.clone(), Unsplash::new("http://127.0.0.1:9", None), config);
+    let agent = CodeAgent::new(
+        store.clone(),
+        sandboxes.clone(),
+        llm.clone(),
+        Unsplash::new("http://127.0.0.1:9", None),
+        config,
+    );
     let engine = Engine::builder(EngineConfig::new(dir.path().join("engine")))
         .function(agent.function())
         .start()
         .await
         .expect("engine");
     let (user, _) = store.create_user("bench").await.expect("user");
-    Setup { _dir: dir, store, engine, sandboxes, llm, user_id: user.id }
+    Setup {
+        _dir: dir,
+        store,
+        engine,
+        sandboxes,
+        llm,
+        user_id: user.id,
+    }
 }
 
 async fn start_run(setup: &Setup, prompt: &str) -> String {
-    let (project, message) = setup.store.create_project(&setup.user_id, prompt, None).await.expect("project");
+    let (project, message) = setup
+        .store
+        .create_project(&setup.user_id, prompt, None)
+        .await
+        .expect("project");
     let request = CodeAgentRequest {
         project_id: project.id,
         message: prompt.into(),
@@ -81,7 +108,10 @@ async fn start_run(setup: &Setup, prompt: &str) -> String {
     };
     let sent = setup
         .engine
-        .send(NewEvent::new(CODE_AGENT_EVENT, serde_json::to_value(request).expect("json")))
+        .send(NewEvent::new(
+            CODE_AGENT_EVENT,
+            serde_json::to_value(request).expect("json"),
+        ))
         .await
         .expect("send");
     sent.run_ids[0].clone()
@@ -106,7 +136,10 @@ async fn engine_share_per_iteration() {
     let run_id = start_run(&setup, "bench").await;
     wait_all(&setup, std::slice::from_ref(&run_id)).await;
     let steps = setup.engine.run(&run_id).await.expect("journal").expect("run").steps;
-    let network: Vec<_> = steps.iter().filter(|step| step.name.starts_with("code-agent/")).collect();
+    let network: Vec<_> = steps
+        .iter()
+        .filter(|step| step.name.starts_with("code-agent/"))
+        .collect();
     let span_ms = network.iter().filter_map(|step| step.ended_at).max().unwrap_or(0)
         - network.iter().map(|step| step.started_at).min().unwrap_or(0);
     let per_iteration = Duration::from_micros((span_ms as u64 * 1000) / ITERATIONS as u64);
@@ -119,10 +152,18 @@ async fn engine_share_per_iteration() {
         setup.llm.chat(&request).await.expect("model call");
     }
     let model_call = started.elapsed() / calls;
-    let sandbox = setup.sandboxes.create("static", CreateOptions::default()).await.expect("sandbox");
+    let sandbox = setup
+        .sandboxes
+        .create("static", CreateOptions::default())
+        .await
+        .expect("sandbox");
     let started = Instant::now();
     for n in 0..calls {
-        setup.sandboxes.write_file(&sandbox.id, &format!("page-{n}.html"), b"<p>bench</p>").await.expect("write");
+        setup
+            .sandboxes
+            .write_file(&sandbox.id, &format!("page-{n}.html"), b"<p>bench</p>")
+            .await
+            .expect("write");
     }
     let tool_call = started.elapsed() / calls;
     let engine = per_iteration.saturating_sub(model_call + tool_call);

@@ -71,7 +71,11 @@ impl ProjectWorkspace for SandboxWorkspace {
 
     fn read_file<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<String, WorkspaceError>> {
         Box::pin(async move {
-            let bytes = self.sandboxes.read_file(&self.sandbox_id, path).await.map_err(workspace_error)?;
+            let bytes = self
+                .sandboxes
+                .read_file(&self.sandbox_id, path)
+                .await
+                .map_err(workspace_error)?;
             String::from_utf8(bytes).map_err(|_| WorkspaceError::Failed(format!("`{path}` is not a text file")))
         })
     }
@@ -116,7 +120,11 @@ fn file_stem(hint: &str, query: &str) -> String {
         }
     }
     let stem = stem.trim_end_matches('-');
-    if stem.is_empty() { "image".to_owned() } else { stem.to_owned() }
+    if stem.is_empty() {
+        "image".to_owned()
+    } else {
+        stem.to_owned()
+    }
 }
 
 impl ImageProvider for UnsplashImages {
@@ -126,7 +134,11 @@ impl ImageProvider for UnsplashImages {
                 .ok()
                 .and_then(|value| value.as_str().map(str::to_owned))
                 .unwrap_or_else(|| "landscape".to_owned());
-            let photo = self.unsplash.search(&request.query, &orientation).await.map_err(image_error)?;
+            let photo = self
+                .unsplash
+                .search(&request.query, &orientation)
+                .await
+                .map_err(image_error)?;
             let bytes = self.unsplash.download(&photo).await.map_err(image_error)?;
             let file = format!("{}.jpg", file_stem(&request.filename_hint, &request.query));
             let local_file = format!("{IMAGE_DIR}/{file}");

@@ -10,10 +10,18 @@ use crate::{CodeAgent, FAILED_STATUS, READY_STATUS};
 
 pub(crate) async fn code_agent(ctx: RunContext, event: Event, agent: Arc<CodeAgent>) -> Result<SavedReply, StepError> {
     let request = &CodeAgent::request(&event)?;
-    let sandbox_id = ctx.step("get-or-create-sandbox", || agent.get_or_create_sandbox(request)).await?;
-    let history = ctx.step("get-prev-messages", || agent.previous_messages(request)).await?;
-    let files = ctx.step("get-prev-code-files", || agent.previous_files(request)).await?;
-    let input = ctx.step("build-agent-input", || agent.build_agent_input(request)).await?;
+    let sandbox_id = ctx
+        .step("get-or-create-sandbox", || agent.get_or_create_sandbox(request))
+        .await?;
+    let history = ctx
+        .step("get-prev-messages", || agent.previous_messages(request))
+        .await?;
+    let files = ctx
+        .step("get-prev-code-files", || agent.previous_files(request))
+        .await?;
+    let input = ctx
+        .step("build-agent-input", || agent.build_agent_input(request))
+        .await?;
     let network_input = NetworkInput::new(input.text.clone())
         .with_history(history)
         .with_state(NetworkState::with_files(files));
@@ -21,10 +29,14 @@ pub(crate) async fn code_agent(ctx: RunContext, event: Event, agent: Arc<CodeAge
     agent.status(&ctx, request, "Generating sandbox url...").await?;
     let sandbox_url = ctx.step("get-sandbox-url", || agent.sandbox_url(&sandbox_id)).await?;
     agent.status(&ctx, request, "Generating project name...").await?;
-    let title = ctx.step("generate-metadata", || agent.generate_metadata(request)).await?;
+    let title = ctx
+        .step("generate-metadata", || agent.generate_metadata(request))
+        .await?;
     agent.status(&ctx, request, "Saving to db...").await?;
     let reply = agent.reply(request, &result, &sandbox_id, &sandbox_url, &title, &input);
-    let saved = ctx.step("save-to-db", || agent.save(request, ctx.run_id(), reply.clone())).await?;
+    let saved = ctx
+        .step("save-to-db", || agent.save(request, ctx.run_id(), reply.clone()))
+        .await?;
     agent.status(&ctx, request, READY_STATUS).await?;
     Ok(saved)
 }
@@ -41,6 +53,7 @@ pub(crate) async fn code_agent_failed(
     let reply = forgeai_store::AssistantReply::Error {
         content: FAILED_STATUS.to_owned(),
     };
-    ctx.step("save-error", || agent.save(request, ctx.run_id(), reply.clone())).await?;
+    ctx.step("save-error", || agent.save(request, ctx.run_id(), reply.clone()))
+        .await?;
     agent.status(&ctx, request, FAILED_STATUS).await
 }

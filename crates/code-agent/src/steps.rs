@@ -35,8 +35,14 @@ impl CodeAgent {
         })
     }
 
-    pub(crate) async fn status(&self, ctx: &RunContext, request: &CodeAgentRequest, status: &str) -> Result<(), StepError> {
-        ctx.publish(&project_channel(&request.project_id), STATUS_TOPIC, status.into()).await
+    pub(crate) async fn status(
+        &self,
+        ctx: &RunContext,
+        request: &CodeAgentRequest,
+        status: &str,
+    ) -> Result<(), StepError> {
+        ctx.publish(&project_channel(&request.project_id), STATUS_TOPIC, status.into())
+            .await
     }
 
     /// Reconnects to the project's sandbox, or makes a new one holding the latest fragment's files.
@@ -63,11 +69,16 @@ impl CodeAgent {
         };
         let sandbox = self.sandboxes.create(&self.config.template, options).await?;
         if let Some(fragment) = self.store.latest_fragment(user, project_id).await? {
-            let files: Vec<(String, Vec<u8>)> =
-                fragment.files.into_iter().map(|(path, content)| (path, content.into_bytes())).collect();
+            let files: Vec<(String, Vec<u8>)> = fragment
+                .files
+                .into_iter()
+                .map(|(path, content)| (path, content.into_bytes()))
+                .collect();
             self.sandboxes.write_files(&sandbox.id, &files).await?;
         }
-        self.store.set_project_sandbox(user, project_id, Some(&sandbox.id)).await?;
+        self.store
+            .set_project_sandbox(user, project_id, Some(&sandbox.id))
+            .await?;
         Ok(sandbox.id)
     }
 
@@ -88,7 +99,10 @@ impl CodeAgent {
         let Some(prompt_id) = prompt_id else {
             return Ok(Vec::new());
         };
-        let history = self.store.recent_messages(user, project_id, Some(&prompt_id), HISTORY_LEN).await?;
+        let history = self
+            .store
+            .recent_messages(user, project_id, Some(&prompt_id), HISTORY_LEN)
+            .await?;
         Ok(history
             .into_iter()
             .map(|message| match message.role {
@@ -98,8 +112,14 @@ impl CodeAgent {
             .collect())
     }
 
-    pub(crate) async fn previous_files(&self, request: &CodeAgentRequest) -> Result<BTreeMap<String, String>, StepError> {
-        let fragment = self.store.latest_fragment(&request.user_id, &request.project_id).await?;
+    pub(crate) async fn previous_files(
+        &self,
+        request: &CodeAgentRequest,
+    ) -> Result<BTreeMap<String, String>, StepError> {
+        let fragment = self
+            .store
+            .latest_fragment(&request.user_id, &request.project_id)
+            .await?;
         Ok(fragment.map(|fragment| fragment.files).unwrap_or_default())
     }
 
@@ -142,7 +162,11 @@ impl CodeAgent {
             self.config.command_timeout,
         ));
         let images: Arc<dyn ImageProvider> = if self.unsplash.is_configured() {
-            Arc::new(UnsplashImages::new(self.unsplash.clone(), self.sandboxes.clone(), sandbox_id))
+            Arc::new(UnsplashImages::new(
+                self.unsplash.clone(),
+                self.sandboxes.clone(),
+                sandbox_id,
+            ))
         } else {
             Arc::new(UnconfiguredImages)
         };
@@ -150,7 +174,11 @@ impl CodeAgent {
     }
 
     pub(crate) async fn sandbox_url(&self, sandbox_id: &str) -> Result<String, StepError> {
-        Ok(format!("{}://{}/", self.config.preview_scheme, self.sandboxes.host(sandbox_id, 3000)))
+        Ok(format!(
+            "{}://{}/",
+            self.config.preview_scheme,
+            self.sandboxes.host(sandbox_id, 3000)
+        ))
     }
 
     /// A short title for the fragment; the project takes it while it has its default name.
@@ -158,7 +186,9 @@ impl CodeAgent {
         let title = forgeai_agent::generate_title(&self.llm, &request.message)
             .await
             .map_err(|error| error.into_step_error())?;
-        self.store.rename_project_if_default(&request.user_id, &request.project_id, &title).await?;
+        self.store
+            .rename_project_if_default(&request.user_id, &request.project_id, &title)
+            .await?;
         Ok(title)
     }
 
@@ -196,7 +226,12 @@ impl CodeAgent {
 
     /// Stores the reply as the run's one ASSISTANT message (its id is the run id, so a repeated
     /// step stores nothing twice).
-    pub(crate) async fn save(&self, request: &CodeAgentRequest, run_id: &str, reply: AssistantReply) -> Result<SavedReply, StepError> {
+    pub(crate) async fn save(
+        &self,
+        request: &CodeAgentRequest,
+        run_id: &str,
+        reply: AssistantReply,
+    ) -> Result<SavedReply, StepError> {
         let saved = self
             .store
             .add_assistant_message_once(&request.user_id, &request.project_id, run_id, reply)

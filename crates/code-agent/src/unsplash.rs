@@ -7,7 +7,9 @@ const DEFAULT_API_URL: &str = "https://api.unsplash.com";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnsplashError {
-    #[error("no Unsplash access key is configured (set UNSPLASH_ACCESS_KEY); use a placeholder or CSS instead of a photo")]
+    #[error(
+        "no Unsplash access key is configured (set UNSPLASH_ACCESS_KEY); use a placeholder or CSS instead of a photo"
+    )]
     NoAccessKey,
     #[error("Unsplash has no photo for {0:?}; try a broader query")]
     NoResults(String),
@@ -109,17 +111,30 @@ impl Unsplash {
         let response = self
             .http
             .get(format!("{}/search/photos", self.api_url))
-            .query(&[("query", query), ("orientation", orientation), ("per_page", "1"), ("content_filter", "high")])
+            .query(&[
+                ("query", query),
+                ("orientation", orientation),
+                ("per_page", "1"),
+                ("content_filter", "high"),
+            ])
             .header("Authorization", format!("Client-ID {key}"))
             .header("Accept-Version", "v1")
             .send()
             .await
             .map_err(|error| UnsplashError::Http(error.to_string()))?;
-        let found: SearchResponse = checked(response).await?.json().await.map_err(|error| UnsplashError::Api {
-            status: 200,
-            message: format!("unexpected search response: {error}"),
-        })?;
-        let photo = found.results.into_iter().next().ok_or_else(|| UnsplashError::NoResults(query.to_owned()))?;
+        let found: SearchResponse = checked(response)
+            .await?
+            .json()
+            .await
+            .map_err(|error| UnsplashError::Api {
+                status: 200,
+                message: format!("unexpected search response: {error}"),
+            })?;
+        let photo = found
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| UnsplashError::NoResults(query.to_owned()))?;
         Ok(Photo {
             attribution: ImageAttribution {
                 attribution_url: format!(
@@ -153,7 +168,11 @@ impl Unsplash {
             .send()
             .await
             .map_err(|error| UnsplashError::Http(error.to_string()))?;
-        let bytes = checked(image).await?.bytes().await.map_err(|error| UnsplashError::Http(error.to_string()))?;
+        let bytes = checked(image)
+            .await?
+            .bytes()
+            .await
+            .map_err(|error| UnsplashError::Http(error.to_string()))?;
         Ok(bytes.to_vec())
     }
 }
@@ -166,12 +185,21 @@ async fn checked(response: reqwest::Response) -> Result<reqwest::Response, Unspl
     let body = response.text().await.unwrap_or_default();
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
-        .and_then(|value| value["errors"].as_array().map(|errors| {
-            errors.iter().filter_map(|error| error.as_str()).collect::<Vec<_>>().join("; ")
-        }))
+        .and_then(|value| {
+            value["errors"].as_array().map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|error| error.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+        })
         .filter(|message| !message.is_empty())
         .unwrap_or(body);
-    Err(UnsplashError::Api { status: status.as_u16(), message })
+    Err(UnsplashError::Api {
+        status: status.as_u16(),
+        message,
+    })
 }
 
 #[cfg(test)]
@@ -185,22 +213,42 @@ mod tests {
         let unsplash = Unsplash::new(mock.url(), Some("key-1".into()));
         let photo = unsplash.search("mountain lake", "landscape").await.unwrap();
         assert_eq!(photo.attribution.photographer_username, "janedoe");
-        assert!(photo.attribution.attribution_url.starts_with("https://unsplash.com/@janedoe?utm_source="));
+        assert!(
+            photo
+                .attribution
+                .attribution_url
+                .starts_with("https://unsplash.com/@janedoe?utm_source=")
+        );
         assert_eq!(unsplash.download(&photo).await.unwrap(), TINY_JPEG);
         let requests = mock.requests();
-        assert_eq!(requests[0].query.get("orientation").map(String::as_str), Some("landscape"));
-        assert!(requests.iter().any(|request| request.path.ends_with("/download")), "download tracked");
+        assert_eq!(
+            requests[0].query.get("orientation").map(String::as_str),
+            Some("landscape")
+        );
+        assert!(
+            requests.iter().any(|request| request.path.ends_with("/download")),
+            "download tracked"
+        );
     }
 
     #[tokio::test]
     async fn explains_a_missing_key_a_wrong_key_and_no_results() {
         let mock = MockUnsplash::start("key-1").await;
         let without_key = Unsplash::new(mock.url(), None);
-        assert!(matches!(without_key.search("x", "landscape").await, Err(UnsplashError::NoAccessKey)));
+        assert!(matches!(
+            without_key.search("x", "landscape").await,
+            Err(UnsplashError::NoAccessKey)
+        ));
         let wrong_key = Unsplash::new(mock.url(), Some("wrong".into()));
         let error = wrong_key.search("x", "landscape").await.unwrap_err();
-        assert!(matches!(&error, UnsplashError::Api { status: 401, message } if message.contains("invalid")), "{error}");
+        assert!(
+            matches!(&error, UnsplashError::Api { status: 401, message } if message.contains("invalid")),
+            "{error}"
+        );
         let unsplash = Unsplash::new(mock.url(), Some("key-1".into()));
-        assert!(matches!(unsplash.search("nothing", "portrait").await, Err(UnsplashError::NoResults(_))));
+        assert!(matches!(
+            unsplash.search("nothing", "portrait").await,
+            Err(UnsplashError::NoResults(_))
+        ));
     }
 }

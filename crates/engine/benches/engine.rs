@@ -45,8 +45,15 @@ async fn step_latency() {
             Ok(())
         }
     });
-    let engine = Engine::builder(EngineConfig::new(dir.path())).function(function).start().await.expect("engine");
-    engine.send(NewEvent::new("bench/latency", json!({}))).await.expect("send");
+    let engine = Engine::builder(EngineConfig::new(dir.path()))
+        .function(function)
+        .start()
+        .await
+        .expect("engine");
+    engine
+        .send(NewEvent::new("bench/latency", json!({})))
+        .await
+        .expect("send");
     wait_until_completed(&engine, 1).await;
     let mut samples = samples.lock().expect("samples").clone();
     samples.sort_unstable();
@@ -67,7 +74,11 @@ async fn run_throughput() {
         Ok(())
     })
     .concurrency_key("key");
-    let engine = Engine::builder(EngineConfig::new(dir.path())).function(function).start().await.expect("engine");
+    let engine = Engine::builder(EngineConfig::new(dir.path()))
+        .function(function)
+        .start()
+        .await
+        .expect("engine");
     let started = Instant::now();
     for n in 0..RUNS {
         engine

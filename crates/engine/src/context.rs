@@ -9,12 +9,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::StepError;
 use crate::function::RetryPolicy;
 use crate::journal::{Journal, JournalEntry, StepRecord, now_ms};
 use crate::live::LiveSteps;
 use crate::realtime::Realtime;
 use crate::types::StepStatus;
-use crate::StepError;
 
 /// What every run context works with, shared with the engine.
 #[derive(Clone)]
@@ -136,9 +136,13 @@ impl RunContext {
             let error = match outcome {
                 Ok(value) => {
                     let output = serde_json::to_value(&value).map_err(|error| {
-                        StepError::non_retriable(format!("step `{step_id}` returned a value that is not serialisable: {error}"))
+                        StepError::non_retriable(format!(
+                            "step `{step_id}` returned a value that is not serialisable: {error}"
+                        ))
                     })?;
-                    journal.record_step(&record(StepStatus::Completed, Some(&output), None)).await?;
+                    journal
+                        .record_step(&record(StepStatus::Completed, Some(&output), None))
+                        .await?;
                     return Ok(value);
                 }
                 Err(error) => error,
@@ -152,10 +156,14 @@ impl RunContext {
                 } else {
                     format!("step `{step_id}` failed: {error}")
                 };
-                journal.record_step(&record(StepStatus::Failed, None, Some(&message))).await?;
+                journal
+                    .record_step(&record(StepStatus::Failed, None, Some(&message)))
+                    .await?;
                 return Err(StepError::non_retriable(message));
             }
-            journal.record_step(&record(StepStatus::Retrying, None, Some(error.message()))).await?;
+            journal
+                .record_step(&record(StepStatus::Retrying, None, Some(error.message())))
+                .await?;
             tokio::select! {
                 () = tokio::time::sleep(self.inner.retry.delay(attempts)) => {}
                 () = self.inner.cancel.cancelled() => return Err(StepError::cancelled()),

@@ -11,16 +11,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::Error;
 use crate::context::{RunContext, RunServices};
 use crate::function::Function;
-use crate::journal::{now_ms, Journal, NewRun};
+use crate::journal::{Journal, NewRun, now_ms};
 use crate::live::LiveSteps;
 use crate::realtime::Realtime;
-use crate::scheduler::{queue_key, QueueKey, Queued, Scheduler};
-use crate::types::{
-    Event, NewEvent, RealtimeMessage, RunDetail, RunFilter, RunInfo, RunStatus, SendOutcome,
-};
-use crate::Error;
+use crate::scheduler::{QueueKey, Queued, Scheduler, queue_key};
+use crate::types::{Event, NewEvent, RealtimeMessage, RunDetail, RunFilter, RunInfo, RunStatus, SendOutcome};
 
 /// Where the engine keeps its journal and how much it may do at once.
 #[derive(Debug, Clone)]
@@ -77,7 +75,10 @@ impl EngineBuilder {
             if functions.contains_key(&function.id) {
                 return Err(Error::DuplicateFunction(function.id));
             }
-            by_trigger.entry(function.trigger.clone()).or_default().push(function.id.clone());
+            by_trigger
+                .entry(function.trigger.clone())
+                .or_default()
+                .push(function.id.clone());
             functions.insert(function.id.clone(), function);
         }
 
@@ -85,7 +86,13 @@ impl EngineBuilder {
         let mut scheduler = Scheduler::new(self.config.workers);
         for run in journal.unfinished_runs().await? {
             let key = queue_key(&run.function_id, run.concurrency_key.as_deref(), &run.id);
-            scheduler.enqueue(key, Queued { seq: run.seq, run_id: run.id });
+            scheduler.enqueue(
+                key,
+                Queued {
+                    seq: run.seq,
+                    run_id: run.id,
+                },
+            );
         }
 
         let inner = Arc::new(Inner {
@@ -168,7 +175,12 @@ impl Engine {
             })
             .collect();
         let _order = self.inner.send_order.lock().await;
-        let seqs = match self.inner.journal.insert_event(&stored, event.id.as_deref(), &runs).await? {
+        let seqs = match self
+            .inner
+            .journal
+            .insert_event(&stored, event.id.as_deref(), &runs)
+            .await?
+        {
             Ok(seqs) => seqs,
             Err(existing_event_id) => {
                 return Ok(SendOutcome {
@@ -182,7 +194,13 @@ impl Engine {
             let mut scheduler = self.lock_scheduler();
             for (run, seq) in runs.iter().zip(seqs) {
                 let key = queue_key(&run.function_id, run.concurrency_key.as_deref(), &run.id);
-                scheduler.enqueue(key, Queued { seq, run_id: run.id.clone() });
+                scheduler.enqueue(
+                    key,
+                    Queued {
+                        seq,
+                        run_id: run.id.clone(),
+                    },
+                );
             }
         }
         self.inner.wake.notify_one();
@@ -298,8 +316,11 @@ impl Engine {
             Err(join_error) => {
                 let error = format!("the function panicked: {join_error}");
                 tracing::error!(run_id = %run.run_id, %error);
-                if let Err(journal_error) =
-                    self.inner.journal.finish_run(&run.run_id, RunStatus::Failed, None, Some(&error)).await
+                if let Err(journal_error) = self
+                    .inner
+                    .journal
+                    .finish_run(&run.run_id, RunStatus::Failed, None, Some(&error))
+                    .await
                 {
                     tracing::error!(run_id = %run.run_id, %journal_error, "could not record the panic");
                 }
@@ -342,7 +363,9 @@ impl Engine {
                     let ctx = self.context(&run_id, function, &token, "").await?;
                     let error = match (function.handler)(ctx, state.event.clone()).await {
                         Ok(output) => {
-                            return journal.finish_run(&run_id, RunStatus::Completed, Some(&output), None).await;
+                            return journal
+                                .finish_run(&run_id, RunStatus::Completed, Some(&output), None)
+                                .await;
                         }
                         Err(error) => error,
                     };
@@ -372,7 +395,9 @@ impl Engine {
                 tracing::warn!(%run_id, %error, "on_failure handler failed");
             }
         }
-        journal.finish_run(&run_id, RunStatus::Failed, None, Some(&failure)).await
+        journal
+            .finish_run(&run_id, RunStatus::Failed, None, Some(&failure))
+            .await
     }
 
     async fn context(

@@ -8,13 +8,8 @@ pub enum Error {
     #[error("engine journal migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot open the engine data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error(
-        "another forgeai engine already uses {path}; stop it first or choose another data directory"
-    )]
+    DataDir { path: String, source: std::io::Error },
+    #[error("another forgeai engine already uses {path}; stop it first or choose another data directory")]
     Locked { path: String },
     #[error("function `{0}` is registered twice")]
     DuplicateFunction(String),

@@ -8,12 +8,11 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::StepError;
 use crate::context::RunContext;
 use crate::types::Event;
-use crate::StepError;
 
-pub(crate) type Handler =
-    Arc<dyn Fn(RunContext, Event) -> BoxFuture<'static, Result<Value, StepError>> + Send + Sync>;
+pub(crate) type Handler = Arc<dyn Fn(RunContext, Event) -> BoxFuture<'static, Result<Value, StepError>> + Send + Sync>;
 pub(crate) type FailureHandler =
     Arc<dyn Fn(RunContext, Event, String) -> BoxFuture<'static, Result<(), StepError>> + Send + Sync>;
 
@@ -42,10 +41,7 @@ impl RetryPolicy {
     /// (half fixed, half random) so retries of many runs spread out but never come too early.
     pub fn delay(&self, retry: u32) -> Duration {
         let exponent = retry.saturating_sub(1).min(30);
-        let full = self
-            .base_delay
-            .saturating_mul(1 << exponent)
-            .min(self.max_delay);
+        let full = self.base_delay.saturating_mul(1 << exponent).min(self.max_delay);
         let half = full / 2;
         half + half.mul_f64(rand::random::<f64>())
     }
@@ -73,9 +69,8 @@ impl Function {
             let run = handler(ctx, event);
             Box::pin(async move {
                 let output = run.await?;
-                serde_json::to_value(output).map_err(|error| {
-                    StepError::non_retriable(format!("function output is not serialisable: {error}"))
-                })
+                serde_json::to_value(output)
+                    .map_err(|error| StepError::non_retriable(format!("function output is not serialisable: {error}")))
             })
         });
         Self {
@@ -154,7 +149,10 @@ mod tests {
     #[test]
     fn key_is_taken_from_the_named_field() {
         let function = Function::new("f", "e", |_, _| async { Ok(()) }).concurrency_key("projectId");
-        assert_eq!(function.key_of(&serde_json::json!({"projectId": "p1"})), Some("p1".into()));
+        assert_eq!(
+            function.key_of(&serde_json::json!({"projectId": "p1"})),
+            Some("p1".into())
+        );
         assert_eq!(function.key_of(&serde_json::json!({"projectId": 7})), Some("7".into()));
         assert_eq!(function.key_of(&serde_json::json!({})), None);
     }

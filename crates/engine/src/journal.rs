@@ -9,10 +9,8 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::types::{
-    Event, RealtimeMessage, RunFilter, RunInfo, RunStatus, StepInfo, StepStatus,
-};
 use crate::Error;
+use crate::types::{Event, RealtimeMessage, RunFilter, RunInfo, RunStatus, StepInfo, StepStatus};
 
 const DEDUP_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 

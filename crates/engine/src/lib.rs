@@ -21,6 +21,5 @@ pub use engine::{Engine, EngineBuilder, EngineConfig};
 pub use error::{Error, StepError};
 pub use function::{Function, RetryPolicy};
 pub use types::{
-    Event, NewEvent, RealtimeMessage, RunDetail, RunFilter, RunInfo, RunStatus, SendOutcome, StepInfo,
-    StepStatus,
+    Event, NewEvent, RealtimeMessage, RunDetail, RunFilter, RunInfo, RunStatus, SendOutcome, StepInfo, StepStatus,
 };

@@ -6,9 +6,9 @@ use futures::stream::{self, BoxStream};
 use serde_json::Value;
 use tokio::sync::{Mutex, broadcast};
 
+use crate::Error;
 use crate::journal::Journal;
 use crate::types::RealtimeMessage;
-use crate::Error;
 
 const LIVE_BUFFER: usize = 4096;
 const REPLAY_PAGE: i64 = 500;
@@ -79,7 +79,11 @@ impl Subscription {
                 return Some((Ok(message), self));
             }
             if self.needs_replay {
-                match self.journal.realtime_after(&self.channel, self.last_id, REPLAY_PAGE).await {
+                match self
+                    .journal
+                    .realtime_after(&self.channel, self.last_id, REPLAY_PAGE)
+                    .await
+                {
                     Ok(page) => {
                         self.needs_replay = page.len() as i64 == REPLAY_PAGE;
                         self.backlog.extend(page);

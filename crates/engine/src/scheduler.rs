@@ -147,7 +147,10 @@ mod tests {
         scheduler.enqueue("a".into(), queued(2));
         assert!(scheduler.remove_waiting(&"a".into(), "run-1"));
         assert_eq!(scheduler.next().map(|(_, run)| run.seq), Some(2));
-        assert!(!scheduler.remove_waiting(&"a".into(), "run-2"), "a started run is not waiting");
+        assert!(
+            !scheduler.remove_waiting(&"a".into(), "run-2"),
+            "a started run is not waiting"
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ fn effects_path(dir: &Path) -> PathBuf {
 }
 
 fn append_effect(dir: &Path, line: &str) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(effects_path(dir))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(effects_path(dir))?;
     writeln!(file, "{line}")
 }
 
@@ -128,7 +131,11 @@ fn runs_survive_sigkill_at_many_points_with_exactly_once_step_effects() {
         let mut child = spawn_child(dir.path());
         let stdout = BufReader::new(child.stdout.take().unwrap());
         // Alternate kill points: inside a step (before its effect) and between steps.
-        let marker = if kills.len() % 2 == 0 { "IN-STEP" } else { "BETWEEN-STEPS" };
+        let marker = if kills.len() % 2 == 0 {
+            "IN-STEP"
+        } else {
+            "BETWEEN-STEPS"
+        };
         let kill_after = 1 + next_random(&mut seed) % 4;
         let mut seen = 0;
         let mut killed = false;
@@ -166,17 +173,27 @@ fn runs_survive_sigkill_at_many_points_with_exactly_once_step_effects() {
     for n in 0..RUNS {
         for step in 0..STEPS {
             let effect = format!("{n}:{step}");
-            assert_eq!(counts.get(effect.as_str()), Some(&1), "effect {effect}, seed {start_seed}, kills {kills:?}");
+            assert_eq!(
+                counts.get(effect.as_str()),
+                Some(&1),
+                "effect {effect}, seed {start_seed}, kills {kills:?}"
+            );
         }
     }
     assert_eq!(counts.len() as u64, RUNS * STEPS);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let engine = Engine::builder(EngineConfig::new(dir.path().join("engine"))).start().await.unwrap();
+        let engine = Engine::builder(EngineConfig::new(dir.path().join("engine")))
+            .start()
+            .await
+            .unwrap();
         let runs = engine.runs(&RunFilter::default()).await.unwrap();
         assert_eq!(runs.len() as u64, RUNS, "no run lost or duplicated");
-        let mut outputs: Vec<u64> = runs.iter().map(|run| run.output.as_ref().and_then(|v| v.as_u64()).unwrap()).collect();
+        let mut outputs: Vec<u64> = runs
+            .iter()
+            .map(|run| run.output.as_ref().and_then(|v| v.as_u64()).unwrap())
+            .collect();
         outputs.sort_unstable();
         assert_eq!(outputs, (0..RUNS).collect::<Vec<_>>());
     });

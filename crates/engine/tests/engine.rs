@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use forgeai_engine::{
-    Engine, EngineConfig, Error, Function, NewEvent, RetryPolicy, RunDetail, RunFilter, RunStatus,
-    StepError, StepStatus,
+    Engine, EngineConfig, Error, Function, NewEvent, RetryPolicy, RunDetail, RunFilter, RunStatus, StepError,
+    StepStatus,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -67,7 +67,12 @@ async fn steps_complete_in_order_with_stable_ids_and_the_output_is_stored() {
     assert_eq!(detail.run.output, Some(json!({"total": 3, "name": "forge"})));
     let ids: Vec<_> = detail.steps.iter().map(|step| step.id.as_str()).collect();
     assert_eq!(ids, ["add", "add:1", "add:2", "echo"]);
-    assert!(detail.steps.iter().all(|step| step.status == StepStatus::Completed && step.attempts == 1));
+    assert!(
+        detail
+            .steps
+            .iter()
+            .all(|step| step.status == StepStatus::Completed && step.attempts == 1)
+    );
     assert!(detail.steps.iter().all(|step| step.ended_at >= Some(step.started_at)));
 }
 
@@ -99,7 +104,11 @@ async fn a_function_retried_by_replay_does_not_repeat_completed_steps() {
     assert_eq!(detail.run.status, RunStatus::Completed);
     assert_eq!(detail.run.output, Some(json!(42)));
     assert_eq!(handler_calls.load(Ordering::SeqCst), 2, "the handler was replayed once");
-    assert_eq!(first_step_calls.load(Ordering::SeqCst), 1, "the completed step ran once");
+    assert_eq!(
+        first_step_calls.load(Ordering::SeqCst),
+        1,
+        "the completed step ran once"
+    );
 }
 
 #[tokio::test]
@@ -137,7 +146,10 @@ async fn runs_of_one_key_run_one_at_a_time_in_send_order() {
     assert_eq!(most_active.load(Ordering::SeqCst), 1, "two runs of one key overlapped");
     assert_eq!(*order.lock().unwrap(), (0..100).collect::<Vec<u64>>());
     let listed = engine
-        .runs(&RunFilter { concurrency_key: Some("p1".into()), ..RunFilter::default() })
+        .runs(&RunFilter {
+            concurrency_key: Some("p1".into()),
+            ..RunFilter::default()
+        })
         .await
         .unwrap();
     assert_eq!(listed.iter().map(|run| run.id.clone()).collect::<Vec<_>>(), run_ids);
@@ -210,7 +222,11 @@ async fn failing_steps_are_retried_with_growing_backoff() {
         // Equal jitter: retry n waits at least half of base * 2^(n-1).
         let least = FAST_RETRY.base_delay * (1 << retry) / 2;
         let waited = pair[1] - pair[0];
-        assert!(waited >= least, "retry {} waited {waited:?}, less than {least:?}", retry + 1);
+        assert!(
+            waited >= least,
+            "retry {} waited {waited:?}, less than {least:?}",
+            retry + 1
+        );
     }
 }
 
@@ -230,7 +246,10 @@ async fn a_step_that_keeps_failing_fails_the_run_and_calls_on_failure() {
             .await
         }
     })
-    .retry_policy(RetryPolicy { retries: 2, ..FAST_RETRY })
+    .retry_policy(RetryPolicy {
+        retries: 2,
+        ..FAST_RETRY
+    })
     .on_failure(move |ctx, event, error| {
         let failures = failures_in.clone();
         async move {
@@ -247,10 +266,23 @@ async fn a_step_that_keeps_failing_fails_the_run_and_calls_on_failure() {
     assert_eq!(detail.run.status, RunStatus::Failed);
     assert_eq!(calls.load(Ordering::SeqCst), 3, "one try and two retries");
     let error = detail.run.error.clone().unwrap();
-    assert!(error.contains("always-fails") && error.contains("model API answered 500"), "{error}");
+    assert!(
+        error.contains("always-fails") && error.contains("model API answered 500"),
+        "{error}"
+    );
     assert_eq!(*failures.lock().unwrap(), vec![(json!({"projectId": "p"}), error)]);
-    let ids: Vec<_> = detail.steps.iter().map(|step| (step.id.as_str(), step.status)).collect();
-    assert_eq!(ids, [("always-fails", StepStatus::Failed), ("on_failure/record", StepStatus::Completed)]);
+    let ids: Vec<_> = detail
+        .steps
+        .iter()
+        .map(|step| (step.id.as_str(), step.status))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("always-fails", StepStatus::Failed),
+            ("on_failure/record", StepStatus::Completed)
+        ]
+    );
 }
 
 #[tokio::test]
@@ -316,7 +348,11 @@ async fn cancelling_stops_a_running_run_between_steps_and_a_queued_run_before_it
     release.notify_one();
     let running_detail = finished(&engine, &running).await;
     assert_eq!(running_detail.run.status, RunStatus::Cancelled);
-    assert_eq!(running_detail.steps.len(), 1, "no step after the cancel: {running_detail:?}");
+    assert_eq!(
+        running_detail.steps.len(),
+        1,
+        "no step after the cancel: {running_detail:?}"
+    );
     let queued_detail = finished(&engine, &queued).await;
     assert_eq!(queued_detail.run.status, RunStatus::Cancelled);
     assert!(queued_detail.run.started_at.is_none() && queued_detail.steps.is_empty());
@@ -353,8 +389,14 @@ async fn a_step_in_flight_is_shown_as_running() {
         assert!(Instant::now() < deadline, "the step never showed");
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    assert_eq!((running.id.as_str(), running.status, running.attempts), ("wait", StepStatus::Running, 1));
-    assert_eq!(engine.run(&run_id).await.unwrap().unwrap().run.status, RunStatus::Running);
+    assert_eq!(
+        (running.id.as_str(), running.status, running.attempts),
+        ("wait", StepStatus::Running, 1)
+    );
+    assert_eq!(
+        engine.run(&run_id).await.unwrap().unwrap().run.status,
+        RunStatus::Running
+    );
     release.notify_one();
     let detail = finished(&engine, &run_id).await;
     assert_eq!(detail.steps.len(), 1);
@@ -373,10 +415,16 @@ async fn a_repeated_event_id_starts_no_second_run() {
     assert_eq!(first.event_id, second.event_id);
     assert_eq!(first.run_ids.len(), 1);
     assert!(second.run_ids.is_empty());
-    let other = engine.send(NewEvent::new("test/once", json!({})).with_id("client-event-2")).await.unwrap();
+    let other = engine
+        .send(NewEvent::new("test/once", json!({})).with_id("client-event-2"))
+        .await
+        .unwrap();
     assert_eq!(other.run_ids.len(), 1);
     assert_eq!(engine.runs(&RunFilter::default()).await.unwrap().len(), 2);
-    assert!(matches!(engine.send(NewEvent::new(" ", json!({}))).await, Err(Error::EmptyEventName)));
+    assert!(matches!(
+        engine.send(NewEvent::new(" ", json!({}))).await,
+        Err(Error::EmptyEventName)
+    ));
 }
 
 #[tokio::test]
@@ -384,7 +432,8 @@ async fn subscribers_replay_from_an_id_then_receive_live_messages() {
     let dir = TempDir::new().unwrap();
     let function = Function::new("talker", "test/talk", |ctx, event| async move {
         for i in 0..5 {
-            ctx.publish("Project:p", "projectInfo", json!(format!("status {i}"))).await?;
+            ctx.publish("Project:p", "projectInfo", json!(format!("status {i}")))
+                .await?;
         }
         let gate = event.data["gate"].as_str().unwrap_or_default().to_owned();
         ctx.publish("Project:other", "projectInfo", json!(gate)).await
@@ -393,7 +442,12 @@ async fn subscribers_replay_from_an_id_then_receive_live_messages() {
     let run_id = send_one(&engine, "test/talk", json!({"gate": "elsewhere"})).await;
     finished(&engine, &run_id).await;
 
-    let all: Vec<_> = engine.subscribe("Project:p", Some(0)).take(5).map(Result::unwrap).collect().await;
+    let all: Vec<_> = engine
+        .subscribe("Project:p", Some(0))
+        .take(5)
+        .map(Result::unwrap)
+        .collect()
+        .await;
     let texts: Vec<_> = all.iter().map(|message| message.data.clone()).collect();
     assert_eq!(texts, (0..5).map(|i| json!(format!("status {i}"))).collect::<Vec<_>>());
     assert!(all.windows(2).all(|pair| pair[0].id < pair[1].id));
@@ -402,8 +456,13 @@ async fn subscribers_replay_from_an_id_then_receive_live_messages() {
     for expected in &all[2..] {
         assert_eq!(&resumed.next().await.unwrap().unwrap(), expected);
     }
-    let live = engine.publish("Project:p", "projectInfo", json!("Demo is ready")).await.unwrap();
-    let received = tokio::time::timeout(Duration::from_secs(5), resumed.next()).await.unwrap();
+    let live = engine
+        .publish("Project:p", "projectInfo", json!("Demo is ready"))
+        .await
+        .unwrap();
+    let received = tokio::time::timeout(Duration::from_secs(5), resumed.next())
+        .await
+        .unwrap();
     assert_eq!(received.unwrap().unwrap(), live);
 
     let publishes = engine.run(&run_id).await.unwrap().unwrap().steps;

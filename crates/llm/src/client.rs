@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 
 use crate::config::LlmConfig;
 use crate::error::{LlmError, chain};
-use crate::parse::{
-    StreamAccumulator, error_from_body, parse_completion, parse_retry_after, parse_retry_after_ms,
-};
+use crate::parse::{StreamAccumulator, error_from_body, parse_completion, parse_retry_after, parse_retry_after_ms};
 use crate::sse::SseDecoder;
 use crate::types::{ChatRequest, ChatResponse};
 
@@ -50,23 +48,16 @@ impl LlmClient {
     /// with control characters).
     pub fn new(config: LlmConfig) -> Result<Self, LlmError> {
         let mut headers = HeaderMap::new();
-        if let Some(key) = config
-            .api_key
-            .as_deref()
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-        {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                LlmError::Invalid("OPENAI_API_KEY is not a valid header value".into())
-            })?;
+        if let Some(key) = config.api_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+            let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| LlmError::Invalid("OPENAI_API_KEY is not a valid header value".into()))?;
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
         for (k, v) in &config.extra_headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| LlmError::Invalid(format!("header name {k:?}: {e}")))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|e| LlmError::Invalid(format!("header {k:?} value: {e}")))?;
+            let value = HeaderValue::from_str(v).map_err(|e| LlmError::Invalid(format!("header {k:?} value: {e}")))?;
             headers.insert(name, value);
         }
         let http = reqwest::Client::builder()
@@ -120,10 +111,7 @@ impl LlmClient {
         let mut attempt = 0u32;
         loop {
             let mut emitted = false;
-            match self
-                .stream_attempt(&body, &mut on_event, &mut emitted)
-                .await
-            {
+            match self.stream_attempt(&body, &mut on_event, &mut emitted).await {
                 Ok(r) => return Ok(r),
                 Err(e) if !emitted => match self.retry_delay(attempt, &e) {
                     Some(d) => {
@@ -138,10 +126,7 @@ impl LlmClient {
         }
     }
 
-    async fn chat_once_with_retries(
-        &self,
-        request: &ChatRequest,
-    ) -> Result<ChatResponse, LlmError> {
+    async fn chat_once_with_retries(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let body = self.body(request, false)?;
         let mut attempt = 0u32;
         loop {
@@ -189,8 +174,7 @@ impl LlmClient {
     }
 
     fn body(&self, request: &ChatRequest, stream: bool) -> Result<Value, LlmError> {
-        let mut body =
-            serde_json::to_value(request).map_err(|e| LlmError::Invalid(e.to_string()))?;
+        let mut body = serde_json::to_value(request).map_err(|e| LlmError::Invalid(e.to_string()))?;
         let obj = body
             .as_object_mut()
             .ok_or_else(|| LlmError::Invalid("request did not serialise to an object".into()))?;
@@ -259,9 +243,8 @@ impl LlmClient {
         if !is_sse {
             // The server ignored `stream: true` and answered in one piece.
             let bytes = resp.bytes().await?;
-            let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                LlmError::Decode(format!("non-SSE reply to a streaming request: {e}"))
-            })?;
+            let v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| LlmError::Decode(format!("non-SSE reply to a streaming request: {e}")))?;
             let r = parse_completion(&v)?;
             *emitted = true;
             if let Some(t) = &r.content {
@@ -309,9 +292,8 @@ impl LlmClient {
                     saw_done = true;
                     break;
                 }
-                let v: Value = serde_json::from_str(data).map_err(|e| {
-                    LlmError::Decode(format!("bad stream chunk ({e}): {}", truncate(data, 300)))
-                })?;
+                let v: Value = serde_json::from_str(data)
+                    .map_err(|e| LlmError::Decode(format!("bad stream chunk ({e}): {}", truncate(data, 300))))?;
                 let delta = acc.push(&v)?;
                 if let Some(t) = delta.text {
                     *emitted = true;

@@ -98,11 +98,7 @@ impl LlmConfig {
     /// | `FORGEAI_LLM_MAX_RETRIES` | `4` |
     /// | `FORGEAI_LLM_TIMEOUT_SECS` | `600` (request timeout) |
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |k: &str| {
-            lookup(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let mut c = Self::new(
             get("OPENAI_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
             get("OPENAI_API_KEY"),
@@ -195,10 +191,7 @@ mod tests {
         assert_eq!(c.vision_model, "llava");
         assert_eq!(c.namer_model, "gpt-5.2");
         assert_eq!(c.max_retries, 2);
-        assert_eq!(
-            c.chat_completions_url(),
-            "http://localhost:11434/v1/chat/completions"
-        );
+        assert_eq!(c.chat_completions_url(), "http://localhost:11434/v1/chat/completions");
     }
 
     #[test]

@@ -55,10 +55,7 @@ impl LlmError {
                 }
                 retriable_status(*status)
             }
-            LlmError::Connect(_)
-            | LlmError::Timeout(_)
-            | LlmError::Transport(_)
-            | LlmError::Stream(_) => true,
+            LlmError::Connect(_) | LlmError::Timeout(_) | LlmError::Transport(_) | LlmError::Stream(_) => true,
             LlmError::Decode(_) | LlmError::Invalid(_) => false,
         }
     }

@@ -43,11 +43,10 @@ mod types;
 
 pub use client::{LlmClient, StreamEvent};
 pub use config::{
-    DEFAULT_BASE_URL, DEFAULT_CODER_MODEL, DEFAULT_NAMER_MODEL, DEFAULT_VISION_MODEL, LlmConfig,
-    ModelRole,
+    DEFAULT_BASE_URL, DEFAULT_CODER_MODEL, DEFAULT_NAMER_MODEL, DEFAULT_VISION_MODEL, LlmConfig, ModelRole,
 };
 pub use error::LlmError;
 pub use types::{
-    ChatRequest, ChatResponse, ContentPart, FinishReason, ImageDetail, ImageUrl, JsonSchemaFormat,
-    Message, ResponseFormat, Tool, ToolCall, ToolChoice, Usage, UserContent, data_url,
+    ChatRequest, ChatResponse, ContentPart, FinishReason, ImageDetail, ImageUrl, JsonSchemaFormat, Message,
+    ResponseFormat, Tool, ToolCall, ToolChoice, Usage, UserContent, data_url,
 };

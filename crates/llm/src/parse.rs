@@ -45,15 +45,9 @@ pub(crate) fn parse_usage(v: Option<&Value>) -> Option<Usage> {
         o.get(k)
             .and_then(|x| x.as_u64().or_else(|| x.as_f64().map(|f| f.max(0.0) as u64)))
     };
-    let prompt = n("prompt_tokens")
-        .or_else(|| n("input_tokens"))
-        .unwrap_or(0);
-    let completion = n("completion_tokens")
-        .or_else(|| n("output_tokens"))
-        .unwrap_or(0);
-    let total = n("total_tokens")
-        .filter(|t| *t > 0)
-        .unwrap_or(prompt + completion);
+    let prompt = n("prompt_tokens").or_else(|| n("input_tokens")).unwrap_or(0);
+    let completion = n("completion_tokens").or_else(|| n("output_tokens")).unwrap_or(0);
+    let total = n("total_tokens").filter(|t| *t > 0).unwrap_or(prompt + completion);
     Some(Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
@@ -134,10 +128,7 @@ pub(crate) fn error_from_body(body: &str) -> (String, Option<String>) {
 }
 
 /// `Retry-After` as seconds (integer or fractional) or an HTTP date.
-pub(crate) fn parse_retry_after(
-    value: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
@@ -188,12 +179,8 @@ pub(crate) fn parse_completion(v: &Value) -> Result<ChatResponse, LlmError> {
     {
         return Err(err);
     }
-    let choice = first_choice(v).ok_or_else(|| {
-        LlmError::Decode(format!(
-            "no choices in response: {}",
-            truncate(&v.to_string(), 500)
-        ))
-    })?;
+    let choice = first_choice(v)
+        .ok_or_else(|| LlmError::Decode(format!("no choices in response: {}", truncate(&v.to_string(), 500))))?;
     let msg = choice.get("message").or_else(|| choice.get("delta"));
     let mut r = ChatResponse {
         id: str_of(v.get("id")),
@@ -214,9 +201,7 @@ pub(crate) fn parse_completion(v: &Value) -> Result<ChatResponse, LlmError> {
                 r.tool_calls.push(ToolCall {
                     id: str_of(c.get("id")).unwrap_or_default(),
                     name: str_of(f.and_then(|f| f.get("name"))).unwrap_or_default(),
-                    arguments: normalize_arguments(
-                        f.and_then(|f| f.get("arguments")).unwrap_or(&Value::Null),
-                    ),
+                    arguments: normalize_arguments(f.and_then(|f| f.get("arguments")).unwrap_or(&Value::Null)),
                 });
             }
         } else if let Some(f) = m.get("function_call").filter(|f| f.is_object()) {
@@ -402,10 +387,7 @@ mod tests {
             .unwrap()
             .with_timezone(&chrono::Utc);
         assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
-        assert_eq!(
-            parse_retry_after("0.5", now),
-            Some(Duration::from_millis(500))
-        );
+        assert_eq!(parse_retry_after("0.5", now), Some(Duration::from_millis(500)));
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
             Some(Duration::from_secs(30))
@@ -416,10 +398,7 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);
-        assert_eq!(
-            parse_retry_after_ms("1500"),
-            Some(Duration::from_millis(1500))
-        );
+        assert_eq!(parse_retry_after_ms("1500"), Some(Duration::from_millis(1500)));
     }
 
     #[test]
@@ -468,8 +447,7 @@ mod tests {
 
     #[test]
     fn error_in_200_body() {
-        let e = parse_completion(&json!({"error": {"message": "upstream down", "code": 502}}))
-            .unwrap_err();
+        let e = parse_completion(&json!({"error": {"message": "upstream down", "code": 502}})).unwrap_err();
         assert_eq!(e.status(), Some(502));
         assert!(e.is_retriable());
     }

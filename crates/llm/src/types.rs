@@ -65,10 +65,7 @@ impl Message {
 
     /// A user message with text followed by one image (`https://` or `data:` URL).
     pub fn user_with_image(text: impl Into<String>, image_url: impl Into<String>) -> Self {
-        Self::user_parts(vec![
-            ContentPart::text(text),
-            ContentPart::image_url(image_url),
-        ])
+        Self::user_parts(vec![ContentPart::text(text), ContentPart::image_url(image_url)])
     }
 
     /// A plain-text assistant message.
@@ -81,10 +78,7 @@ impl Message {
 
     /// An assistant message that calls tools (with optional text).
     pub fn assistant_tool_calls(content: Option<String>, tool_calls: Vec<ToolCall>) -> Self {
-        Message::Assistant {
-            content,
-            tool_calls,
-        }
+        Message::Assistant { content, tool_calls }
     }
 
     /// A tool result.
@@ -207,11 +201,7 @@ pub struct ToolCall {
 
 impl ToolCall {
     /// A tool call.
-    pub fn new(
-        id: impl Into<String>,
-        name: impl Into<String>,
-        arguments: impl Into<String>,
-    ) -> Self {
+    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: impl Into<String>) -> Self {
         Self {
             id: id.into(),
             name: name.into(),
@@ -310,11 +300,7 @@ pub struct Tool {
 
 impl Tool {
     /// A function tool.
-    pub fn function(
-        name: impl Into<String>,
-        description: impl Into<String>,
-        parameters: Value,
-    ) -> Self {
+    pub fn function(name: impl Into<String>, description: impl Into<String>, parameters: Value) -> Self {
         Self {
             name: name.into(),
             description: Some(description.into()),
@@ -358,9 +344,7 @@ impl Serialize for ToolChoice {
             ToolChoice::Auto => s.serialize_str("auto"),
             ToolChoice::None => s.serialize_str("none"),
             ToolChoice::Required => s.serialize_str("required"),
-            ToolChoice::Function(name) => {
-                json!({"type": "function", "function": {"name": name}}).serialize(s)
-            }
+            ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}).serialize(s),
         }
     }
 }
@@ -676,10 +660,8 @@ mod tests {
 
     #[test]
     fn tool_call_arguments_object_is_normalised() {
-        let t: ToolCall = serde_json::from_value(
-            json!({"id":"x","function":{"name":"f","arguments":{"a":[1,2]}}}),
-        )
-        .unwrap();
+        let t: ToolCall =
+            serde_json::from_value(json!({"id":"x","function":{"name":"f","arguments":{"a":[1,2]}}})).unwrap();
         assert_eq!(t.arguments, r#"{"a":[1,2]}"#);
         let t: ToolCall = serde_json::from_value(json!({"function":{"name":"f"}})).unwrap();
         assert_eq!(t.arguments, "{}");
@@ -693,10 +675,7 @@ mod tests {
             serde_json::to_value(&t).unwrap(),
             json!({"type":"function","function":{"name":"f","description":"does f","parameters":{"type":"object"}}})
         );
-        assert_eq!(
-            serde_json::to_value(ToolChoice::Auto).unwrap(),
-            json!("auto")
-        );
+        assert_eq!(serde_json::to_value(ToolChoice::Auto).unwrap(), json!("auto"));
         assert_eq!(
             serde_json::to_value(ToolChoice::Function("f".into())).unwrap(),
             json!({"type":"function","function":{"name":"f"}})

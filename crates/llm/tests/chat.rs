@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use forgeai_llm::{
-    ChatRequest, ChatResponse, ContentPart, FinishReason, LlmClient, LlmConfig, LlmError, Message,
-    StreamEvent, Tool, ToolCall, ToolChoice, Usage, data_url,
+    ChatRequest, ChatResponse, ContentPart, FinishReason, LlmClient, LlmConfig, LlmError, Message, StreamEvent, Tool,
+    ToolCall, ToolChoice, Usage, data_url,
 };
 use forgeai_test_support::{MockOpenAi, MockReply};
 use serde_json::{Value, json};
@@ -14,17 +14,13 @@ fn client_for(mock: &MockOpenAi) -> LlmClient {
 }
 
 fn client_with(mock: &MockOpenAi, tweak: impl FnOnce(&mut LlmConfig)) -> LlmClient {
-    let mut config = LlmConfig::new(mock.base_url(), Some("sk-test".into()))
-        .with_base_delay(Duration::from_millis(5));
+    let mut config = LlmConfig::new(mock.base_url(), Some("sk-test".into())).with_base_delay(Duration::from_millis(5));
     tweak(&mut config);
     LlmClient::new(config).unwrap()
 }
 
 fn hello_request() -> ChatRequest {
-    ChatRequest::new(
-        "test-model",
-        vec![Message::system("be brief"), Message::user("hi")],
-    )
+    ChatRequest::new("test-model", vec![Message::system("be brief"), Message::user("hi")])
 }
 
 fn tools() -> Vec<Tool> {
@@ -74,9 +70,7 @@ async fn tool_call_reply() {
         json!({"command": "npm install zod --yes"}),
     )])
     .await;
-    let req = hello_request()
-        .with_tools(tools())
-        .with_tool_choice(ToolChoice::Auto);
+    let req = hello_request().with_tools(tools()).with_tool_choice(ToolChoice::Auto);
     let r = client_for(&mock).chat(&req).await.unwrap();
     assert_eq!(r.content, None);
     assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
@@ -95,10 +89,7 @@ async fn tool_call_reply() {
     assert_eq!(body["tool_choice"], "auto");
     assert_eq!(body["tools"][0]["type"], "function");
     assert_eq!(body["tools"][0]["function"]["name"], "terminal");
-    assert_eq!(
-        body["tools"][0]["function"]["description"],
-        "Run a shell command"
-    );
+    assert_eq!(body["tools"][0]["function"]["description"], "Run a shell command");
     assert_eq!(
         body["tools"][0]["function"]["parameters"]["required"],
         json!(["command"])
@@ -172,20 +163,12 @@ async fn streaming_and_non_streaming_agree() {
         })
         .collect();
     assert_eq!(text, plain.text());
-    assert!(
-        events
-            .iter()
-            .filter(|e| matches!(e, StreamEvent::Text(_)))
-            .count()
-            > 1
-    );
+    assert!(events.iter().filter(|e| matches!(e, StreamEvent::Text(_))).count() > 1);
     let args_1: String = events
         .iter()
         .filter_map(|e| match e {
             StreamEvent::ToolCallDelta {
-                index: 0,
-                arguments,
-                ..
+                index: 0, arguments, ..
             } => Some(arguments.as_str()),
             _ => None,
         })
@@ -218,10 +201,7 @@ async fn retry_after_429_is_honoured() {
     let reqs = mock.recorded();
     assert_eq!(reqs.len(), 2);
     let gap = reqs[1].received_at - reqs[0].received_at;
-    assert!(
-        gap >= Duration::from_millis(950),
-        "retried after only {gap:?}"
-    );
+    assert!(gap >= Duration::from_millis(950), "retried after only {gap:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -270,10 +250,7 @@ async fn retries_give_up_after_max_retries() {
 #[tokio::test]
 async fn bad_request_fails_at_once() {
     let mock = MockOpenAi::start([
-        MockReply::error(
-            400,
-            "Invalid schema for response_format 'spec': missing 'required'",
-        ),
+        MockReply::error(400, "Invalid schema for response_format 'spec': missing 'required'"),
         MockReply::text("must not be reached"),
     ])
     .await;
@@ -283,8 +260,7 @@ async fn bad_request_fails_at_once() {
     assert!(!err.is_retriable());
     assert_eq!(err.status(), Some(400));
     assert!(
-        err.to_string()
-            .contains("Invalid schema for response_format 'spec'"),
+        err.to_string().contains("Invalid schema for response_format 'spec'"),
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_millis(500));
@@ -293,8 +269,7 @@ async fn bad_request_fails_at_once() {
 #[tokio::test]
 async fn auth_and_not_found_fail_at_once() {
     for status in [401, 403, 404, 422] {
-        let mock =
-            MockOpenAi::start([MockReply::error(status, "nope"), MockReply::text("x")]).await;
+        let mock = MockOpenAi::start([MockReply::error(status, "nope"), MockReply::text("x")]).await;
         let err = client_for(&mock).chat(&hello_request()).await.unwrap_err();
         assert_eq!(mock.request_count(), 1, "{status}");
         assert!(matches!(err, LlmError::Api { status: s, .. } if s == status));
@@ -368,10 +343,7 @@ async fn usage_is_parsed() {
             total_tokens: 1234
         })
     );
-    let b = client
-        .chat(&hello_request().with_stream(true))
-        .await
-        .unwrap();
+    let b = client.chat(&hello_request().with_stream(true)).await.unwrap();
     assert_eq!(
         b.usage,
         Some(Usage {
@@ -552,8 +524,7 @@ async fn responder_mode_answers_from_the_request() {
     let calls = (0..8).map(|i| {
         let client = client.clone();
         async move {
-            let req = ChatRequest::new("m", vec![Message::user(format!("run {i}"))])
-                .with_stream(i % 2 == 0);
+            let req = ChatRequest::new("m", vec![Message::user(format!("run {i}"))]).with_stream(i % 2 == 0);
             client.chat(&req).await.unwrap().text().to_owned()
         }
     });

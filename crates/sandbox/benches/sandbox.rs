@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use forgeai_sandbox::{CommandOptions, CreateOptions, LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, SandboxProvider};
+use forgeai_sandbox::{
+    CommandOptions, CreateOptions, LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, SandboxProvider,
+};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -25,7 +27,13 @@ fn ms(d: Duration) -> String {
 }
 
 /// Sends `total` GETs with `concurrency` workers; returns (requests/s, MB/s).
-async fn load(client: &Client<HttpConnector, Body>, url: &str, host: &str, total: usize, concurrency: usize) -> (f64, f64) {
+async fn load(
+    client: &Client<HttpConnector, Body>,
+    url: &str,
+    host: &str,
+    total: usize,
+    concurrency: usize,
+) -> (f64, f64) {
     let started = Instant::now();
     let per = total / concurrency;
     let mut tasks = Vec::new();
@@ -34,7 +42,10 @@ async fn load(client: &Client<HttpConnector, Body>, url: &str, host: &str, total
         tasks.push(tokio::spawn(async move {
             let mut bytes = 0usize;
             for _ in 0..per {
-                let req = hyper::Request::get(&url).header("host", &host).body(Body::empty()).expect("request");
+                let req = hyper::Request::get(&url)
+                    .header("host", &host)
+                    .body(Body::empty())
+                    .expect("request");
                 let resp = client.request(req).await.expect("response");
                 assert_eq!(resp.status(), 200);
                 bytes += resp.into_body().collect().await.expect("body").to_bytes().len();
@@ -57,8 +68,13 @@ async fn main() {
         eprintln!("sandbox bench skipped: needs root (namespaces, mounts, cgroups)");
         return;
     }
-    let dir = tempfile::Builder::new().prefix("forgeai-sbx-bench-").tempdir().expect("tempdir");
-    let provider = LocalProvider::new(LocalConfig::new(dir.path())).await.expect("provider");
+    let dir = tempfile::Builder::new()
+        .prefix("forgeai-sbx-bench-")
+        .tempdir()
+        .expect("tempdir");
+    let provider = LocalProvider::new(LocalConfig::new(dir.path()))
+        .await
+        .expect("provider");
     provider.ensure_static_template().await.expect("static template");
 
     // Sandbox create (and kill).
@@ -66,25 +82,47 @@ async fn main() {
     let (mut create, mut kill) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let t = Instant::now();
-        let info = provider.create("static", CreateOptions::default()).await.expect("create");
+        let info = provider
+            .create("static", CreateOptions::default())
+            .await
+            .expect("create");
         create.push(t.elapsed());
         let t = Instant::now();
         provider.kill(&info.id).await.expect("kill");
         kill.push(t.elapsed());
     }
-    println!("sandbox create   n={n}  p50 {}  p99 {}", ms(pct(&mut create, 0.5)), ms(pct(&mut create, 0.99)));
-    println!("sandbox kill     n={n}  p50 {}  p99 {}", ms(pct(&mut kill, 0.5)), ms(pct(&mut kill, 0.99)));
+    println!(
+        "sandbox create   n={n}  p50 {}  p99 {}",
+        ms(pct(&mut create, 0.5)),
+        ms(pct(&mut create, 0.99))
+    );
+    println!(
+        "sandbox kill     n={n}  p50 {}  p99 {}",
+        ms(pct(&mut kill, 0.5)),
+        ms(pct(&mut kill, 0.99))
+    );
 
     // Command round trip vs plain spawn.
-    let id = provider.create("static", CreateOptions::default()).await.expect("create").id;
+    let id = provider
+        .create("static", CreateOptions::default())
+        .await
+        .expect("create")
+        .id;
     let (mut sandboxed, mut plain) = (Vec::new(), Vec::new());
     for _ in 0..n {
         let t = Instant::now();
-        let r = provider.run_command(&id, "true", CommandOptions::default()).await.expect("run");
+        let r = provider
+            .run_command(&id, "true", CommandOptions::default())
+            .await
+            .expect("run");
         assert_eq!(r.exit_code, 0);
         sandboxed.push(t.elapsed());
         let t = Instant::now();
-        let s = tokio::process::Command::new("/bin/bash").args(["-c", "true"]).status().await.expect("spawn");
+        let s = tokio::process::Command::new("/bin/bash")
+            .args(["-c", "true"])
+            .status()
+            .await
+            .expect("spawn");
         assert!(s.success());
         plain.push(t.elapsed());
     }
@@ -99,8 +137,14 @@ async fn main() {
 
     // Proxy throughput vs direct.
     let page = "x".repeat(16 * 1024);
-    provider.write_file(&id, "index.html", page.as_bytes()).await.expect("write");
-    provider.write_file(&id, "big.bin", &vec![7u8; 4 << 20]).await.expect("write");
+    provider
+        .write_file(&id, "index.html", page.as_bytes())
+        .await
+        .expect("write");
+    provider
+        .write_file(&id, "big.bin", &vec![7u8; 4 << 20])
+        .await
+        .expect("write");
     let (_, addr) = provider.network(&id).await.expect("network");
     let proxy = PreviewProxy::new(Arc::new(provider.clone()), PreviewConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -114,7 +158,14 @@ async fn main() {
     let _ = load(&client, &format!("http://127.0.0.1:{port}/"), &host, 4, 1).await;
     for (label, path, total) in [("16 KiB page", "/", 2000usize), ("4 MiB file", "/big.bin", 100)] {
         for conc in [1usize, 8] {
-            let (d_rps, d_mbs) = load(&client, &format!("http://{addr}:3000{path}"), &format!("{addr}:3000"), total, conc).await;
+            let (d_rps, d_mbs) = load(
+                &client,
+                &format!("http://{addr}:3000{path}"),
+                &format!("{addr}:3000"),
+                total,
+                conc,
+            )
+            .await;
             let (p_rps, p_mbs) = load(&client, &format!("http://127.0.0.1:{port}{path}"), &host, total, conc).await;
             println!(
                 "{label:<11} c={conc}  direct {d_rps:>7.0} req/s {d_mbs:>7.1} MB/s | proxy {p_rps:>7.0} req/s {p_mbs:>7.1} MB/s ({:.0}%)",

@@ -30,7 +30,9 @@ pub enum Error {
     InvalidTemplate { name: String, reason: String },
 
     /// A file path given to the file API leaves `/home/user/project`.
-    #[error("path {path:?} escapes the project directory /home/user/project: {reason}; use a path inside the project, relative to it")]
+    #[error(
+        "path {path:?} escapes the project directory /home/user/project: {reason}; use a path inside the project, relative to it"
+    )]
     PathEscape { path: String, reason: String },
 
     /// The file or directory does not exist inside the project.
@@ -42,7 +44,9 @@ pub enum Error {
     WrongKind { path: String, reason: String },
 
     /// A file is too large to be returned in one piece.
-    #[error("{path:?} is {size} bytes, more than the {limit} bytes read_file returns; read it with a command (head, tail) instead")]
+    #[error(
+        "{path:?} is {size} bytes, more than the {limit} bytes read_file returns; read it with a command (head, tail) instead"
+    )]
     FileTooLarge { path: String, size: u64, limit: u64 },
 
     /// The disk holding the sandbox's writable layer is full.
@@ -50,24 +54,38 @@ pub enum Error {
     DiskFull { path: String, data_dir: PathBuf },
 
     /// A command ran past its timeout; it and every process it started were killed.
-    #[error("command timed out after {after:?} and was killed together with every process it started; run long tasks with a longer timeout")]
-    CommandTimeout { after: Duration, stdout: String, stderr: String },
+    #[error(
+        "command timed out after {after:?} and was killed together with every process it started; run long tasks with a longer timeout"
+    )]
+    CommandTimeout {
+        after: Duration,
+        stdout: String,
+        stderr: String,
+    },
 
     /// The machine lacks something the local provider needs (root, a tool, a kernel feature).
     #[error("the local sandbox provider cannot run here: {what}; {hint}")]
     Unsupported { what: String, hint: String },
 
     /// The address range reserved for sandbox networks is already in use on this machine.
-    #[error("the sandbox network range {range} overlaps {used_by} already configured on this machine; configure another range (LocalConfig::subnet)")]
+    #[error(
+        "the sandbox network range {range} overlaps {used_by} already configured on this machine; configure another range (LocalConfig::subnet)"
+    )]
     NetworkRangeInUse { range: String, used_by: String },
 
     /// Every /30 of the sandbox range is taken.
-    #[error("no free sandbox network left in {range} ({count} sandboxes running); kill idle sandboxes or configure a larger range")]
+    #[error(
+        "no free sandbox network left in {range} ({count} sandboxes running); kill idle sandboxes or configure a larger range"
+    )]
     NetworksExhausted { range: String, count: usize },
 
     /// An external tool (ip, nft, mount) failed.
     #[error("`{command}` failed ({status}): {stderr}")]
-    Tool { command: String, status: String, stderr: String },
+    Tool {
+        command: String,
+        status: String,
+        stderr: String,
+    },
 
     /// A system call or file operation failed; `action` says which and on what.
     #[error("{action}: {source}")]
@@ -89,7 +107,10 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with a description of what was being done.
     pub(crate) fn io(action: impl Into<String>, source: io::Error) -> Self {
-        Error::Io { action: action.into(), source }
+        Error::Io {
+            action: action.into(),
+            source,
+        }
     }
 
     /// Whether this error means the sandbox is gone for good (callers then create a new one).

@@ -27,8 +27,8 @@ pub use error::{Error, Result};
 pub use local::{LocalConfig, LocalProvider};
 pub use preview::{PreviewConfig, PreviewProxy, PreviewTarget, Upstream};
 pub use provider::{
-    CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, EntryInfo, EntryKind,
-    HOME_DIR, OutputCallback, OutputChunk, PROJECT_DIR, Sandbox, SandboxInfo, SandboxProvider, SandboxStatus, Stream,
-    preview_host, validate_id,
+    CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, EntryInfo,
+    EntryKind, HOME_DIR, OutputCallback, OutputChunk, PROJECT_DIR, Sandbox, SandboxInfo, SandboxProvider,
+    SandboxStatus, Stream, preview_host, validate_id,
 };
 pub use templates::{Template, TemplateConfig, Templates, build_template};

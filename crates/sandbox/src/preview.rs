@@ -48,7 +48,10 @@ pub struct PreviewConfig {
 
 impl Default for PreviewConfig {
     fn default() -> Self {
-        PreviewConfig { domain: "localhost".into(), wait_for_server: Duration::from_secs(20) }
+        PreviewConfig {
+            domain: "localhost".into(),
+            wait_for_server: Duration::from_secs(20),
+        }
     }
 }
 
@@ -75,7 +78,9 @@ impl PreviewProxy {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
         Arc::new(PreviewProxy { target, config, client })
     }
 
@@ -115,11 +120,19 @@ impl PreviewProxy {
             return text(StatusCode::BAD_REQUEST, "missing Host header".into());
         };
         let Some((port, id)) = self.parse_host(&host) else {
-            return text(StatusCode::NOT_FOUND, format!("{host} is not a preview host (expected <port>-<sandboxId>.{})", self.config.domain));
+            return text(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "{host} is not a preview host (expected <port>-<sandboxId>.{})",
+                    self.config.domain
+                ),
+            );
         };
         let upstream = match self.target.upstream(&id, port).await {
             Ok(u) => u,
-            Err(e @ (Error::Gone { .. } | Error::InvalidId { .. })) => return text(StatusCode::NOT_FOUND, format!("{e}")),
+            Err(e @ (Error::Gone { .. } | Error::InvalidId { .. })) => {
+                return text(StatusCode::NOT_FOUND, format!("{e}"));
+            }
             Err(e) => return text(StatusCode::BAD_GATEWAY, format!("cannot reach sandbox {id}: {e}")),
         };
         let upgrade = is_upgrade(req.headers());
@@ -136,7 +149,10 @@ impl PreviewProxy {
         if let Ok(v) = HeaderValue::from_str(&host) {
             headers.insert(HeaderName::from_static("x-forwarded-host"), v);
         }
-        headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http"));
+        headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("http"),
+        );
         // Bodiless requests can be replayed, so they may wait for a server that is starting.
         let replayable = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
             && !parts.headers.contains_key(header::TRANSFER_ENCODING)
@@ -144,11 +160,18 @@ impl PreviewProxy {
         let deadline = Instant::now() + self.config.wait_for_server;
         let mut body = Some(body);
         let response = loop {
-            let mut out = Request::builder().method(parts.method.clone()).uri(uri.clone()).version(axum::http::Version::HTTP_11);
+            let mut out = Request::builder()
+                .method(parts.method.clone())
+                .uri(uri.clone())
+                .version(axum::http::Version::HTTP_11);
             if let Some(h) = out.headers_mut() {
                 *h = headers.clone();
             }
-            let b = if replayable { Body::empty() } else { body.take().unwrap_or_else(Body::empty) };
+            let b = if replayable {
+                Body::empty()
+            } else {
+                body.take().unwrap_or_else(Body::empty)
+            };
             let out = match out.body(b) {
                 Ok(r) => r,
                 Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot forward request: {e}")),
@@ -159,8 +182,15 @@ impl PreviewProxy {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => {
-                    let hint = if e.is_connect() { "; is the dev server running in the sandbox?" } else { "" };
-                    return text(StatusCode::BAD_GATEWAY, format!("sandbox {id} port {port} did not answer: {e}{hint}"));
+                    let hint = if e.is_connect() {
+                        "; is the dev server running in the sandbox?"
+                    } else {
+                        ""
+                    };
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        format!("sandbox {id} port {port} did not answer: {e}{hint}"),
+                    );
                 }
             }
         };
@@ -235,7 +265,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 fn text(status: StatusCode, message: String) -> Response<Body> {
     let mut r = Response::new(Body::from(message + "\n"));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -270,7 +303,10 @@ mod tests {
     #[tokio::test]
     async fn parses_preview_hosts() {
         let p = PreviewProxy::new(Arc::new(NoTarget), PreviewConfig::default());
-        assert_eq!(p.parse_host("3000-abc123.localhost:8080"), Some((3000, "abc123".into())));
+        assert_eq!(
+            p.parse_host("3000-abc123.localhost:8080"),
+            Some((3000, "abc123".into()))
+        );
         assert_eq!(p.parse_host("3000-abc123.localhost"), Some((3000, "abc123".into())));
         assert_eq!(p.parse_host("3000-ABC123.LOCALHOST"), Some((3000, "abc123".into())));
         assert_eq!(p.parse_host("localhost:8080"), None);
@@ -278,7 +314,16 @@ mod tests {
         assert_eq!(p.parse_host("x-abc.localhost"), None);
         assert_eq!(p.parse_host("3000-abc.evil-localhost"), None);
         assert_eq!(p.parse_host("3000-abc.notlocalhost"), None);
-        let p2 = PreviewProxy::new(Arc::new(NoTarget), PreviewConfig { domain: "preview.example.com".into(), ..Default::default() });
-        assert_eq!(p2.parse_host("5173-zz9.preview.example.com"), Some((5173, "zz9".into())));
+        let p2 = PreviewProxy::new(
+            Arc::new(NoTarget),
+            PreviewConfig {
+                domain: "preview.example.com".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            p2.parse_host("5173-zz9.preview.example.com"),
+            Some((5173, "zz9".into()))
+        );
     }
 }

@@ -276,5 +276,11 @@ pub fn preview_host(id: &str, port: u16, domain: &str, public_port: Option<u16>)
 /// Checks that `id` has the shape of a sandbox id before it is used in paths or names.
 pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if ok { Ok(()) } else { Err(crate::Error::InvalidId { id: id.chars().take(64).collect() }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::Error::InvalidId {
+            id: id.chars().take(64).collect(),
+        })
+    }
 }

@@ -70,16 +70,28 @@ impl Template {
         let text = match fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::TemplateNotFound { name: name.into(), path: dir });
+                return Err(Error::TemplateNotFound {
+                    name: name.into(),
+                    path: dir,
+                });
             }
             Err(e) => return Err(Error::io(format!("read {}", file.display()), e)),
         };
-        let config: TemplateConfig = serde_json::from_str(&text)
-            .map_err(|e| Error::InvalidTemplate { name: name.into(), reason: format!("{}: {e}", file.display()) })?;
+        let config: TemplateConfig = serde_json::from_str(&text).map_err(|e| Error::InvalidTemplate {
+            name: name.into(),
+            reason: format!("{}: {e}", file.display()),
+        })?;
         if !dir.join("project").is_dir() {
-            return Err(Error::InvalidTemplate { name: name.into(), reason: format!("{} has no project/ directory", dir.display()) });
+            return Err(Error::InvalidTemplate {
+                name: name.into(),
+                reason: format!("{} has no project/ directory", dir.display()),
+            });
         }
-        Ok(Template { name: name.into(), dir, config })
+        Ok(Template {
+            name: name.into(),
+            dir,
+            config,
+        })
     }
 }
 
@@ -88,11 +100,16 @@ pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with(['.', '-'])
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidTemplate { name: name.into(), reason: "names are 1-64 letters, digits, '-', '_' or '.', not starting with '.' or '-'".into() })
+        Err(Error::InvalidTemplate {
+            name: name.into(),
+            reason: "names are 1-64 letters, digits, '-', '_' or '.', not starting with '.' or '-'".into(),
+        })
     }
 }
 
@@ -162,7 +179,10 @@ impl Templates {
             port: 3000,
             env: BTreeMap::from([("PORT".to_string(), "3000".to_string())]),
         };
-        let config_json = serde_json::to_string_pretty(&config).map_err(|e| Error::InvalidTemplate { name: "static".into(), reason: e.to_string() })?;
+        let config_json = serde_json::to_string_pretty(&config).map_err(|e| Error::InvalidTemplate {
+            name: "static".into(),
+            reason: e.to_string(),
+        })?;
         let dir = Self::dir(data_dir).join("static");
         let current = fs::read_to_string(dir.join(TEMPLATE_FILE)).ok();
         let server = fs::read_to_string(dir.join("support/serve.js")).ok();
@@ -179,7 +199,8 @@ impl Templates {
         let result = (|| {
             fs::create_dir_all(staging.join("project")).ctx(|| format!("create {}", staging.display()))?;
             fs::create_dir_all(staging.join("support")).ctx(|| format!("create {}", staging.display()))?;
-            fs::write(staging.join("project/index.html"), STATIC_INDEX_HTML).ctx(|| "write static index.html".into())?;
+            fs::write(staging.join("project/index.html"), STATIC_INDEX_HTML)
+                .ctx(|| "write static index.html".into())?;
             fs::write(staging.join("support/serve.js"), STATIC_SERVER_JS).ctx(|| "write static serve.js".into())?;
             fs::write(staging.join(TEMPLATE_FILE), &config_json).ctx(|| "write static template config".into())?;
             chown_tree(&staging.join("project"), uid, gid)?;
@@ -201,9 +222,13 @@ impl Templates {
 /// binds but has no business listing it.
 pub(crate) fn ensure_traversable_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
-    let mode = fs::metadata(dir).ctx(|| format!("stat {}", dir.display()))?.permissions().mode();
+    let mode = fs::metadata(dir)
+        .ctx(|| format!("stat {}", dir.display()))?
+        .permissions()
+        .mode();
     if mode & 0o001 == 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode((mode & 0o7777) | 0o711)).ctx(|| format!("chmod {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode((mode & 0o7777) | 0o711))
+            .ctx(|| format!("chmod {}", dir.display()))?;
     }
     Ok(())
 }
@@ -211,7 +236,11 @@ pub(crate) fn ensure_traversable_dir(dir: &Path) -> Result<()> {
 pub(crate) fn replace_dir(staging: &Path, dir: &Path) -> Result<()> {
     if dir.exists() {
         // Running sandboxes keep the old lower layer mounted; move it aside, never edit it.
-        let old = dir.with_file_name(format!(".old-{}-{}", dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), rand::random::<u32>()));
+        let old = dir.with_file_name(format!(
+            ".old-{}-{}",
+            dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+            rand::random::<u32>()
+        ));
         fs::rename(dir, &old).ctx(|| format!("move old template {} aside", dir.display()))?;
         fs::rename(staging, dir).ctx(|| format!("install template {}", dir.display()))?;
         let _ = fs::remove_dir_all(&old);
@@ -250,7 +279,9 @@ pub async fn build_template(name: &str, data_dir: &Path) -> Result<Template> {
                 .map_err(|e| Error::Provider(format!("template build task failed: {e}")))?
         }
         "forgeai-v1" => crate::local::build_forgeai_v1(data_dir).await,
-        other => Err(Error::InvalidTemplate { name: other.into(), reason: "no build recipe for it (known: static, forgeai-v1)".into() }),
+        other => Err(Error::InvalidTemplate {
+            name: other.into(),
+            reason: "no build recipe for it (known: static, forgeai-v1)".into(),
+        }),
     }
 }
-

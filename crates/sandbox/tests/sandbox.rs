@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use forgeai_sandbox::local::Limits;
 use forgeai_sandbox::{
-    CommandOptions, CreateOptions, EntryKind, Error, LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, SandboxProvider,
-    SandboxStatus, Stream,
+    CommandOptions, CreateOptions, EntryKind, Error, LocalConfig, LocalProvider, PreviewConfig, PreviewProxy,
+    SandboxProvider, SandboxStatus, Stream,
 };
-
 
 fn secret() -> String {
     format!("secret-{:016x}", rand_u64())
@@ -32,10 +31,19 @@ async fn commands_run_as_user_in_project_with_node_and_streamed_output() {
     let env = Env::new().await;
     let id = env.create().await;
 
-    let r = env.run(&id, "id -u; id -gn; pwd; echo $HOME; node -e 'console.log(6*7)'; npm --version >/dev/null && echo npm-ok").await;
+    let r = env
+        .run(
+            &id,
+            "id -u; id -gn; pwd; echo $HOME; node -e 'console.log(6*7)'; npm --version >/dev/null && echo npm-ok",
+        )
+        .await;
     assert_eq!(r.exit_code, 0, "{r:?}");
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(&lines[..6], &["1000", "user", "/home/user/project", "/home/user", "42", "npm-ok"], "{r:?}");
+    assert_eq!(
+        &lines[..6],
+        &["1000", "user", "/home/user/project", "/home/user", "42", "npm-ok"],
+        "{r:?}"
+    );
 
     // Non-zero exit codes are results, not errors.
     let r = env.run(&id, "echo oops >&2; exit 7").await;
@@ -45,7 +53,11 @@ async fn commands_run_as_user_in_project_with_node_and_streamed_output() {
     env.provider.write_file(&id, "sub/dir/keep", b"").await.unwrap();
     let r = env
         .provider
-        .run_command(&id, "pwd; echo $FOO", CommandOptions::default().with_cwd("sub/dir").with_env("FOO", "bar"))
+        .run_command(
+            &id,
+            "pwd; echo $FOO",
+            CommandOptions::default().with_cwd("sub/dir").with_env("FOO", "bar"),
+        )
         .await
         .unwrap();
     assert_eq!(r.stdout, "/home/user/project/sub/dir\nbar\n");
@@ -53,13 +65,24 @@ async fn commands_run_as_user_in_project_with_node_and_streamed_output() {
     // Output arrives while the command still runs.
     let seen: Arc<Mutex<Vec<(Instant, Stream, String)>>> = Arc::default();
     let seen2 = seen.clone();
-    let opts = CommandOptions::default().on_output(move |c| seen2.lock().unwrap().push((Instant::now(), c.stream, c.data.clone())));
-    let r = env.provider.run_command(&id, "echo start; echo err >&2; sleep 1; echo end", opts).await.unwrap();
+    let opts = CommandOptions::default()
+        .on_output(move |c| seen2.lock().unwrap().push((Instant::now(), c.stream, c.data.clone())));
+    let r = env
+        .provider
+        .run_command(&id, "echo start; echo err >&2; sleep 1; echo end", opts)
+        .await
+        .unwrap();
     let done = Instant::now();
     assert_eq!(r.stdout, "start\nend\n");
     let seen = seen.lock().unwrap();
-    let first = seen.iter().find(|(_, s, d)| *s == Stream::Stdout && d.contains("start")).expect("start chunk");
-    assert!(done.duration_since(first.0) > Duration::from_millis(500), "start was not streamed early");
+    let first = seen
+        .iter()
+        .find(|(_, s, d)| *s == Stream::Stdout && d.contains("start"))
+        .expect("start chunk");
+    assert!(
+        done.duration_since(first.0) > Duration::from_millis(500),
+        "start was not streamed early"
+    );
     assert!(seen.iter().any(|(_, s, d)| *s == Stream::Stderr && d == "err\n"));
 }
 
@@ -86,7 +109,10 @@ async fn commands_cannot_see_host_files() {
     let _ = std::fs::remove_file(&root_file);
     assert!(!r.stdout.contains(&s), "sandbox read a host secret: {r:?}");
     assert!(r.stdout.contains("done"), "{r:?}");
-    assert!(r.stdout.contains("Read-only file system"), "system dirs must be read-only: {r:?}");
+    assert!(
+        r.stdout.contains("Read-only file system"),
+        "system dirs must be read-only: {r:?}"
+    );
     // The only thing in /home is the sandbox user's home.
     assert!(r.stdout.lines().any(|l| l == "user"), "{r:?}");
 }
@@ -109,7 +135,12 @@ async fn commands_cannot_reach_host_services() {
     assert!(!r.stdout.contains("OPEN"), "sandbox reached the host: {r:?}");
     assert_eq!(r.stdout.matches("closed").count(), 3, "{r:?}");
     for l in [&lo, &any] {
-        assert!(tokio::time::timeout(Duration::from_millis(200), l.accept()).await.is_err(), "host listener got a connection");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), l.accept())
+                .await
+                .is_err(),
+            "host listener got a connection"
+        );
     }
 }
 
@@ -118,7 +149,9 @@ async fn commands_reach_the_package_registry() {
     let env = Env::new().await;
     let id = env.create().await;
     // The one kind of outside traffic sandboxes exist for: installing packages.
-    let r = env.run(&id, "npm view is-number@7.0.0 version --no-update-notifier").await;
+    let r = env
+        .run(&id, "npm view is-number@7.0.0 version --no-update-notifier")
+        .await;
     assert_eq!((r.exit_code, r.stdout.trim()), (0, "7.0.0"), "{r:?}");
 }
 
@@ -132,7 +165,10 @@ async fn sandboxes_cannot_see_each_other() {
     let (_, a_addr) = env.provider.network(&a).await.unwrap();
     // Host -> sandbox works (that is how the preview proxy reaches the dev server)...
     assert!(
-        eventually(Duration::from_secs(10), || async { tokio::net::TcpStream::connect((a_addr, 3000)).await.is_ok() }).await,
+        eventually(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect((a_addr, 3000)).await.is_ok()
+        })
+        .await,
         "host cannot reach sandbox a's dev server"
     );
     // ...sandbox -> sandbox does not.
@@ -143,7 +179,10 @@ async fn sandboxes_cannot_see_each_other() {
     let r = env.run(&b, &script).await;
     assert!(!r.stdout.contains(&s), "b saw a's file: {r:?}");
     assert!(r.stdout.contains("No such file"), "{r:?}");
-    assert!(!r.stdout.lines().any(|l| matches!(l.trim(), "node" | "busybox")), "b saw a dev server process: {r:?}");
+    assert!(
+        !r.stdout.lines().any(|l| matches!(l.trim(), "node" | "busybox")),
+        "b saw a dev server process: {r:?}"
+    );
     assert!(r.stdout.contains("a-closed"), "b reached a over the network: {r:?}");
     // And a still has its file.
     assert_eq!(env.provider.read_file(&a, "secret.txt").await.unwrap(), s.as_bytes());
@@ -151,15 +190,30 @@ async fn sandboxes_cannot_see_each_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fork_bomb_is_contained() {
-    let env = Env::with(|c| c.limits = Limits { memory_bytes: Some(256 << 20), pids: Some(64), cpu_cores: Some(0.5), cpu_shares: None }).await;
+    let env = Env::with(|c| {
+        c.limits = Limits {
+            memory_bytes: Some(256 << 20),
+            pids: Some(64),
+            cpu_cores: Some(0.5),
+            cpu_shares: None,
+        }
+    })
+    .await;
     let id = env.create().await;
     let started = Instant::now();
     let res = env
         .provider
-        .run_command(&id, "f(){ f | f & }; f; sleep 30", CommandOptions::default().with_timeout(Duration::from_secs(3)))
+        .run_command(
+            &id,
+            "f(){ f | f & }; f; sleep 30",
+            CommandOptions::default().with_timeout(Duration::from_secs(3)),
+        )
         .await;
     assert!(matches!(res, Err(Error::CommandTimeout { .. }) | Ok(_)), "{res:?}");
-    assert!(started.elapsed() < Duration::from_secs(15), "fork bomb was not stopped in time");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "fork bomb was not stopped in time"
+    );
     // The host can still start processes.
     let host = std::process::Command::new("true").status().expect("host can spawn");
     assert!(host.success());
@@ -181,7 +235,15 @@ async fn fork_bomb_is_contained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_hog_is_contained() {
-    let env = Env::with(|c| c.limits = Limits { memory_bytes: Some(160 << 20), pids: Some(128), cpu_cores: None, cpu_shares: None }).await;
+    let env = Env::with(|c| {
+        c.limits = Limits {
+            memory_bytes: Some(160 << 20),
+            pids: Some(128),
+            cpu_cores: None,
+            cpu_shares: None,
+        }
+    })
+    .await;
     let id = env.create().await;
     let r = env
         .provider
@@ -193,7 +255,10 @@ async fn memory_hog_is_contained() {
         .await
         .expect("hog ends by itself");
     assert_ne!(r.exit_code, 0, "the hog cannot succeed: {r:?}");
-    assert!(env.provider.oom_kills(&id).await.unwrap() > 0, "the memory limit never killed anything: {r:?}");
+    assert!(
+        env.provider.oom_kills(&id).await.unwrap() > 0,
+        "the memory limit never killed anything: {r:?}"
+    );
     let r = env.run(&id, "echo alive").await;
     assert_eq!(r.stdout, "alive\n");
 }
@@ -208,7 +273,11 @@ async fn command_past_timeout_is_killed_with_its_tree() {
     let started = Instant::now();
     let res = env
         .provider
-        .run_command(&id, "sleep 100 & (setsid sleep 100 &); echo before; sleep 100", CommandOptions::default().with_timeout(Duration::from_secs(1)))
+        .run_command(
+            &id,
+            "sleep 100 & (setsid sleep 100 &); echo before; sleep 100",
+            CommandOptions::default().with_timeout(Duration::from_secs(1)),
+        )
         .await;
     let took = started.elapsed();
     match res {
@@ -237,24 +306,45 @@ async fn file_api_refuses_path_escapes() {
     let id = env.create().await;
     let p = &env.provider;
     for path in ["../x", "a/../../x", "/etc/passwd", "/home/user/.bashrc", "/tmp/x"] {
-        assert!(matches!(p.write_file(&id, path, b"x").await, Err(Error::PathEscape { .. })), "write {path}");
-        assert!(matches!(p.read_file(&id, path).await, Err(Error::PathEscape { .. })), "read {path}");
+        assert!(
+            matches!(p.write_file(&id, path, b"x").await, Err(Error::PathEscape { .. })),
+            "write {path}"
+        );
+        assert!(
+            matches!(p.read_file(&id, path).await, Err(Error::PathEscape { .. })),
+            "read {path}"
+        );
     }
     let r = env.run(&id, "mkdir -p real && echo inside > real/f && ln -s /etc etc-link && ln -s ../.. up && ln -s real ok && ln -s /home/user/project/real abs-inside").await;
     assert_eq!(r.exit_code, 0, "{r:?}");
     for path in ["etc-link/passwd", "up/etc/passwd", "abs-inside/f"] {
-        assert!(matches!(p.read_file(&id, path).await, Err(Error::PathEscape { .. })), "read {path}");
+        assert!(
+            matches!(p.read_file(&id, path).await, Err(Error::PathEscape { .. })),
+            "read {path}"
+        );
     }
-    assert!(matches!(p.write_file(&id, "up/evil", b"x").await, Err(Error::PathEscape { .. })));
-    assert!(matches!(p.write_file(&id, "etc-link/new/evil", b"x").await, Err(Error::PathEscape { .. })));
-    assert!(matches!(p.list_files(&id, "etc-link", 1).await, Err(Error::PathEscape { .. })));
+    assert!(matches!(
+        p.write_file(&id, "up/evil", b"x").await,
+        Err(Error::PathEscape { .. })
+    ));
+    assert!(matches!(
+        p.write_file(&id, "etc-link/new/evil", b"x").await,
+        Err(Error::PathEscape { .. })
+    ));
+    assert!(matches!(
+        p.list_files(&id, "etc-link", 1).await,
+        Err(Error::PathEscape { .. })
+    ));
     // Links that stay inside work.
     assert_eq!(p.read_file(&id, "ok/f").await.unwrap(), b"inside\n");
     p.write_file(&id, "ok/g", b"via link").await.unwrap();
     assert_eq!(env.run(&id, "cat real/g").await.stdout, "via link");
     // Files written through the API belong to the sandbox user.
     assert_eq!(env.run(&id, "stat -c %U real/g").await.stdout, "user\n");
-    assert!(matches!(p.read_file(&id, "missing.txt").await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        p.read_file(&id, "missing.txt").await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,20 +353,32 @@ async fn files_roundtrip_and_list() {
     let id = env.create().await;
     let p = &env.provider;
     p.write_file(&id, "app/page.tsx", b"export default 1").await.unwrap();
-    p.write_file(&id, "/home/user/project/app/lib/util.ts", b"x").await.unwrap();
+    p.write_file(&id, "/home/user/project/app/lib/util.ts", b"x")
+        .await
+        .unwrap();
     assert_eq!(p.read_file(&id, "app/page.tsx").await.unwrap(), b"export default 1");
     let entries = p.list_files(&id, ".", 3).await.unwrap();
     let paths: Vec<(&str, EntryKind)> = entries.iter().map(|e| (e.path.as_str(), e.kind)).collect();
-    assert!(paths.contains(&("/home/user/project/index.html", EntryKind::File)), "{paths:?}");
+    assert!(
+        paths.contains(&("/home/user/project/index.html", EntryKind::File)),
+        "{paths:?}"
+    );
     assert!(paths.contains(&("/home/user/project/app", EntryKind::Dir)), "{paths:?}");
-    assert!(paths.contains(&("/home/user/project/app/lib/util.ts", EntryKind::File)), "{paths:?}");
+    assert!(
+        paths.contains(&("/home/user/project/app/lib/util.ts", EntryKind::File)),
+        "{paths:?}"
+    );
     assert!(matches!(p.read_file(&id, "app").await, Err(Error::WrongKind { .. })));
     // The template stays untouched: sandboxes are copy-on-write clones.
     p.write_file(&id, "index.html", b"changed").await.unwrap();
     let tpl = std::fs::read_to_string(env.dir.path().join("templates/static/project/index.html")).unwrap();
     assert!(tpl.contains("forgeai static template"));
     let other = env.create().await;
-    assert!(String::from_utf8(p.read_file(&other, "index.html").await.unwrap()).unwrap().contains("forgeai static template"));
+    assert!(
+        String::from_utf8(p.read_file(&other, "index.html").await.unwrap())
+            .unwrap()
+            .contains("forgeai static template")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,7 +387,10 @@ async fn dev_server_serves_written_file_through_preview_proxy() {
     let id = env.create().await;
     let (port, _proxy) = env.proxy().await;
     let marker = secret();
-    env.provider.write_file(&id, "index.html", format!("<h1>{marker}</h1>").as_bytes()).await.unwrap();
+    env.provider
+        .write_file(&id, "index.html", format!("<h1>{marker}</h1>").as_bytes())
+        .await
+        .unwrap();
     env.provider.write_file(&id, "css/site.css", b"body{}").await.unwrap();
     let host = format!("{}:{port}", env.provider.host(&id, 3000));
     assert_eq!(host, format!("3000-{id}.localhost:{port}"));
@@ -335,22 +440,37 @@ async fn websocket_echo_through_preview_proxy() {
     let env = Env::new().await;
     let id = env.create().await;
     let (port, _proxy) = env.proxy().await;
-    env.provider.write_file(&id, "ws.js", WS_ECHO_JS.as_bytes()).await.unwrap();
+    env.provider
+        .write_file(&id, "ws.js", WS_ECHO_JS.as_bytes())
+        .await
+        .unwrap();
     let provider = env.provider.clone();
     let id2 = id.clone();
     let server = tokio::spawn(async move {
-        provider.run_command(&id2, "node ws.js 3001", CommandOptions::default().with_timeout(Duration::from_secs(120))).await
+        provider
+            .run_command(
+                &id2,
+                "node ws.js 3001",
+                CommandOptions::default().with_timeout(Duration::from_secs(120)),
+            )
+            .await
     });
     let host = format!("3001-{id}.localhost:{port}");
     let (status, body) = http_get(port, &host, "/").await; // the proxy waits for the server to listen
     assert_eq!((status, body.as_str()), (200, "ws echo\n"));
 
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let (mut ws, resp) = tokio_tungstenite::client_async(format!("ws://{host}/hmr"), stream).await.expect("websocket handshake");
+    let (mut ws, resp) = tokio_tungstenite::client_async(format!("ws://{host}/hmr"), stream)
+        .await
+        .expect("websocket handshake");
     assert_eq!(resp.status(), 101);
     for msg in ["hello", "second message", &"x".repeat(1000)] {
         ws.send(Message::text(msg)).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("echo in time").expect("frame").expect("ok");
+        let got = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("echo in time")
+            .expect("frame")
+            .expect("ok");
         assert_eq!(got, Message::text(format!("echo:{msg}")));
     }
     ws.close(None).await.unwrap();
@@ -363,7 +483,10 @@ async fn pause_and_resume_keep_files_and_processes() {
     let id = env.create().await;
     let (port, _proxy) = env.proxy().await;
     let marker = secret();
-    env.provider.write_file(&id, "index.html", marker.as_bytes()).await.unwrap();
+    env.provider
+        .write_file(&id, "index.html", marker.as_bytes())
+        .await
+        .unwrap();
     let host = format!("3000-{id}.localhost:{port}");
     assert_eq!(http_get(port, &host, "/").await, (200, marker.clone()));
     let starts = env.provider.dev_server_starts(&id).await.unwrap();
@@ -376,7 +499,12 @@ async fn pause_and_resume_keep_files_and_processes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let mut b = [0u8; 16];
-    assert!(tokio::time::timeout(Duration::from_millis(500), s.read(&mut b)).await.is_err(), "a paused sandbox answered");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), s.read(&mut b))
+            .await
+            .is_err(),
+        "a paused sandbox answered"
+    );
     drop(s);
 
     // A preview request resumes it; the same dev server process continues.
@@ -388,7 +516,10 @@ async fn pause_and_resume_keep_files_and_processes() {
     env.provider.pause(&id).await.unwrap();
     let info = env.provider.connect(&id).await.unwrap();
     assert_eq!(info.status, SandboxStatus::Running);
-    assert_eq!(env.provider.read_file(&id, "index.html").await.unwrap(), marker.as_bytes());
+    assert_eq!(
+        env.provider.read_file(&id, "index.html").await.unwrap(),
+        marker.as_bytes()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,7 +527,13 @@ async fn idle_sandbox_is_paused_and_resumed_on_use() {
     let env = Env::with(|c| c.reap_interval = Duration::from_millis(100)).await;
     let info = env
         .provider
-        .create("static", CreateOptions { timeout: Some(Duration::from_millis(500)), ..Default::default() })
+        .create(
+            "static",
+            CreateOptions {
+                timeout: Some(Duration::from_millis(500)),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let id = info.id;
@@ -421,7 +558,10 @@ async fn sandbox_survives_host_restart() {
     let env = Env::new().await;
     let id = env.create().await;
     let marker = secret();
-    env.provider.write_file(&id, "index.html", marker.as_bytes()).await.unwrap();
+    env.provider
+        .write_file(&id, "index.html", marker.as_bytes())
+        .await
+        .unwrap();
     env.provider.pause(&id).await.unwrap();
     let (netns, veth) = env.provider.network_names(&id);
 
@@ -443,7 +583,10 @@ async fn sandbox_survives_host_restart() {
     let server = tokio::spawn(async move {
         let _ = forgeai_sandbox::preview::serve(listener, proxy).await;
     });
-    assert_eq!(http_get(port, &format!("3000-{id}.localhost:{port}"), "/").await, (200, marker));
+    assert_eq!(
+        http_get(port, &format!("3000-{id}.localhost:{port}"), "/").await,
+        (200, marker)
+    );
     server.abort();
     assert!(restarted.kill(&id).await.unwrap());
 }
@@ -482,11 +625,17 @@ async fn kill_removes_everything_and_connect_reports_gone() {
     let (_, sandbox_addr) = env.provider.network(&id).await.unwrap();
     let element = format!("\"{veth}\" . {sandbox_addr}");
     let listed = |what: &[&str]| {
-        let out = std::process::Command::new("nft").args([&["list"], what].concat()).output().unwrap();
+        let out = std::process::Command::new("nft")
+            .args([&["list"], what].concat())
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let admitted = || listed(&["set", "inet", "forgeai", "sb_addrs"]).contains(&element);
-    assert!(admitted(), "the sandbox's interface and address are in the firewall's set");
+    assert!(
+        admitted(),
+        "the sandbox's interface and address are in the firewall's set"
+    );
     // Forwarded traffic to private and link-local ranges is dropped (checked on the rules: tests
     // never send probes to addresses outside this machine).
     let rules = listed(&["chain", "inet", "forgeai", "from_sandbox"]);
@@ -502,11 +651,23 @@ async fn kill_removes_everything_and_connect_reports_gone() {
     assert!(!exists(env.dir.path().join("sandboxes").join(&id)));
 
     assert!(matches!(env.provider.connect(&id).await, Err(Error::Gone { .. })));
-    assert!(matches!(env.provider.run_command(&id, "true", CommandOptions::default()).await, Err(Error::Gone { .. })));
+    assert!(matches!(
+        env.provider.run_command(&id, "true", CommandOptions::default()).await,
+        Err(Error::Gone { .. })
+    ));
     assert!(!env.provider.kill(&id).await.unwrap());
-    assert!(matches!(env.provider.connect("nosuchsandbox").await, Err(Error::Gone { .. })));
-    assert!(matches!(env.provider.connect("../etc").await, Err(Error::InvalidId { .. })));
-    assert!(matches!(env.provider.create("nope", CreateOptions::default()).await, Err(Error::TemplateNotFound { .. })));
+    assert!(matches!(
+        env.provider.connect("nosuchsandbox").await,
+        Err(Error::Gone { .. })
+    ));
+    assert!(matches!(
+        env.provider.connect("../etc").await,
+        Err(Error::InvalidId { .. })
+    ));
+    assert!(matches!(
+        env.provider.create("nope", CreateOptions::default()).await,
+        Err(Error::TemplateNotFound { .. })
+    ));
 }
 
 /// Unmounts the small tmpfs of the disk-full test when dropped.
@@ -522,7 +683,11 @@ impl Drop for TmpfsGuard {
 async fn full_disk_is_reported_as_disk_full() {
     require_root();
     let dir = tempfile::Builder::new().prefix("forgeai-sbx-disk-").tempdir().unwrap();
-    let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m,mode=0711", "tmpfs"]).arg(dir.path()).status().unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m,mode=0711", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
     assert!(status.success());
     let _mount = TmpfsGuard(dir.path().to_path_buf());
     let env = Env::in_dir(dir, |_| {}).await;
@@ -566,7 +731,11 @@ async fn forgeai_v1_template_builds_and_serves() {
     require_root();
     let started = Instant::now();
     let (template, built) = cached_forgeai_v1(&cache).await;
-    eprintln!("forgeai-v1 template {} in {:?}", if built { "built" } else { "found in the cache" }, started.elapsed());
+    eprintln!(
+        "forgeai-v1 template {} in {:?}",
+        if built { "built" } else { "found in the cache" },
+        started.elapsed()
+    );
     assert!(template.project_dir().join("components/ui/button.jsx").exists());
     assert!(template.project_dir().join("node_modules/next").exists());
 
@@ -575,8 +744,21 @@ async fn forgeai_v1_template_builds_and_serves() {
     let dir = tempfile::Builder::new().prefix("forgeai-sbx-v1-").tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("templates")).unwrap();
     std::os::unix::fs::symlink(&template.dir, dir.path().join("templates/forgeai-v1")).unwrap();
-    let env = Env::in_dir(dir, |c| c.limits = Limits { memory_bytes: Some(3 << 30), pids: Some(2048), cpu_cores: None, cpu_shares: None }).await;
-    let id = env.provider.create("forgeai-v1", CreateOptions::default()).await.unwrap().id;
+    let env = Env::in_dir(dir, |c| {
+        c.limits = Limits {
+            memory_bytes: Some(3 << 30),
+            pids: Some(2048),
+            cpu_cores: None,
+            cpu_shares: None,
+        }
+    })
+    .await;
+    let id = env
+        .provider
+        .create("forgeai-v1", CreateOptions::default())
+        .await
+        .unwrap()
+        .id;
     let (port, _proxy) = env.proxy().await;
     let marker = format!("forgeai-v1-page-{:016x}", rand_u64());
     // A server page using the template's shadcn/ui Button and alias, plus a client component
@@ -612,7 +794,10 @@ export default function Page() {{
 }}
 "#
     );
-    env.provider.write_file(&id, "app/page.tsx", page.as_bytes()).await.unwrap();
+    env.provider
+        .write_file(&id, "app/page.tsx", page.as_bytes())
+        .await
+        .unwrap();
 
     let url = format!("http://{}:{port}/", env.provider.host(&id, 3000));
     assert_eq!(url, format!("http://3000-{id}.localhost:{port}/"));
@@ -622,7 +807,10 @@ export default function Page() {{
     let rendered = loop {
         let dom = chromium(&url, &["--dump-dom"]).await;
         // Server-rendered text, the shadcn/ui Button with its variant classes, client-side React.
-        let button = dom.split("<button").skip(1).any(|b| b.contains(r#"id="cta""#) && b.contains("bg-primary text-primary-foreground"));
+        let button = dom
+            .split("<button")
+            .skip(1)
+            .any(|b| b.contains(r#"id="cta""#) && b.contains("bg-primary text-primary-foreground"));
         if dom.contains(&marker) && button && dom.contains("hydrated-in-browser") {
             break true;
         }
@@ -637,17 +825,35 @@ export default function Page() {{
         "Chromium did not render the page within 2 minutes.\nlast DOM: {last}\ndev server log: {}",
         env.provider.dev_server_log(&id).await.unwrap()
     );
-    eprintln!("page rendered in Chromium {:?} after the sandbox was created", started.elapsed());
+    eprintln!(
+        "page rendered in Chromium {:?} after the sandbox was created",
+        started.elapsed()
+    );
 
     let shot = artifacts_dir().join("forgeai-v1-preview.png");
     let _ = std::fs::remove_file(&shot);
-    chromium(&url, &[&format!("--screenshot={}", shot.display()), "--window-size=1280,800"]).await;
+    chromium(
+        &url,
+        &[&format!("--screenshot={}", shot.display()), "--window-size=1280,800"],
+    )
+    .await;
     let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", shot.display()));
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "implausible screenshot {}", shot.display());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "implausible screenshot {}",
+        shot.display()
+    );
     eprintln!("screenshot: {}", shot.display());
 
     // Edits show up (on-demand compile / hot reload).
-    env.provider.write_file(&id, "app/page.tsx", b"export default function P() { return <p>edited-by-test</p>; }").await.unwrap();
+    env.provider
+        .write_file(
+            &id,
+            "app/page.tsx",
+            b"export default function P() { return <p>edited-by-test</p>; }",
+        )
+        .await
+        .unwrap();
     let host = format!("3000-{id}.localhost:{port}");
     let ok = eventually(Duration::from_secs(60), || {
         let host = host.clone();
@@ -688,11 +894,23 @@ async fn cached_forgeai_v1(cache: &std::path::Path) -> (forgeai_sandbox::Templat
     }
     // Named after the cache so the next run builds in the same place and cleans up after an
     // interrupted one.
-    let scratch = std::env::temp_dir().join(format!("forgeai-v1-build-{}", hash(&|h| std::hash::Hash::hash(cache, h))));
-    eprintln!("building forgeai-v1 in {} for the cache {} (npm, ~500 MB)", scratch.display(), cache.display());
-    let built = forgeai_sandbox::build_template("forgeai-v1", &scratch).await.expect("build forgeai-v1");
-    let (dest, incoming, stale) =
-        (templates.join("forgeai-v1"), templates.join(".incoming-forgeai-v1"), templates.join(".stale-forgeai-v1"));
+    let scratch = std::env::temp_dir().join(format!(
+        "forgeai-v1-build-{}",
+        hash(&|h| std::hash::Hash::hash(cache, h))
+    ));
+    eprintln!(
+        "building forgeai-v1 in {} for the cache {} (npm, ~500 MB)",
+        scratch.display(),
+        cache.display()
+    );
+    let built = forgeai_sandbox::build_template("forgeai-v1", &scratch)
+        .await
+        .expect("build forgeai-v1");
+    let (dest, incoming, stale) = (
+        templates.join("forgeai-v1"),
+        templates.join(".incoming-forgeai-v1"),
+        templates.join(".stale-forgeai-v1"),
+    );
     let remove = |d: &std::path::Path| match std::fs::remove_dir_all(d) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("remove {}: {e}", d.display()),
         _ => {}
@@ -700,9 +918,20 @@ async fn cached_forgeai_v1(cache: &std::path::Path) -> (forgeai_sandbox::Templat
     remove(&incoming);
     remove(&stale);
     if let Err(e) = std::fs::rename(&built.dir, &incoming) {
-        assert_eq!(e.raw_os_error(), Some(libc::EXDEV), "move {} to {}: {e}", built.dir.display(), incoming.display());
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EXDEV),
+            "move {} to {}: {e}",
+            built.dir.display(),
+            incoming.display()
+        );
         // Another filesystem: copy, keeping the sandbox user's ownership.
-        let st = std::process::Command::new("cp").arg("-a").arg(&built.dir).arg(&incoming).status().unwrap();
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&built.dir)
+            .arg(&incoming)
+            .status()
+            .unwrap();
         assert!(st.success(), "copy {} to {}", built.dir.display(), incoming.display());
     }
     let _ = std::fs::remove_file(&stamp);
@@ -713,7 +942,10 @@ async fn cached_forgeai_v1(cache: &std::path::Path) -> (forgeai_sandbox::Templat
     std::fs::write(&stamp, &recipe).unwrap_or_else(|e| panic!("write {}: {e}", stamp.display()));
     remove(&stale);
     remove(&scratch);
-    (Template::load(cache, "forgeai-v1").expect("load the installed template"), true)
+    (
+        Template::load(cache, "forgeai-v1").expect("load the installed template"),
+        true,
+    )
 }
 
 /// An exclusive flock(2) on a file, released on drop (or when the process dies).
@@ -721,7 +953,12 @@ struct FileLock(std::fs::File);
 impl FileLock {
     fn exclusive(path: &std::path::Path) -> FileLock {
         use std::os::fd::AsRawFd;
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap();
         // SAFETY: flock(2) on a descriptor we own. Blocking is fine: the test waits anyway.
         let rc = tokio::task::block_in_place(|| unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) });
         assert_eq!(rc, 0, "lock {}", path.display());
@@ -780,7 +1017,11 @@ async fn chromium(url: &str, args: &[&str]) -> String {
         Ok(out) => {
             let out = out.expect("chromium output");
             if !out.status.success() {
-                eprintln!("chromium exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+                eprintln!(
+                    "chromium exited with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             String::from_utf8_lossy(&out.stdout).into_owned()
         }
@@ -797,14 +1038,23 @@ async fn chromium(url: &str, args: &[&str]) -> String {
 async fn provider_works_as_a_trait_object_through_sandbox_handles() {
     let env = Env::with(|c| c.preview_port = Some(8080)).await;
     let provider: Arc<dyn SandboxProvider> = Arc::new(env.provider.clone());
-    let sbx = forgeai_sandbox::Sandbox::create(provider.clone(), "static", CreateOptions::default()).await.unwrap();
+    let sbx = forgeai_sandbox::Sandbox::create(provider.clone(), "static", CreateOptions::default())
+        .await
+        .unwrap();
     assert_eq!(sbx.host(3000), format!("3000-{}.localhost:8080", sbx.id()));
     sbx.write_file("hello.txt", "hi").await.unwrap();
     let again = forgeai_sandbox::Sandbox::connect(provider, sbx.id()).await.unwrap();
     assert_eq!(again.read_text("hello.txt").await.unwrap(), "hi");
     let r = again.run("cat hello.txt", CommandOptions::default()).await.unwrap();
     assert_eq!(r.stdout, "hi");
-    assert!(again.list_files(".").await.unwrap().iter().any(|e| e.name == "hello.txt"));
+    assert!(
+        again
+            .list_files(".")
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.name == "hello.txt")
+    );
     again.set_timeout(Duration::from_secs(10)).await.unwrap();
     assert!(sbx.kill().await.unwrap());
     assert!(again.read_file("hello.txt").await.unwrap_err().is_gone());

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
 use forgeai_code_agent::{CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest};
 use forgeai_engine::{NewEvent, RunFilter};
 use forgeai_store::{Fragment, Message, MessageWithFragment, Project};
@@ -145,7 +145,9 @@ fn validate_file_path(path: &str) -> Result<(), ApiError> {
         || path.starts_with('/')
         || path.contains('\\')
         || path.contains('\0')
-        || path.split('/').any(|part| part.is_empty() || part == "." || part == "..");
+        || path
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
     if bad {
         Err(ApiError::BadRequest(format!(
             "file path {path:?} must be relative to the project, without `.`/`..` parts or empty segments"
@@ -175,7 +177,10 @@ pub async fn create_project(
 ) -> Result<(StatusCode, Json<Project>), ApiError> {
     validate_message(&body.message)?;
     validate_image_url(body.image_url.as_deref())?;
-    let (project, message) = state.store.create_project(&user.id, &body.message, body.image_url.as_deref()).await?;
+    let (project, message) = state
+        .store
+        .create_project(&user.id, &body.message, body.image_url.as_deref())
+        .await?;
     let request = CodeAgentRequest {
         project_id: project.id.clone(),
         message: body.message,
@@ -210,7 +215,12 @@ pub async fn get_project(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Project>, ApiError> {
     let id = parse_id("project id", &id)?;
-    state.store.get_project(&user.id, &id).await?.map(Json).ok_or(ApiError::NotFound("project"))
+    state
+        .store
+        .get_project(&user.id, &id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("project"))
 }
 
 /// Deletes a project with its messages and fragments, and removes its sandbox.
@@ -222,7 +232,11 @@ pub async fn delete_project(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id("project id", &id)?;
-    let project = state.store.get_project(&user.id, &id).await?.ok_or(ApiError::NotFound("project"))?;
+    let project = state
+        .store
+        .get_project(&user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
     if !state.store.delete_project(&user.id, &id).await? {
         return Err(ApiError::NotFound("project"));
     }
@@ -247,7 +261,12 @@ pub async fn list_messages(
 ) -> Result<Json<Vec<MessageWithFragment>>, ApiError> {
     let Query(query) = query?;
     let project_id = parse_id("projectId", &query.project_id)?;
-    state.store.list_messages(&user.id, &project_id).await?.map(Json).ok_or(ApiError::NotFound("project"))
+    state
+        .store
+        .list_messages(&user.id, &project_id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("project"))
 }
 
 /// Adds a prompt to a project and queues the code agent for it.
@@ -299,7 +318,9 @@ pub async fn update_fragment(
         validate_file_path(path)?;
         // PostgreSQL's JSON cannot hold NUL; source files have no use for it.
         if content.contains('\0') {
-            return Err(ApiError::BadRequest(format!("file {path:?} must not contain NUL characters")));
+            return Err(ApiError::BadRequest(format!(
+                "file {path:?} must not contain NUL characters"
+            )));
         }
     }
     let update = state
@@ -308,8 +329,11 @@ pub async fn update_fragment(
         .await?
         .ok_or(ApiError::NotFound("fragment"))?;
     if let (Some(sandboxes), Some(sandbox_id)) = (&state.sandboxes, &update.project_sandbox_id) {
-        let files: Vec<(String, Vec<u8>)> =
-            body.files.into_iter().map(|(path, content)| (path, content.into_bytes())).collect();
+        let files: Vec<(String, Vec<u8>)> = body
+            .files
+            .into_iter()
+            .map(|(path, content)| (path, content.into_bytes()))
+            .collect();
         match sandboxes.write_files(sandbox_id, &files).await {
             // The next run restores the fragment's files into a new sandbox.
             Ok(()) | Err(forgeai_sandbox::Error::Gone { .. }) => {}
@@ -347,12 +371,18 @@ pub async fn list_runs(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<RunSummary>>, ApiError> {
     let id = parse_id("project id", &id)?;
-    state.store.get_project(&user.id, &id).await?.ok_or(ApiError::NotFound("project"))?;
+    state
+        .store
+        .get_project(&user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
     let filter = RunFilter {
         function_id: Some(CODE_AGENT_FUNCTION.into()),
         concurrency_key: Some(id),
     };
-    Ok(Json(state.engine.runs(&filter).await?.into_iter().map(run_summary).collect()))
+    Ok(Json(
+        state.engine.runs(&filter).await?.into_iter().map(run_summary).collect(),
+    ))
 }
 
 /// One run with its steps (status, attempts, times, errors).

@@ -102,5 +102,8 @@ pub async fn sign_in(
 /// Signs the browser out.
 #[utoipa::path(delete, path = "/api/session", tag = "session", security(()), responses((status = 204)))]
 pub async fn sign_out(jar: CookieJar) -> (CookieJar, axum::http::StatusCode) {
-    (jar.remove(Cookie::build(SESSION_COOKIE).path("/")), axum::http::StatusCode::NO_CONTENT)
+    (
+        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
+        axum::http::StatusCode::NO_CONTENT,
+    )
 }

@@ -87,7 +87,9 @@ impl From<forgeai_engine::Error> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(format!("request body is too large: {}", rejection.body_text())),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::TooLarge(format!("request body is too large: {}", rejection.body_text()))
+            }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 Self::UnsupportedMediaType("send the body as JSON with `Content-Type: application/json`".into())
             }

@@ -72,7 +72,11 @@ pub async fn send(
     events: Result<ApiJson<InngestEvents>, ApiError>,
 ) -> Result<Json<SendResponse>, ApiError> {
     // A wrong key is told as such even when the body is bad too.
-    let user = state.store.authenticate(&event_key).await?.ok_or(ApiError::Unauthorized)?;
+    let user = state
+        .store
+        .authenticate(&event_key)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
     let ApiJson(events) = events?;
     let seed = headers
         .get(EVENT_ID_SEED_HEADER)
@@ -96,12 +100,18 @@ pub async fn send(
         }
         let data = if event.name == CODE_AGENT_EVENT {
             let data: CodeAgentData = serde_json::from_value(event.data).map_err(|error| {
-                ApiError::BadRequest(format!("event {index}: data must be {{projectId, message, imageUrl?}}: {error}"))
+                ApiError::BadRequest(format!(
+                    "event {index}: data must be {{projectId, message, imageUrl?}}: {error}"
+                ))
             })?;
             let project_id = parse_id("projectId", &data.project_id)?;
             crate::api::validate_message(&data.message)?;
             crate::api::validate_image_url(data.image_url.as_deref())?;
-            state.store.get_project(&user.id, &project_id).await?.ok_or(ApiError::NotFound("project"))?;
+            state
+                .store
+                .get_project(&user.id, &project_id)
+                .await?
+                .ok_or(ApiError::NotFound("project"))?;
             serde_json::to_value(CodeAgentRequest {
                 project_id,
                 message: data.message,

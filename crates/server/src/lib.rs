@@ -93,7 +93,10 @@ pub fn router(state: AppState) -> Router {
             "/api/fragments/{id}",
             patch(api::update_fragment).layer(DefaultBodyLimit::max(FRAGMENT_BODY_LIMIT)),
         )
-        .route("/api/uploads", post(uploads::upload).layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)))
+        .route(
+            "/api/uploads",
+            post(uploads::upload).layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)),
+        )
         .route("/api/runs/{id}", get(api::get_run))
         .route("/api/openapi.json", get(ops::openapi))
         .route("/e/{event_key}", post(events::send))

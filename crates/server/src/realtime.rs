@@ -5,8 +5,8 @@ use std::convert::Infallible;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::{Stream, StreamExt};
 use forgeai_code_agent::project_channel;
+use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -39,7 +39,11 @@ pub async fn subscribe(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(query) = query?;
     let id = parse_id("project id", &id)?;
-    state.store.get_project(&user.id, &id).await?.ok_or(ApiError::NotFound("project"))?;
+    state
+        .store
+        .get_project(&user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())

@@ -22,7 +22,9 @@ and reload. The API is at <code>/api</code>.</p>";
 /// so it gets `index.html` (or an asset of the build).
 pub async fn fallback(State(state): State<AppState>, request: Request) -> Response {
     let path = request.uri().path();
-    let is_api = ["/api/", "/e/", "/uploads/"].iter().any(|prefix| path.starts_with(prefix));
+    let is_api = ["/api/", "/e/", "/uploads/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
     if is_api || (request.method() != Method::GET && request.method() != Method::HEAD) {
         return ApiError::NotFound("route").into_response();
     }
@@ -33,14 +35,23 @@ pub async fn fallback(State(state): State<AppState>, request: Request) -> Respon
         return serve_asset(ui_dir, asset).await;
     }
     match tokio::fs::read(ui_dir.join("index.html")).await {
-        Ok(page) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], page)
+        Ok(page) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            page,
+        )
             .into_response(),
         Err(_) => Html(NOT_BUILT).into_response(),
     }
 }
 
 async fn serve_asset(ui_dir: &Path, name: &str) -> Response {
-    let safe = !name.is_empty() && name.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+    let safe = !name.is_empty()
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
     if !safe {
         return ApiError::NotFound("asset").into_response();
     }
@@ -56,7 +67,10 @@ async fn serve_asset(ui_dir: &Path, name: &str) -> Response {
     match tokio::fs::read(ui_dir.join("assets").join(name)).await {
         // Build output has content hashes in its names, so it never changes under one name.
         Ok(bytes) => (
-            [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")],
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
             bytes,
         )
             .into_response(),

@@ -1,9 +1,9 @@
 //! `POST /api/uploads`: images to build from, checked by content, served back under `/uploads/`.
 
+use axum::Json;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -68,7 +68,12 @@ pub async fn upload(
         let declared_multipart = headers
             .get(header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+            .is_some_and(|value| {
+                value
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            });
         if declared_multipart {
             ApiError::BadRequest(format!("malformed multipart body: {}", rejection.body_text()))
         } else {
@@ -96,9 +101,8 @@ pub async fn save_image(data_dir: &std::path::Path, image: &[u8]) -> Result<Stri
     if image.len() > MAX_UPLOAD_BYTES {
         return Err(ApiError::TooLarge("images may be at most 4 MB".into()));
     }
-    let (extension, _) = sniff_image(image).ok_or_else(|| {
-        ApiError::UnsupportedMediaType("the file is not a PNG, JPEG, WebP or GIF image".into())
-    })?;
+    let (extension, _) = sniff_image(image)
+        .ok_or_else(|| ApiError::UnsupportedMediaType("the file is not a PNG, JPEG, WebP or GIF image".into()))?;
     let name = format!("{}.{extension}", uuid::Uuid::now_v7());
     let dir = data_dir.join("uploads");
     tokio::fs::create_dir_all(&dir)
@@ -126,7 +130,13 @@ pub async fn serve(State(state): State<AppState>, ApiPath(name): ApiPath<String>
     let bytes = tokio::fs::read(state.config.data_dir.join("uploads").join(&name))
         .await
         .map_err(|_| ApiError::NotFound("upload"))?;
-    Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "private, max-age=31536000, immutable")], bytes)
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "private, max-age=31536000, immutable"),
+        ],
+        bytes,
+    )
         .into_response())
 }
 

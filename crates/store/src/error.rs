@@ -58,9 +58,7 @@ impl From<sqlx::Error> for Error {
         if let sqlx::Error::Database(db) = &err
             && matches!(
                 db.kind(),
-                ErrorKind::CheckViolation
-                    | ErrorKind::ForeignKeyViolation
-                    | ErrorKind::NotNullViolation
+                ErrorKind::CheckViolation | ErrorKind::ForeignKeyViolation | ErrorKind::NotNullViolation
             )
         {
             return Error::Rejected(db.message().to_owned());

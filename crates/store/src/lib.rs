@@ -18,17 +18,15 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 mod error;
 mod model;
 
 pub use error::{Error, Result};
 pub use model::{
-    AssistantReply, DEFAULT_PROJECT_NAME, Fragment, FragmentUpdate, Message, MessageRole,
-    MessageType, MessageWithFragment, NewFragment, Project, UnknownValue, User,
+    AssistantReply, DEFAULT_PROJECT_NAME, Fragment, FragmentUpdate, Message, MessageRole, MessageType,
+    MessageWithFragment, NewFragment, Project, UnknownValue, User,
 };
 
 /// Runs the same code against whichever pool the store holds. The body is expanded once per
@@ -103,11 +101,7 @@ impl Store {
         Self::connect_sqlite(options, false, &path.display().to_string()).await
     }
 
-    async fn connect_sqlite(
-        options: SqliteConnectOptions,
-        in_memory: bool,
-        label: &str,
-    ) -> Result<Store> {
+    async fn connect_sqlite(options: SqliteConnectOptions, in_memory: bool, label: &str) -> Result<Store> {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -124,13 +118,10 @@ impl Store {
                 .idle_timeout(None)
                 .max_lifetime(None);
         }
-        let pool = pool
-            .connect_with(options)
-            .await
-            .map_err(|source| Error::Connect {
-                url: redact_password(label),
-                source,
-            })?;
+        let pool = pool.connect_with(options).await.map_err(|source| Error::Connect {
+            url: redact_password(label),
+            source,
+        })?;
         sqlx::migrate!("migrations/sqlite")
             .run(&pool)
             .await
@@ -151,9 +142,7 @@ impl Store {
         let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
         // One direct connection first: a pool would retry a refused connection until its
         // timeout and then report only "pool timed out", hiding the actual cause.
-        let mut conn = PgConnection::connect_with(&options)
-            .await
-            .map_err(connect_error)?;
+        let mut conn = PgConnection::connect_with(&options).await.map_err(connect_error)?;
         // The migrator takes an advisory lock, so servers starting together migrate once.
         sqlx::migrate!("migrations/postgres")
             .run(&mut conn)
@@ -227,10 +216,7 @@ mod tests {
         let base = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 5).unwrap();
         let texts: Vec<String> = [0, 1, 100_000, 100_001, 100_500, 999_999, 1_000_000]
             .into_iter()
-            .map(|micros| {
-                (base + Duration::microseconds(micros))
-                    .to_rfc3339_opts(SecondsFormat::AutoSi, false)
-            })
+            .map(|micros| (base + Duration::microseconds(micros)).to_rfc3339_opts(SecondsFormat::AutoSi, false))
             .collect();
         let mut sorted = texts.clone();
         sorted.sort();

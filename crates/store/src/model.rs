@@ -92,17 +92,10 @@ pub struct MessageWithFragment {
 
 /// What the code-agent saves as its answer to a prompt.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "type",
-    rename_all = "SCREAMING_SNAKE_CASE",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE", rename_all_fields = "camelCase")]
 pub enum AssistantReply {
     /// A finished task: a RESULT message with the fragment it produced.
-    Result {
-        content: String,
-        fragment: NewFragment,
-    },
+    Result { content: String, fragment: NewFragment },
     /// A failed task: an ERROR message and no fragment.
     Error { content: String },
 }

@@ -9,15 +9,13 @@ use sqlx::types::Json;
 use sqlx::{Database, Encode, Type};
 
 use crate::{
-    AssistantReply, Backend, DEFAULT_PROJECT_NAME, Error, Fragment, FragmentUpdate, Message,
-    MessageRole, MessageType, MessageWithFragment, NewFragment, Project, Result, Store, new_id,
-    now,
+    AssistantReply, Backend, DEFAULT_PROJECT_NAME, Error, Fragment, FragmentUpdate, Message, MessageRole, MessageType,
+    MessageWithFragment, NewFragment, Project, Result, Store, new_id, now,
 };
 
 const MAX_PROJECT_NAME_CHARS: usize = 200;
 
-const PROJECT_COLUMNS: &str =
-    "id, name, name_is_default, sandbox_id, image_url, user_id, created_at, updated_at";
+const PROJECT_COLUMNS: &str = "id, name, name_is_default, sandbox_id, image_url, user_id, created_at, updated_at";
 
 impl Store {
     /// Creates a project with its first USER message, in one transaction: if the message is
@@ -100,12 +98,7 @@ impl Store {
 
     /// Records the sandbox the project now runs in (`None` to forget it). `false` when there
     /// is no such project.
-    pub async fn set_project_sandbox(
-        &self,
-        user_id: &str,
-        project_id: &str,
-        sandbox_id: Option<&str>,
-    ) -> Result<bool> {
+    pub async fn set_project_sandbox(&self, user_id: &str, project_id: &str, sandbox_id: Option<&str>) -> Result<bool> {
         let updated = with_pool!(self, pool => {
             sqlx::query(
                 "UPDATE projects SET sandbox_id = $1, updated_at = $2 \
@@ -124,12 +117,7 @@ impl Store {
 
     /// Gives the project `name` if it still has its default name. `true` when it was renamed;
     /// `false` when it had been renamed before or does not exist. `name` is trimmed.
-    pub async fn rename_project_if_default(
-        &self,
-        user_id: &str,
-        project_id: &str,
-        name: &str,
-    ) -> Result<bool> {
+    pub async fn rename_project_if_default(&self, user_id: &str, project_id: &str, name: &str) -> Result<bool> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > MAX_PROJECT_NAME_CHARS {
             return Err(Error::Invalid {
@@ -182,11 +170,7 @@ impl Store {
 
     /// The project's messages, oldest first, each with its fragment. `None` when there is no
     /// such project.
-    pub async fn list_messages(
-        &self,
-        user_id: &str,
-        project_id: &str,
-    ) -> Result<Option<Vec<MessageWithFragment>>> {
+    pub async fn list_messages(&self, user_id: &str, project_id: &str) -> Result<Option<Vec<MessageWithFragment>>> {
         if self.get_project(user_id, project_id).await?.is_none() {
             return Ok(None);
         }
@@ -252,11 +236,7 @@ impl Store {
     }
 
     /// The project's most recent fragment (whose files seed the next agent run), if any.
-    pub async fn latest_fragment(
-        &self,
-        user_id: &str,
-        project_id: &str,
-    ) -> Result<Option<Fragment>> {
+    pub async fn latest_fragment(&self, user_id: &str, project_id: &str) -> Result<Option<Fragment>> {
         Ok(with_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT f.* FROM fragments f \
@@ -281,7 +261,8 @@ impl Store {
         project_id: &str,
         reply: AssistantReply,
     ) -> Result<Option<MessageWithFragment>> {
-        self.add_assistant_message_once(user_id, project_id, &new_id(), reply).await
+        self.add_assistant_message_once(user_id, project_id, &new_id(), reply)
+            .await
     }
 
     /// [`Store::add_assistant_message`] with an id chosen by the caller: when a message with
@@ -300,9 +281,7 @@ impl Store {
         }
         let created = now();
         let (kind, content, new_fragment) = match reply {
-            AssistantReply::Result { content, fragment } => {
-                (MessageType::Result, content, Some(fragment))
-            }
+            AssistantReply::Result { content, fragment } => (MessageType::Result, content, Some(fragment)),
             AssistantReply::Error { content } => (MessageType::Error, content, None),
         };
         let message = Message {
@@ -451,11 +430,7 @@ fn fragment(message_id: &str, new: NewFragment, created: DateTime<Utc>) -> Fragm
 // the database instead of being spelled out in every `with_pool!` arm.
 
 /// Marks a project as updated; affects no row unless the user owns the project.
-fn touch_project<'q, DB>(
-    project_id: &'q str,
-    user_id: &'q str,
-    at: DateTime<Utc>,
-) -> Query<'q, DB, DB::Arguments<'q>>
+fn touch_project<'q, DB>(project_id: &'q str, user_id: &'q str, at: DateTime<Utc>) -> Query<'q, DB, DB::Arguments<'q>>
 where
     DB: Database,
     &'q str: Encode<'q, DB> + Type<DB>,

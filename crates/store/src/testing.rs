@@ -45,10 +45,7 @@ struct LocalServer {
 impl TestPostgres {
     /// Provides an empty database. Blocks while a local server starts (about a second).
     pub async fn start() -> TestPostgres {
-        match std::env::var(DATABASE_URL_VAR)
-            .ok()
-            .filter(|url| !url.is_empty())
-        {
+        match std::env::var(DATABASE_URL_VAR).ok().filter(|url| !url.is_empty()) {
             Some(admin_url) => {
                 let name = format!("forgeai_test_{}", uuid::Uuid::new_v4().simple());
                 create_database(&admin_url, &name).await;
@@ -90,9 +87,7 @@ impl Drop for TestPostgres {
                 .build()
                 .map_err(|err| err.to_string())?;
             runtime.block_on(async {
-                let mut conn = PgConnection::connect(&admin_url)
-                    .await
-                    .map_err(|err| err.to_string())?;
+                let mut conn = PgConnection::connect(&admin_url).await.map_err(|err| err.to_string())?;
                 // FORCE ends the connections the test's pool may still hold.
                 conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
                     .await
@@ -118,9 +113,8 @@ impl LocalServer {
         let run_as = server_user();
         if let Some(user) = &run_as {
             let (uid, gid) = (id_of(user, "-u"), id_of(user, "-g"));
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap_or_else(|err| {
-                panic!("cannot hand {} to {user}: {err}", dir.path().display())
-            });
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .unwrap_or_else(|err| panic!("cannot hand {} to {user}: {err}", dir.path().display()));
         }
         let mut server = LocalServer {
             pg_ctl,
@@ -182,10 +176,7 @@ impl Drop for LocalServer {
             .output();
         match stopped {
             Ok(output) if output.status.success() => {}
-            Ok(output) => eprintln!(
-                "pg_ctl stop failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ),
+            Ok(output) => eprintln!("pg_ctl stop failed: {}", String::from_utf8_lossy(&output.stderr)),
             Err(err) => eprintln!("cannot run pg_ctl stop: {err}"),
         }
     }

@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 
 use forgeai_store::testing::TestPostgres;
-use forgeai_store::{
-    AssistantReply, DEFAULT_PROJECT_NAME, Error, MessageRole, MessageType, NewFragment, Store,
-};
+use forgeai_store::{AssistantReply, DEFAULT_PROJECT_NAME, Error, MessageRole, MessageType, NewFragment, Store};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tempfile::TempDir;
 
@@ -150,28 +148,16 @@ async fn users_and_api_tokens(db: &Db) {
     assert_eq!(store.user_count().await.unwrap(), 0);
     let (alice, token) = store.create_user("alice").await.unwrap();
     assert_eq!(store.user_count().await.unwrap(), 1);
-    assert_eq!(
-        store.authenticate(&token).await.unwrap(),
-        Some(alice.clone())
-    );
+    assert_eq!(store.authenticate(&token).await.unwrap(), Some(alice.clone()));
     assert_eq!(store.authenticate("not-a-token").await.unwrap(), None);
     assert_eq!(store.authenticate("").await.unwrap(), None);
-    assert_eq!(
-        store.find_user_by_name("alice").await.unwrap(),
-        Some(alice.clone())
-    );
+    assert_eq!(store.find_user_by_name("alice").await.unwrap(), Some(alice.clone()));
     assert_eq!(store.find_user_by_name("bob").await.unwrap(), None);
 
     let duplicate = store.create_user("alice").await.unwrap_err();
     assert!(matches!(&duplicate, Error::UserExists(name) if name == "alice"));
-    assert_eq!(
-        duplicate.to_string(),
-        "a user named \"alice\" already exists"
-    );
-    assert!(matches!(
-        store.create_user("al ice").await,
-        Err(Error::Invalid { .. })
-    ));
+    assert_eq!(duplicate.to_string(), "a user named \"alice\" already exists");
+    assert!(matches!(store.create_user("al ice").await, Err(Error::Invalid { .. })));
     assert_eq!(store.user_count().await.unwrap(), 1);
 
     let (bob, bob_token) = store.create_user("bob").await.unwrap();
@@ -193,27 +179,18 @@ async fn login_token_is_one_time(db: &Db) {
     let (user, session) = store.consume_login_token(&login).await.unwrap().unwrap();
     assert_eq!(user, alice);
     assert_ne!(session, login);
-    assert_eq!(
-        store.authenticate(&session).await.unwrap(),
-        Some(alice.clone())
-    );
+    assert_eq!(store.authenticate(&session).await.unwrap(), Some(alice.clone()));
     assert_eq!(store.consume_login_token(&login).await.unwrap(), None);
     // Nor can a session or API token be used as a login token.
     assert_eq!(store.consume_login_token(&session).await.unwrap(), None);
-    assert_eq!(
-        store.create_login_token("no-such-user").await.unwrap(),
-        None
-    );
+    assert_eq!(store.create_login_token("no-such-user").await.unwrap(), None);
 
     let contested = store.create_login_token(&alice.id).await.unwrap().unwrap();
     let (first, second) = tokio::join!(
         store.consume_login_token(&contested),
         store.consume_login_token(&contested)
     );
-    let winners = [first.unwrap(), second.unwrap()]
-        .into_iter()
-        .flatten()
-        .count();
+    let winners = [first.unwrap(), second.unwrap()].into_iter().flatten().count();
     assert_eq!(winners, 1);
 }
 
@@ -221,21 +198,14 @@ async fn projects_ordering_renaming_and_sandbox(db: &Db) {
     let store = &db.store;
     let (alice, _) = store.create_user("alice").await.unwrap();
     let (first, prompt) = store
-        .create_project(
-            &alice.id,
-            "Build a todo app",
-            Some("https://img.example/a.png"),
-        )
+        .create_project(&alice.id, "Build a todo app", Some("https://img.example/a.png"))
         .await
         .unwrap();
     assert_eq!(first.name, DEFAULT_PROJECT_NAME);
     assert!(first.name_is_default);
     assert_eq!(first.user_id, alice.id);
     assert_eq!(first.sandbox_id, None);
-    assert_eq!(
-        first.image_url.as_deref(),
-        Some("https://img.example/a.png")
-    );
+    assert_eq!(first.image_url.as_deref(), Some("https://img.example/a.png"));
     assert_eq!(prompt.project_id, first.id);
     assert_eq!(prompt.role, MessageRole::User);
     assert_eq!(prompt.kind, MessageType::Result);
@@ -246,13 +216,8 @@ async fn projects_ordering_renaming_and_sandbox(db: &Db) {
         Some(first.clone())
     );
 
-    let (second, _) = store
-        .create_project(&alice.id, "A blog", None)
-        .await
-        .unwrap();
-    let ids = |projects: Vec<forgeai_store::Project>| -> Vec<String> {
-        projects.into_iter().map(|p| p.id).collect()
-    };
+    let (second, _) = store.create_project(&alice.id, "A blog", None).await.unwrap();
+    let ids = |projects: Vec<forgeai_store::Project>| -> Vec<String> { projects.into_iter().map(|p| p.id).collect() };
     assert_eq!(
         ids(store.list_projects(&alice.id).await.unwrap()),
         [second.id.clone(), first.id.clone()]
@@ -280,17 +245,11 @@ async fn projects_ordering_renaming_and_sandbox(db: &Db) {
             .await
             .unwrap()
     );
-    let renamed = store
-        .get_project(&alice.id, &first.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let renamed = store.get_project(&alice.id, &first.id).await.unwrap().unwrap();
     assert_eq!(renamed.name, "Todo App");
     assert!(!renamed.name_is_default);
     assert!(matches!(
-        store
-            .rename_project_if_default(&alice.id, &second.id, "   ")
-            .await,
+        store.rename_project_if_default(&alice.id, &second.id, "   ").await,
         Err(Error::Invalid { .. })
     ));
 
@@ -300,29 +259,13 @@ async fn projects_ordering_renaming_and_sandbox(db: &Db) {
             .await
             .unwrap()
     );
-    let with_sandbox = store
-        .get_project(&alice.id, &first.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let with_sandbox = store.get_project(&alice.id, &first.id).await.unwrap().unwrap();
     assert_eq!(with_sandbox.sandbox_id.as_deref(), Some("sbx-1"));
-    assert!(
-        store
-            .set_project_sandbox(&alice.id, &first.id, None)
-            .await
-            .unwrap()
-    );
-    let without = store
-        .get_project(&alice.id, &first.id)
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(store.set_project_sandbox(&alice.id, &first.id, None).await.unwrap());
+    let without = store.get_project(&alice.id, &first.id).await.unwrap().unwrap();
     assert_eq!(without.sandbox_id, None);
 
-    assert_eq!(
-        store.get_project(&alice.id, "not-a-uuid").await.unwrap(),
-        None
-    );
+    assert_eq!(store.get_project(&alice.id, "not-a-uuid").await.unwrap(), None);
     assert!(
         !store
             .set_project_sandbox(&alice.id, "not-a-uuid", Some("sbx"))
@@ -342,18 +285,13 @@ async fn messages_order_and_history(db: &Db) {
             .unwrap()
             .unwrap();
     }
-    let all = store
-        .list_messages(&alice.id, &project.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let all = store.list_messages(&alice.id, &project.id).await.unwrap().unwrap();
     let contents: Vec<&str> = all.iter().map(|m| m.message.content.as_str()).collect();
     assert_eq!(contents, ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7"]);
     assert!(all.iter().all(|m| m.fragment.is_none()));
 
-    let history = |messages: Vec<forgeai_store::Message>| -> Vec<String> {
-        messages.into_iter().map(|m| m.content).collect()
-    };
+    let history =
+        |messages: Vec<forgeai_store::Message>| -> Vec<String> { messages.into_iter().map(|m| m.content).collect() };
     let current = &all[7].message.id;
     assert_eq!(
         history(
@@ -365,12 +303,7 @@ async fn messages_order_and_history(db: &Db) {
         ["m1", "m2", "m3", "m4", "m5", "m6"]
     );
     assert_eq!(
-        history(
-            store
-                .recent_messages(&alice.id, &project.id, None, 3)
-                .await
-                .unwrap()
-        ),
+        history(store.recent_messages(&alice.id, &project.id, None, 3).await.unwrap()),
         ["m5", "m6", "m7"]
     );
     assert_eq!(
@@ -396,26 +329,14 @@ async fn messages_order_and_history(db: &Db) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(
-        store
-            .list_messages(&alice.id, "not-a-project")
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.list_messages(&alice.id, "not-a-project").await.unwrap(), None);
 }
 
 async fn fragments_and_file_merge(db: &Db) {
     let store = &db.store;
     let (alice, _) = store.create_user("alice").await.unwrap();
-    let (project, _) = store
-        .create_project(&alice.id, "Build a todo app", None)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.latest_fragment(&alice.id, &project.id).await.unwrap(),
-        None
-    );
+    let (project, _) = store.create_project(&alice.id, "Build a todo app", None).await.unwrap();
+    assert_eq!(store.latest_fragment(&alice.id, &project.id).await.unwrap(), None);
     store
         .set_project_sandbox(&alice.id, &project.id, Some("sbx-1"))
         .await
@@ -482,11 +403,7 @@ async fn fragments_and_file_merge(db: &Db) {
         Some(second.clone())
     );
 
-    let chat = store
-        .list_messages(&alice.id, &project.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let chat = store.list_messages(&alice.id, &project.id).await.unwrap().unwrap();
     let attached: Vec<Option<&str>> = chat
         .iter()
         .map(|m| m.fragment.as_ref().map(|f| f.title.as_str()))
@@ -529,11 +446,7 @@ async fn fragments_and_file_merge(db: &Db) {
     );
     a.unwrap().unwrap();
     b.unwrap().unwrap();
-    let merged = store
-        .latest_fragment(&alice.id, &project.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let merged = store.latest_fragment(&alice.id, &project.id).await.unwrap().unwrap();
     assert_eq!(
         merged.files,
         files(&[("a.ts", "a"), ("app/page.tsx", "v2"), ("b.ts", "b")])
@@ -552,10 +465,7 @@ async fn other_users_see_nothing(db: &Db) {
     let store = &db.store;
     let (alice, _) = store.create_user("alice").await.unwrap();
     let (bob, _) = store.create_user("bob").await.unwrap();
-    let (project, prompt) = store
-        .create_project(&alice.id, "Alice's app", None)
-        .await
-        .unwrap();
+    let (project, prompt) = store.create_project(&alice.id, "Alice's app", None).await.unwrap();
     store
         .set_project_sandbox(&alice.id, &project.id, Some("sbx-a"))
         .await
@@ -571,18 +481,11 @@ async fn other_users_see_nothing(db: &Db) {
         .unwrap()
         .fragment
         .unwrap();
-    let before = store
-        .get_project(&alice.id, &project.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let before = store.get_project(&alice.id, &project.id).await.unwrap().unwrap();
 
     assert_eq!(store.get_project(&bob.id, &project.id).await.unwrap(), None);
     assert!(store.list_projects(&bob.id).await.unwrap().is_empty());
-    assert_eq!(
-        store.list_messages(&bob.id, &project.id).await.unwrap(),
-        None
-    );
+    assert_eq!(store.list_messages(&bob.id, &project.id).await.unwrap(), None);
     assert!(
         store
             .recent_messages(&bob.id, &project.id, None, 6)
@@ -597,10 +500,7 @@ async fn other_users_see_nothing(db: &Db) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(
-        store.latest_fragment(&bob.id, &project.id).await.unwrap(),
-        None
-    );
+    assert_eq!(store.latest_fragment(&bob.id, &project.id).await.unwrap(), None);
     assert!(!store.delete_project(&bob.id, &project.id).await.unwrap());
     assert!(
         !store
@@ -637,10 +537,7 @@ async fn other_users_see_nothing(db: &Db) {
     );
 
     // Nothing of Alice's changed.
-    assert_eq!(
-        store.get_project(&alice.id, &project.id).await.unwrap(),
-        Some(before)
-    );
+    assert_eq!(store.get_project(&alice.id, &project.id).await.unwrap(), Some(before));
     assert_eq!(db.count("messages").await, 2);
     assert_eq!(db.count("fragments").await, 1);
     assert_eq!(
@@ -652,16 +549,9 @@ async fn other_users_see_nothing(db: &Db) {
 async fn delete_cascades(db: &Db) {
     let store = &db.store;
     let (alice, _) = store.create_user("alice").await.unwrap();
-    let (doomed, _) = store
-        .create_project(&alice.id, "Doomed", None)
-        .await
-        .unwrap();
+    let (doomed, _) = store.create_project(&alice.id, "Doomed", None).await.unwrap();
     let fragment = store
-        .add_assistant_message(
-            &alice.id,
-            &doomed.id,
-            result("Doomed", "sbx-1", &[("a", "b")]),
-        )
+        .add_assistant_message(&alice.id, &doomed.id, result("Doomed", "sbx-1", &[("a", "b")]))
         .await
         .unwrap()
         .unwrap()
@@ -678,14 +568,8 @@ async fn delete_cascades(db: &Db) {
 
     assert!(store.delete_project(&alice.id, &doomed.id).await.unwrap());
     assert!(!store.delete_project(&alice.id, &doomed.id).await.unwrap());
-    assert_eq!(
-        store.get_project(&alice.id, &doomed.id).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        store.list_messages(&alice.id, &doomed.id).await.unwrap(),
-        None
-    );
+    assert_eq!(store.get_project(&alice.id, &doomed.id).await.unwrap(), None);
+    assert_eq!(store.list_messages(&alice.id, &doomed.id).await.unwrap(), None);
     assert_eq!(
         store
             .merge_fragment_files(&alice.id, &fragment.id, &files(&[("x", "y")]))
@@ -697,12 +581,7 @@ async fn delete_cascades(db: &Db) {
     assert_eq!(db.count("messages").await, 2);
     assert_eq!(db.count("fragments").await, 1);
     assert_eq!(
-        store
-            .list_messages(&alice.id, &kept.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .len(),
+        store.list_messages(&alice.id, &kept.id).await.unwrap().unwrap().len(),
         2
     );
 }
@@ -727,38 +606,20 @@ async fn failed_writes_leave_nothing(db: &Db) {
     ));
     assert_eq!(db.count("projects").await, 0);
 
-    let (project, _) = store
-        .create_project(&alice.id, "hello", None)
-        .await
-        .unwrap();
-    let before = store
-        .get_project(&alice.id, &project.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let (project, _) = store.create_project(&alice.id, "hello", None).await.unwrap();
+    let before = store.get_project(&alice.id, &project.id).await.unwrap().unwrap();
     // Both writes touch the project first; the refused message undoes that too.
     assert!(matches!(
-        store
-            .add_user_message(&alice.id, &project.id, "", None)
-            .await,
+        store.add_user_message(&alice.id, &project.id, "", None).await,
         Err(Error::Rejected(_))
     ));
     assert!(matches!(
         store
-            .add_assistant_message(
-                &alice.id,
-                &project.id,
-                AssistantReply::Error {
-                    content: String::new()
-                }
-            )
+            .add_assistant_message(&alice.id, &project.id, AssistantReply::Error { content: String::new() })
             .await,
         Err(Error::Rejected(_))
     ));
-    assert_eq!(
-        store.get_project(&alice.id, &project.id).await.unwrap(),
-        Some(before)
-    );
+    assert_eq!(store.get_project(&alice.id, &project.id).await.unwrap(), Some(before));
     assert_eq!(db.count("messages").await, 1);
 }
 
@@ -798,11 +659,7 @@ async fn sqlite_in_memory_keeps_its_data_across_calls() {
     );
     a.unwrap().unwrap();
     b.unwrap().unwrap();
-    let messages = store
-        .list_messages(&alice.id, &project.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let messages = store.list_messages(&alice.id, &project.id).await.unwrap().unwrap();
     assert_eq!(messages.len(), 3);
 }
 
@@ -847,10 +704,7 @@ async fn bad_urls_are_explained_without_passwords() {
     let missing_dir = Store::connect("sqlite:///nonexistent-forgeai-dir/forgeai.db")
         .await
         .unwrap_err();
-    assert!(
-        matches!(missing_dir, Error::Connect { .. }),
-        "{missing_dir}"
-    );
+    assert!(matches!(missing_dir, Error::Connect { .. }), "{missing_dir}");
 }
 
 #[test]
@@ -874,8 +728,7 @@ fn json_uses_the_api_field_names() {
             "updatedAt": "2026-01-02T03:04:05Z"
         }
     });
-    let parsed: forgeai_store::MessageWithFragment =
-        serde_json::from_value(message.clone()).unwrap();
+    let parsed: forgeai_store::MessageWithFragment = serde_json::from_value(message.clone()).unwrap();
     assert_eq!(parsed.message.kind, MessageType::Result);
     assert_eq!(serde_json::to_value(&parsed).unwrap(), message);
 

@@ -92,11 +92,7 @@ impl MockReply {
     /// An assistant reply with one tool call (`finish_reason: "tool_calls"`).
     /// `arguments`: a JSON string is sent verbatim (so it may be invalid JSON),
     /// any other value as its JSON text.
-    pub fn tool_call(
-        id: impl Into<String>,
-        name: impl Into<String>,
-        arguments: impl Into<Value>,
-    ) -> Self {
+    pub fn tool_call(id: impl Into<String>, name: impl Into<String>, arguments: impl Into<Value>) -> Self {
         Self::message(None, Vec::new()).with_tool_call(id, name, arguments)
     }
 
@@ -163,8 +159,7 @@ impl MockReply {
     /// An HTTP error with an OpenAI-style body
     /// `{"error":{"message":..,"type":"mock_error","code":null}}`.
     pub fn error(status: u16, message: impl Into<String>) -> Self {
-        let body =
-            json!({"error": {"message": message.into(), "type": "mock_error", "code": null}});
+        let body = json!({"error": {"message": message.into(), "type": "mock_error", "code": null}});
         Self::error_body(status, body.to_string())
     }
 
@@ -242,9 +237,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// A header value by (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 }
 
@@ -289,9 +282,7 @@ impl MockOpenAi {
     }
 
     /// Starts a server that answers every request with `responder(body)`.
-    pub async fn with_responder(
-        responder: impl Fn(&Value) -> MockReply + Send + Sync + 'static,
-    ) -> Self {
+    pub async fn with_responder(responder: impl Fn(&Value) -> MockReply + Send + Sync + 'static) -> Self {
         let mock = Self::start([]).await;
         mock.set_responder(responder);
         mock
@@ -376,12 +367,7 @@ impl std::fmt::Debug for MockOpenAi {
     }
 }
 
-async fn handle(
-    State(shared): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let raw_body = String::from_utf8_lossy(&body).into_owned();
     let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let index = {
@@ -443,16 +429,10 @@ fn render(reply: MockReply, request: &Value) -> Response {
             }
             resp
         }
-        Kind::RawJson(v) => {
-            ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
-        }
+        Kind::RawJson(v) => ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
         Kind::RawSse(body) => {
             // 7-byte pieces: boundaries fall anywhere, even inside UTF-8 chars.
-            let bytes: Vec<Bytes> = body
-                .as_bytes()
-                .chunks(7)
-                .map(Bytes::copy_from_slice)
-                .collect();
+            let bytes: Vec<Bytes> = body.as_bytes().chunks(7).map(Bytes::copy_from_slice).collect();
             sse_response(bytes, reply.chunk_delay)
         }
         Kind::Message {
@@ -466,22 +446,13 @@ fn render(reply: MockReply, request: &Value) -> Response {
                 .and_then(Value::as_str)
                 .unwrap_or("mock-model")
                 .to_owned();
-            let finish = finish_reason.unwrap_or_else(|| {
-                if tool_calls.is_empty() {
-                    "stop"
-                } else {
-                    "tool_calls"
-                }
-                .to_owned()
-            });
+            let finish =
+                finish_reason.unwrap_or_else(|| if tool_calls.is_empty() { "stop" } else { "tool_calls" }.to_owned());
             let usage = match usage {
                 UsageMode::Omit => None,
                 UsageMode::Fixed(p, c) => Some((p, c)),
                 UsageMode::Auto => {
-                    let prompt = request
-                        .get("messages")
-                        .map(|m| m.to_string().len())
-                        .unwrap_or(0);
+                    let prompt = request.get("messages").map(|m| m.to_string().len()).unwrap_or(0);
                     let out = content.as_deref().map(str::len).unwrap_or(0)
                         + tool_calls
                             .iter()
@@ -490,13 +461,8 @@ fn render(reply: MockReply, request: &Value) -> Response {
                     Some((prompt as u64 / 4 + 1, out as u64 / 4 + 1))
                 }
             }
-            .map(
-                |(p, c)| json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}),
-            );
-            let stream = request
-                .get("stream")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            .map(|(p, c)| json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}));
+            let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
             if stream {
                 let include_usage = request
                     .pointer("/stream_options/include_usage")
@@ -531,11 +497,7 @@ fn render(reply: MockReply, request: &Value) -> Response {
                 if let Some(u) = usage {
                     body["usage"] = u;
                 }
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    body.to_string(),
-                )
-                    .into_response()
+                ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
             }
         }
     }
@@ -579,11 +541,7 @@ fn stream_chunks(
         c
     };
     let mut out = Vec::new();
-    let first_content = if content.is_some() {
-        json!("")
-    } else {
-        Value::Null
-    };
+    let first_content = if content.is_some() { json!("") } else { Value::Null };
     out.push(chunk(
         json!({"role": "assistant", "content": first_content, "refusal": null}),
         Value::Null,

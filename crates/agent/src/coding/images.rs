@@ -120,10 +120,7 @@ impl From<ImageError> for ToolError {
 pub trait ImageProvider: Send + Sync {
     /// Searches for `request.query` and saves the best photo, named after
     /// `request.filename_hint` where possible.
-    fn save_image<'a>(
-        &'a self,
-        request: &'a UnsplashImageArgs,
-    ) -> BoxFuture<'a, Result<SavedImage, ImageError>>;
+    fn save_image<'a>(&'a self, request: &'a UnsplashImageArgs) -> BoxFuture<'a, Result<SavedImage, ImageError>>;
 }
 
 /// The [`ImageProvider`] used when no Unsplash key is configured: every call
@@ -132,10 +129,7 @@ pub trait ImageProvider: Send + Sync {
 pub struct UnconfiguredImages;
 
 impl ImageProvider for UnconfiguredImages {
-    fn save_image<'a>(
-        &'a self,
-        _request: &'a UnsplashImageArgs,
-    ) -> BoxFuture<'a, Result<SavedImage, ImageError>> {
+    fn save_image<'a>(&'a self, _request: &'a UnsplashImageArgs) -> BoxFuture<'a, Result<SavedImage, ImageError>> {
         Box::pin(async {
             Err(ImageError::Failed(
                 "image search is not configured on this server (no UNSPLASH_ACCESS_KEY); \
@@ -175,11 +169,7 @@ impl Tool for UnsplashImageTool {
         Some("Downloading images...".into())
     }
 
-    async fn call(
-        &self,
-        mut args: UnsplashImageArgs,
-        _ctx: &mut ToolContext<'_>,
-    ) -> Result<String, ToolError> {
+    async fn call(&self, mut args: UnsplashImageArgs, _ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
         args.query = args.query.trim().to_owned();
         if args.query.chars().count() < 2 {
             return Err(ToolError::InvalidArguments(
@@ -187,8 +177,7 @@ impl Tool for UnsplashImageTool {
             ));
         }
         let saved = self.provider.save_image(&args).await?;
-        serde_json::to_string(&saved).map_err(|error| {
-            ToolError::Failed(format!("could not encode the saved image: {error}"))
-        })
+        serde_json::to_string(&saved)
+            .map_err(|error| ToolError::Failed(format!("could not encode the saved image: {error}")))
     }
 }

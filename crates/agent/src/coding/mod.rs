@@ -10,17 +10,15 @@ use std::sync::Arc;
 use forgeai_llm::{LlmClient, ModelRole};
 
 pub use images::{
-    ImageAttribution, ImageError, ImageOrientation, ImageProvider, ImagePurpose, SavedImage,
-    UnconfiguredImages, UnsplashImageArgs, UnsplashImageTool,
+    ImageAttribution, ImageError, ImageOrientation, ImageProvider, ImagePurpose, SavedImage, UnconfiguredImages,
+    UnsplashImageArgs, UnsplashImageTool,
 };
 pub use prompt::CODING_AGENT_PROMPT;
 pub use tools::{
-    CreateOrUpdateFilesArgs, CreateOrUpdateFilesTool, FileToWrite, ReadFilesArgs, ReadFilesTool,
-    TerminalArgs, TerminalTool,
+    CreateOrUpdateFilesArgs, CreateOrUpdateFilesTool, FileToWrite, ReadFilesArgs, ReadFilesTool, TerminalArgs,
+    TerminalTool,
 };
-pub use workspace::{
-    CommandOutput, PROJECT_ROOT, ProjectWorkspace, WorkspaceError, normalize_project_path,
-};
+pub use workspace::{CommandOutput, PROJECT_ROOT, ProjectWorkspace, WorkspaceError, normalize_project_path};
 
 use crate::agent::Agent;
 use crate::network::{Network, project_channel};

@@ -58,11 +58,7 @@ impl Tool for TerminalTool {
         Some("Installing packages...".into())
     }
 
-    async fn call(
-        &self,
-        args: TerminalArgs,
-        _ctx: &mut ToolContext<'_>,
-    ) -> Result<String, ToolError> {
+    async fn call(&self, args: TerminalArgs, _ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
         let command = args.command.trim();
         if command.is_empty() {
             return Err(ToolError::InvalidArguments("`command` is empty".into()));
@@ -136,11 +132,7 @@ impl Tool for CreateOrUpdateFilesTool {
         Some("Generating project files...".into())
     }
 
-    async fn call(
-        &self,
-        args: CreateOrUpdateFilesArgs,
-        ctx: &mut ToolContext<'_>,
-    ) -> Result<String, ToolError> {
+    async fn call(&self, args: CreateOrUpdateFilesArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
         if args.files.is_empty() {
             return Err(ToolError::InvalidArguments("`files` is empty".into()));
         }
@@ -162,18 +154,12 @@ impl Tool for CreateOrUpdateFilesTool {
                 } else {
                     format!("written before it: {}", written.join(", "))
                 };
-                return Err(ToolError::Failed(format!(
-                    "could not write `{path}`: {error} ({done})"
-                )));
+                return Err(ToolError::Failed(format!("could not write `{path}`: {error} ({done})")));
             }
             ctx.record_file(path.clone(), content);
             written.push(path);
         }
-        Ok(format!(
-            "Wrote {} file(s): {}",
-            written.len(),
-            written.join(", ")
-        ))
+        Ok(format!("Wrote {} file(s): {}", written.len(), written.join(", ")))
     }
 }
 
@@ -219,20 +205,15 @@ impl Tool for ReadFilesTool {
         Some("Reading project files...".into())
     }
 
-    async fn call(
-        &self,
-        args: ReadFilesArgs,
-        _ctx: &mut ToolContext<'_>,
-    ) -> Result<String, ToolError> {
+    async fn call(&self, args: ReadFilesArgs, _ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
         let mut contents = Vec::with_capacity(args.files.len());
         for requested in args.files {
             let path = normalize_project_path(&requested).map_err(ToolError::InvalidArguments)?;
             let content = self.workspace.read_file(&path).await?;
             contents.push(FileContent { path, content });
         }
-        serde_json::to_string(&contents).map_err(|error| {
-            ToolError::Failed(format!("could not encode the file contents: {error}"))
-        })
+        serde_json::to_string(&contents)
+            .map_err(|error| ToolError::Failed(format!("could not encode the file contents: {error}")))
     }
 }
 

@@ -45,17 +45,10 @@ pub enum WorkspaceError {
 pub trait ProjectWorkspace: Send + Sync {
     /// Runs `command` with a shell in [`PROJECT_ROOT`] and waits for it. A
     /// non-zero exit is an `Ok` with that exit code, not an error.
-    fn run_command<'a>(
-        &'a self,
-        command: &'a str,
-    ) -> BoxFuture<'a, Result<CommandOutput, WorkspaceError>>;
+    fn run_command<'a>(&'a self, command: &'a str) -> BoxFuture<'a, Result<CommandOutput, WorkspaceError>>;
 
     /// Creates or replaces a file (and its missing parent directories).
-    fn write_file<'a>(
-        &'a self,
-        path: &'a str,
-        content: &'a str,
-    ) -> BoxFuture<'a, Result<(), WorkspaceError>>;
+    fn write_file<'a>(&'a self, path: &'a str, content: &'a str) -> BoxFuture<'a, Result<(), WorkspaceError>>;
 
     /// Reads a text file.
     fn read_file<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<String, WorkspaceError>>;
@@ -99,17 +92,13 @@ pub fn normalize_project_path(path: &str) -> Result<String, String> {
         }
     }
     if parts.is_empty() {
-        return Err(format!(
-            "`{trimmed}` is the project directory itself, not a file"
-        ));
+        return Err(format!("`{trimmed}` is the project directory itself, not a file"));
     }
     Ok(parts.join("/"))
 }
 
 fn outside(path: &str) -> String {
-    format!(
-        "`{path}` leaves the project directory; use a path relative to {PROJECT_ROOT}, such as `app/page.tsx`"
-    )
+    format!("`{path}` leaves the project directory; use a path relative to {PROJECT_ROOT}, such as `app/page.tsx`")
 }
 
 #[cfg(test)]
@@ -118,10 +107,7 @@ mod tests {
 
     #[test]
     fn paths_are_made_relative_to_the_project() {
-        assert_eq!(
-            normalize_project_path("app/page.tsx").as_deref(),
-            Ok("app/page.tsx")
-        );
+        assert_eq!(normalize_project_path("app/page.tsx").as_deref(), Ok("app/page.tsx"));
         assert_eq!(
             normalize_project_path(" ./app//page.tsx ").as_deref(),
             Ok("app/page.tsx")

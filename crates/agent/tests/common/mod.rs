@@ -8,12 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use forgeai_agent::{
-    CommandOutput, ImageAttribution, ImageError, ImageProvider, Network, NetworkInput,
-    NetworkResult, ProjectWorkspace, SavedImage, UnsplashImageArgs, WorkspaceError,
+    CommandOutput, ImageAttribution, ImageError, ImageProvider, Network, NetworkInput, NetworkResult, ProjectWorkspace,
+    SavedImage, UnsplashImageArgs, WorkspaceError,
 };
-use forgeai_engine::{
-    Engine, EngineConfig, Function, NewEvent, RealtimeMessage, RetryPolicy, RunDetail,
-};
+use forgeai_engine::{Engine, EngineConfig, Function, NewEvent, RealtimeMessage, RetryPolicy, RunDetail};
 use forgeai_llm::{LlmClient, LlmConfig};
 use forgeai_test_support::MockOpenAi;
 use futures::StreamExt;
@@ -31,8 +29,7 @@ pub fn llm_for(mock: &MockOpenAi) -> LlmClient {
 }
 
 pub fn llm_with(mock: &MockOpenAi, adjust: impl FnOnce(&mut LlmConfig)) -> LlmClient {
-    let mut config = LlmConfig::new(mock.base_url(), Some("test-key".into()))
-        .with_base_delay(Duration::from_millis(5));
+    let mut config = LlmConfig::new(mock.base_url(), Some("test-key".into())).with_base_delay(Duration::from_millis(5));
     config.coder_model = CODER_MODEL.into();
     config.vision_model = VISION_MODEL.into();
     config.namer_model = NAMER_MODEL.into();
@@ -76,10 +73,7 @@ impl MemoryWorkspace {
     }
 
     pub fn seed(&self, path: &str, content: &str) {
-        self.files
-            .lock()
-            .unwrap()
-            .insert(path.into(), content.into());
+        self.files.lock().unwrap().insert(path.into(), content.into());
     }
 
     pub fn files(&self) -> BTreeMap<String, String> {
@@ -88,21 +82,14 @@ impl MemoryWorkspace {
 }
 
 impl ProjectWorkspace for MemoryWorkspace {
-    fn run_command<'a>(
-        &'a self,
-        command: &'a str,
-    ) -> BoxFuture<'a, Result<CommandOutput, WorkspaceError>> {
+    fn run_command<'a>(&'a self, command: &'a str) -> BoxFuture<'a, Result<CommandOutput, WorkspaceError>> {
         Box::pin(async move {
             self.commands.lock().unwrap().push(command.to_owned());
             (self.command_handler)(command)
         })
     }
 
-    fn write_file<'a>(
-        &'a self,
-        path: &'a str,
-        content: &'a str,
-    ) -> BoxFuture<'a, Result<(), WorkspaceError>> {
+    fn write_file<'a>(&'a self, path: &'a str, content: &'a str) -> BoxFuture<'a, Result<(), WorkspaceError>> {
         Box::pin(async move {
             let failure = {
                 let mut failures = self.write_failures.lock().unwrap();
@@ -112,10 +99,7 @@ impl ProjectWorkspace for MemoryWorkspace {
                 return Err(failure);
             }
             self.writes.lock().unwrap().push(path.to_owned());
-            self.files
-                .lock()
-                .unwrap()
-                .insert(path.to_owned(), content.to_owned());
+            self.files.lock().unwrap().insert(path.to_owned(), content.to_owned());
             Ok(())
         })
     }
@@ -127,9 +111,7 @@ impl ProjectWorkspace for MemoryWorkspace {
                 .unwrap()
                 .get(path)
                 .cloned()
-                .ok_or_else(|| WorkspaceError::NotFound {
-                    path: path.to_owned(),
-                })
+                .ok_or_else(|| WorkspaceError::NotFound { path: path.to_owned() })
         })
     }
 }
@@ -141,10 +123,7 @@ pub struct RecordingImages {
 }
 
 impl ImageProvider for RecordingImages {
-    fn save_image<'a>(
-        &'a self,
-        request: &'a UnsplashImageArgs,
-    ) -> BoxFuture<'a, Result<SavedImage, ImageError>> {
+    fn save_image<'a>(&'a self, request: &'a UnsplashImageArgs) -> BoxFuture<'a, Result<SavedImage, ImageError>> {
         Box::pin(async move {
             self.requests.lock().unwrap().push(request.clone());
             let name = if request.filename_hint.is_empty() {
@@ -159,9 +138,7 @@ impl ImageProvider for RecordingImages {
                     photographer_name: "Jane Doe".into(),
                     photographer_username: "janedoe".into(),
                     photo_url: "https://unsplash.com/photos/abc".into(),
-                    attribution_url:
-                        "https://unsplash.com/photos/abc?utm_source=forgeai&utm_medium=referral"
-                            .into(),
+                    attribution_url: "https://unsplash.com/photos/abc?utm_source=forgeai&utm_medium=referral".into(),
                 },
             })
         })
@@ -237,9 +214,7 @@ impl Harness {
     pub async fn published(&self, channel: &str) -> Vec<RealtimeMessage> {
         let mut stream = self.engine.subscribe(channel, Some(0));
         let mut messages = Vec::new();
-        while let Ok(Some(Ok(message))) =
-            tokio::time::timeout(Duration::from_millis(200), stream.next()).await
-        {
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
             messages.push(message);
         }
         messages
@@ -254,8 +229,7 @@ pub fn network_result(detail: &RunDetail) -> NetworkResult {
         "run failed: {:?}",
         detail.run.error
     );
-    serde_json::from_value(detail.run.output.clone().unwrap_or(Value::Null))
-        .expect("output is a NetworkResult")
+    serde_json::from_value(detail.run.output.clone().unwrap_or(Value::Null)).expect("output is a NetworkResult")
 }
 
 /// Ids of the run's steps other than publishes, in order.
@@ -280,10 +254,7 @@ pub fn tool_messages(request: &Value) -> Vec<(String, String)> {
         .filter(|message| message["role"] == "tool")
         .map(|message| {
             (
-                message["tool_call_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
+                message["tool_call_id"].as_str().unwrap_or_default().to_owned(),
                 message["content"].as_str().unwrap_or_default().to_owned(),
             )
         })

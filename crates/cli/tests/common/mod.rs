@@ -17,14 +17,22 @@ pub const PAGE: &str = "<h1>Hello from forgeai</h1>";
 
 /// What kind of model call a request is, judged from its system prompt.
 pub fn is_naming(body: &Value) -> bool {
-    body["messages"][0]["content"].as_str().is_some_and(|prompt| prompt.starts_with("You name web app projects"))
+    body["messages"][0]["content"]
+        .as_str()
+        .is_some_and(|prompt| prompt.starts_with("You name web app projects"))
 }
 
 /// The coding iteration a request belongs to: 1 + the assistant turns since the user's input.
 pub fn iteration(body: &Value) -> usize {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let last_user = messages.iter().rposition(|message| message["role"] == "user").unwrap_or(0);
-    1 + messages[last_user..].iter().filter(|message| message["role"] == "assistant").count()
+    let last_user = messages
+        .iter()
+        .rposition(|message| message["role"] == "user")
+        .unwrap_or(0);
+    1 + messages[last_user..]
+        .iter()
+        .filter(|message| message["role"] == "assistant")
+        .count()
 }
 
 pub fn last_user_text(body: &Value) -> String {
@@ -39,7 +47,10 @@ pub fn last_user_text(body: &Value) -> String {
 }
 
 /// A model that writes `file` with `content` in iteration 1 and finishes in iteration 2.
-pub fn builder_model(file: &'static str, content: &'static str) -> impl Fn(&Value) -> MockReply + Send + Sync + 'static {
+pub fn builder_model(
+    file: &'static str,
+    content: &'static str,
+) -> impl Fn(&Value) -> MockReply + Send + Sync + 'static {
     move |body| {
         if is_naming(body) {
             return MockReply::text("\"Hello Page\"");
@@ -62,7 +73,11 @@ pub struct Forgeai {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn forgeai(data_dir: &Path, model_url: &str) -> Command {
@@ -90,7 +105,10 @@ impl Forgeai {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if reqwest::get(format!("{url}/healthz")).await.is_ok_and(|response| response.status().is_success()) {
+            if reqwest::get(format!("{url}/healthz"))
+                .await
+                .is_ok_and(|response| response.status().is_success())
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "forgeai serve did not come up");
@@ -114,9 +132,18 @@ impl Drop for Forgeai {
 }
 
 pub fn add_user(data_dir: &Path, name: &str) -> String {
-    let output = forgeai(data_dir, "http://127.0.0.1:9").args(["users", "add", name]).output().expect("users add runs");
+    let output = forgeai(data_dir, "http://127.0.0.1:9")
+        .args(["users", "add", name])
+        .output()
+        .expect("users add runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().lines().last().unwrap().trim().to_owned()
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 /// A test's data dir; dropping it kills the sandboxes made in it (they outlive `forgeai serve`
@@ -148,7 +175,10 @@ impl Drop for DataDir {
         })
         .join();
         if !matches!(cleaned, Ok(Ok(()))) {
-            eprintln!("could not remove the sandboxes in {}: {cleaned:?}", self.0.path().display());
+            eprintln!(
+                "could not remove the sandboxes in {}: {cleaned:?}",
+                self.0.path().display()
+            );
         }
     }
 }
@@ -161,27 +191,48 @@ pub struct Api {
 
 impl Api {
     pub async fn post(&self, path: &str, body: Value) -> Value {
-        let response = self.http.post(format!("{}{path}", self.url)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 201, "POST {path}");
         response.json().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let response = self.http.get(format!("{}{path}", self.url)).bearer_auth(&self.token).send().await.unwrap();
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
         assert!(response.status().is_success(), "GET {path}: {}", response.status());
         response.json().await.unwrap()
     }
 
     pub async fn messages(&self, project_id: &str) -> Vec<Value> {
-        self.get(&format!("/api/messages?projectId={project_id}")).await.as_array().cloned().unwrap()
+        self.get(&format!("/api/messages?projectId={project_id}"))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap()
     }
 
     /// Waits until the project has `count` ASSISTANT messages.
     pub async fn replies(&self, project_id: &str, count: usize, within: Duration) -> Vec<Value> {
         let deadline = Instant::now() + within;
         loop {
-            let replies: Vec<Value> =
-                self.messages(project_id).await.into_iter().filter(|message| message["role"] == "ASSISTANT").collect();
+            let replies: Vec<Value> = self
+                .messages(project_id)
+                .await
+                .into_iter()
+                .filter(|message| message["role"] == "ASSISTANT")
+                .collect();
             if replies.len() >= count {
                 return replies;
             }
@@ -206,7 +257,11 @@ impl Api {
         let mut statuses = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
-            let chunk = tokio::time::timeout(Duration::from_secs(120), body.next()).await.unwrap().unwrap().unwrap();
+            let chunk = tokio::time::timeout(Duration::from_secs(120), body.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             buffer.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buffer.find("\n\n") {
                 let event: String = buffer.drain(..end + 2).collect();
@@ -227,7 +282,10 @@ impl Api {
 /// Fetches a preview URL through the server's proxy (no DNS for `*.localhost` here).
 pub async fn fetch_preview(server: &Forgeai, sandbox_url: &str, path: &str) -> (u16, String) {
     let host = sandbox_url.trim_start_matches("http://").trim_end_matches('/');
-    assert!(host.starts_with("3000-") && host.ends_with(&format!(".localhost:{}", server.port)), "{sandbox_url}");
+    assert!(
+        host.starts_with("3000-") && host.ends_with(&format!(".localhost:{}", server.port)),
+        "{sandbox_url}"
+    );
     let response = reqwest::Client::new()
         .get(format!("{}{path}", server.url))
         .header("Host", host)
@@ -245,9 +303,17 @@ pub fn hello_then_about_model(body: &Value) -> MockReply {
     }
     let follow_up = last_user_text(body).contains("about page");
     match (follow_up, iteration(body)) {
-        (false, 1) => MockReply::tool_call("c1", "createOrUpdateFiles", json!({"files": [{"path": "index.html", "content": PAGE}]})),
+        (false, 1) => MockReply::tool_call(
+            "c1",
+            "createOrUpdateFiles",
+            json!({"files": [{"path": "index.html", "content": PAGE}]}),
+        ),
         (true, 1) => MockReply::tool_call("c2", "readFiles", json!({"files": ["index.html"]})),
-        (true, 2) => MockReply::tool_call("c3", "createOrUpdateFiles", json!({"files": [{"path": "about.html", "content": "<p>About</p>"}]})),
+        (true, 2) => MockReply::tool_call(
+            "c3",
+            "createOrUpdateFiles",
+            json!({"files": [{"path": "about.html", "content": "<p>About</p>"}]}),
+        ),
         (false, _) => MockReply::text("<task_summary>Built the hello page.</task_summary>"),
         (true, _) => MockReply::text("<task_summary>Added an about page.</task_summary>"),
     }

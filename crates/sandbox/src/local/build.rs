@@ -104,7 +104,8 @@ fs.writeFileSync('next.config.ts', src);
 "#;
 
 /// Appended to shadcn's stylesheet: use the local Geist fonts as Tailwind's sans/mono.
-const FONT_THEME_CSS: &str = "\n@theme inline {\n  --font-sans: var(--font-geist-sans);\n  --font-mono: var(--font-geist-mono);\n}\n";
+const FONT_THEME_CSS: &str =
+    "\n@theme inline {\n  --font-sans: var(--font-geist-sans);\n  --font-mono: var(--font-geist-mono);\n}\n";
 
 /// Checks the result: a throwaway `next dev` must render the page.
 const SMOKE_TEST_SH: &str = r#"
@@ -121,7 +122,12 @@ echo 'next dev did not render the page:' >&2; tail -50 /tmp/next-dev.log >&2; ex
 pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
     let mut cfg = LocalConfig::new(data_dir);
     // npm and the first Next.js compile need more than an agent's sandbox.
-    cfg.limits = Limits { memory_bytes: Some(6 << 30), pids: Some(4096), cpu_cores: None, cpu_shares: None };
+    cfg.limits = Limits {
+        memory_bytes: Some(6 << 30),
+        pids: Some(4096),
+        cpu_cores: None,
+        cpu_shares: None,
+    };
     let (uid, gid) = (cfg.uid, cfg.gid);
     let provider = LocalProvider::new(cfg).await?;
     let templates = Templates::dir(provider.data_dir());
@@ -135,13 +141,23 @@ pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
     let base = templates.join(&base_name);
     std::fs::create_dir_all(base.join("project")).ctx(|| format!("create {}", base.display()))?;
     chown_tree(&base.join("project"), uid, gid)?;
-    let base_cfg = TemplateConfig { dev_command: None, port: 3000, env: BTreeMap::new() };
+    let base_cfg = TemplateConfig {
+        dev_command: None,
+        port: 3000,
+        env: BTreeMap::new(),
+    };
     write_json(&base.join(TEMPLATE_FILE), &base_cfg)?;
 
     let staging = templates.join(format!("{STAGING_PREFIX}{:08x}", rand::random::<u32>()));
     let result = async {
         let info = provider
-            .create(&base_name, CreateOptions { timeout: Some(Duration::from_secs(3600)), ..Default::default() })
+            .create(
+                &base_name,
+                CreateOptions {
+                    timeout: Some(Duration::from_secs(3600)),
+                    ..Default::default()
+                },
+            )
             .await?;
         let id = info.id;
         let built = build_in(&provider, &id).await;
@@ -164,7 +180,10 @@ pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
     let config = TemplateConfig {
         dev_command: Some("exec node_modules/.bin/next dev -H 0.0.0.0 -p 3000".into()),
         port: 3000,
-        env: BTreeMap::from([("NEXT_TELEMETRY_DISABLED".to_string(), "1".to_string()), ("PORT".to_string(), "3000".to_string())]),
+        env: BTreeMap::from([
+            ("NEXT_TELEMETRY_DISABLED".to_string(), "1".to_string()),
+            ("PORT".to_string(), "3000".to_string()),
+        ]),
     };
     write_json(&staging.join(TEMPLATE_FILE), &config)?;
     replace_dir(&staging, &templates.join(NAME))?;
@@ -174,17 +193,29 @@ pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
 async fn build_in(provider: &LocalProvider, id: &str) -> Result<()> {
     let step = |name: &'static str, script: String| async move {
         tracing::info!(step = name, "building {NAME}");
-        let opts = CommandOptions::default().with_timeout(STEP_TIMEOUT).with_env("NEXT_TELEMETRY_DISABLED", "1").on_output(
-            move |chunk| {
+        let opts = CommandOptions::default()
+            .with_timeout(STEP_TIMEOUT)
+            .with_env("NEXT_TELEMETRY_DISABLED", "1")
+            .on_output(move |chunk| {
                 for line in chunk.data.lines() {
                     tracing::debug!(step = name, "{line}");
                 }
-            },
-        );
+            });
         let r = provider.run_command(id, &script, opts).await?;
         if !r.success() {
-            let tail: String = r.stderr.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(Error::Provider(format!("{NAME} build step `{name}` failed with exit code {}: {tail}", r.exit_code)));
+            let tail: String = r
+                .stderr
+                .chars()
+                .rev()
+                .take(4000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(Error::Provider(format!(
+                "{NAME} build step `{name}` failed with exit code {}: {tail}",
+                r.exit_code
+            )));
         }
         Ok(())
     };
@@ -200,8 +231,14 @@ async fn build_in(provider: &LocalProvider, id: &str) -> Result<()> {
         "npm install --no-audit --no-fund shadcn-packaged geist class-variance-authority clsx tailwind-merge lucide-react tw-animate-css".into(),
     )
     .await?;
-    provider.write_file(id, ".forgeai-copy-components.mjs", COPY_COMPONENTS_MJS.as_bytes()).await?;
-    step("copy components", "node .forgeai-copy-components.mjs && rm .forgeai-copy-components.mjs".into()).await?;
+    provider
+        .write_file(id, ".forgeai-copy-components.mjs", COPY_COMPONENTS_MJS.as_bytes())
+        .await?;
+    step(
+        "copy components",
+        "node .forgeai-copy-components.mjs && rm .forgeai-copy-components.mjs".into(),
+    )
+    .await?;
     step(
         "stylesheet",
         "cp node_modules/shadcn-packaged/index.css app/globals.css".into(),
@@ -213,8 +250,14 @@ async fn build_in(provider: &LocalProvider, id: &str) -> Result<()> {
     provider.write_file(id, "app/globals.css", css.as_bytes()).await?;
     provider.write_file(id, "app/layout.tsx", LAYOUT_TSX.as_bytes()).await?;
     provider.write_file(id, "app/page.tsx", PAGE_TSX.as_bytes()).await?;
-    provider.write_file(id, ".forgeai-patch-config.mjs", PATCH_NEXT_CONFIG_MJS.as_bytes()).await?;
-    step("next.config.ts", "node .forgeai-patch-config.mjs && rm .forgeai-patch-config.mjs".into()).await?;
+    provider
+        .write_file(id, ".forgeai-patch-config.mjs", PATCH_NEXT_CONFIG_MJS.as_bytes())
+        .await?;
+    step(
+        "next.config.ts",
+        "node .forgeai-patch-config.mjs && rm .forgeai-patch-config.mjs".into(),
+    )
+    .await?;
     step("smoke test", SMOKE_TEST_SH.into()).await?;
     step("clean", "rm -rf .next".into()).await?;
     Ok(())
@@ -240,7 +283,10 @@ impl BuildLock {
                 tracing::info!("another {NAME} build runs in this data dir; waiting for it");
                 // SAFETY: as above; blocks until the other build releases the lock.
                 if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                    return Err(Error::io(format!("lock {}", path.display()), std::io::Error::last_os_error()));
+                    return Err(Error::io(
+                        format!("lock {}", path.display()),
+                        std::io::Error::last_os_error(),
+                    ));
                 }
             }
             Ok(BuildLock { _file: file })
@@ -255,14 +301,19 @@ impl BuildLock {
 /// half-built staging directory. Only called with the build lock held.
 async fn sweep_interrupted_builds(provider: &LocalProvider, templates: &Path) {
     for id in provider.list() {
-        if provider.stored_template(&id).is_some_and(|t| t.starts_with(BASE_PREFIX)) {
+        if provider
+            .stored_template(&id)
+            .is_some_and(|t| t.starts_with(BASE_PREFIX))
+        {
             tracing::info!(%id, "removing the sandbox of an interrupted {NAME} build");
             if let Err(e) = provider.kill(&id).await {
                 tracing::warn!(%id, error = %e, "cannot remove the sandbox of an interrupted {NAME} build");
             }
         }
     }
-    let Ok(entries) = std::fs::read_dir(templates) else { return };
+    let Ok(entries) = std::fs::read_dir(templates) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
@@ -276,6 +327,9 @@ async fn sweep_interrupted_builds(provider: &LocalProvider, templates: &Path) {
 }
 
 fn write_json(path: &Path, value: &TemplateConfig) -> Result<()> {
-    let json = serde_json::to_string_pretty(value).map_err(|e| Error::InvalidTemplate { name: NAME.into(), reason: e.to_string() })?;
+    let json = serde_json::to_string_pretty(value).map_err(|e| Error::InvalidTemplate {
+        name: NAME.into(),
+        reason: e.to_string(),
+    })?;
     std::fs::write(path, json).ctx(|| format!("write {}", path.display()))
 }

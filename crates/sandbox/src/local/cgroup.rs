@@ -59,8 +59,13 @@ impl CgroupLayout {
         for ctrl in ["memory", "pids", "freezer"] {
             if !root.join(ctrl).join("cgroup.procs").exists() {
                 return Err(Error::Unsupported {
-                    what: format!("cgroup v1 controller {ctrl} is not mounted at {}", root.join(ctrl).display()),
-                    hint: "mount the memory, pids and freezer controllers (or boot with the unified cgroup v2 hierarchy)".into(),
+                    what: format!(
+                        "cgroup v1 controller {ctrl} is not mounted at {}",
+                        root.join(ctrl).display()
+                    ),
+                    hint:
+                        "mount the memory, pids and freezer controllers (or boot with the unified cgroup v2 hierarchy)"
+                            .into(),
                 });
             }
         }
@@ -80,7 +85,10 @@ const V1_CONTROLLERS: [&str; 4] = ["memory", "pids", "freezer", "cpu"];
 
 impl Cgroup {
     pub fn new(layout: CgroupLayout, id: &str) -> Self {
-        Cgroup { layout, id: id.to_string() }
+        Cgroup {
+            layout,
+            id: id.to_string(),
+        }
     }
 
     fn v1_dir(root: &Path, ctrl: &str, id: &str) -> PathBuf {
@@ -176,7 +184,9 @@ impl Cgroup {
 
     /// Pids of every process in the sandbox.
     pub fn pids(&self) -> Vec<i32> {
-        let Some(dir) = self.primary_dir() else { return Vec::new() };
+        let Some(dir) = self.primary_dir() else {
+            return Vec::new();
+        };
         fs::read_to_string(dir.join("cgroup.procs"))
             .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default()
@@ -208,9 +218,16 @@ impl Cgroup {
                 let want = if frozen { "FROZEN" } else { "THAWED" };
                 write(&state, want)?;
                 // FREEZING is transitional: wait until every task is actually stopped.
-                while fs::read_to_string(&state).ctx(|| format!("read {}", state.display()))?.trim() != want {
+                while fs::read_to_string(&state)
+                    .ctx(|| format!("read {}", state.display()))?
+                    .trim()
+                    != want
+                {
                     if Instant::now() > deadline {
-                        return Err(Error::io(format!("{} did not reach {want}", state.display()), io::ErrorKind::TimedOut.into()));
+                        return Err(Error::io(
+                            format!("{} did not reach {want}", state.display()),
+                            io::ErrorKind::TimedOut.into(),
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(5));
                     write(&state, want)?;
@@ -221,9 +238,16 @@ impl Cgroup {
                 write(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
                 let want = if frozen { "frozen 1" } else { "frozen 0" };
                 let events = dir.join("cgroup.events");
-                while !fs::read_to_string(&events).ctx(|| format!("read {}", events.display()))?.lines().any(|l| l == want) {
+                while !fs::read_to_string(&events)
+                    .ctx(|| format!("read {}", events.display()))?
+                    .lines()
+                    .any(|l| l == want)
+                {
                     if Instant::now() > deadline {
-                        return Err(Error::io(format!("{} did not report {want}", events.display()), io::ErrorKind::TimedOut.into()));
+                        return Err(Error::io(
+                            format!("{} did not report {want}", events.display()),
+                            io::ErrorKind::TimedOut.into(),
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -309,11 +333,19 @@ impl Cgroup {
     pub fn oom_kills(&self) -> u64 {
         let read = |p: PathBuf| fs::read_to_string(p).unwrap_or_default();
         let field = |text: String, key: &str| {
-            text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
+                .unwrap_or(0)
         };
         match &self.layout {
-            CgroupLayout::V1 { root } => field(read(Self::v1_dir(root, "memory", &self.id).join("memory.oom_control")), "oom_kill "),
-            CgroupLayout::V2 { root } => field(read(root.join("forgeai").join(&self.id).join("memory.events")), "oom_kill "),
+            CgroupLayout::V1 { root } => field(
+                read(Self::v1_dir(root, "memory", &self.id).join("memory.oom_control")),
+                "oom_kill ",
+            ),
+            CgroupLayout::V2 { root } => field(
+                read(root.join("forgeai").join(&self.id).join("memory.events")),
+                "oom_kill ",
+            ),
         }
     }
 }

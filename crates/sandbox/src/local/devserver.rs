@@ -43,7 +43,13 @@ impl DevServer {
     }
 }
 
-async fn supervise(spec: Arc<SpawnSpec>, command: String, log: PathBuf, cancel: CancellationToken, starts: Arc<AtomicU64>) {
+async fn supervise(
+    spec: Arc<SpawnSpec>,
+    command: String,
+    log: PathBuf,
+    cancel: CancellationToken,
+    starts: Arc<AtomicU64>,
+) {
     const MIN_BACKOFF: Duration = Duration::from_millis(250);
     const MAX_BACKOFF: Duration = Duration::from_secs(30);
     // A server that stayed up this long was healthy: restart it promptly next time.
@@ -81,7 +87,9 @@ async fn supervise(spec: Arc<SpawnSpec>, command: String, log: PathBuf, cancel: 
 
 fn spawn(spec: &SpawnSpec, command: &str, log: &PathBuf) -> crate::Result<tokio::process::Child> {
     let out = std::fs::File::create(log).map_err(|e| crate::Error::io(format!("create {}", log.display()), e))?;
-    let err = out.try_clone().map_err(|e| crate::Error::io(format!("dup {}", log.display()), e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| crate::Error::io(format!("dup {}", log.display()), e))?;
     let mut prepared = spec.prepare(command, PROJECT_DIR, &BTreeMap::new())?;
     prepared
         .command
@@ -89,5 +97,8 @@ fn spawn(spec: &SpawnSpec, command: &str, log: &PathBuf) -> crate::Result<tokio:
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .kill_on_drop(true);
-    prepared.command.spawn().map_err(|e| crate::Error::io(format!("start dev server `{command}` with bwrap"), e))
+    prepared
+        .command
+        .spawn()
+        .map_err(|e| crate::Error::io(format!("start dev server `{command}` with bwrap"), e))
 }

@@ -87,7 +87,10 @@ impl SpawnSpec {
     /// Builds `bwrap … /bin/bash -c <script>` for this sandbox, working in `cwd`.
     pub fn prepare(&self, script: &str, cwd: &str, extra_env: &BTreeMap<String, String>) -> Result<Prepared> {
         let netns = File::open(&self.netns).ctx(|| {
-            format!("open network namespace {} (was the sandbox's network torn down?)", self.netns.display())
+            format!(
+                "open network namespace {} (was the sandbox's network torn down?)",
+                self.netns.display()
+            )
         })?;
         let mut cmd = tokio::process::Command::new(&self.bwrap);
         cmd.args(self.bwrap_args(cwd));
@@ -118,7 +121,10 @@ impl SpawnSpec {
             (c(&self.merged)?, c(&self.stage_dir.join(STAGE_PROJECT))?),
             (c(&self.home)?, c(&self.stage_dir.join(STAGE_HOME))?),
         ];
-        let detach = [c(&self.sandboxes_dir)?, c(self.netns.parent().unwrap_or(Path::new("/run/netns")))?];
+        let detach = [
+            c(&self.sandboxes_dir)?,
+            c(self.netns.parent().unwrap_or(Path::new("/run/netns")))?,
+        ];
         let (uid, gid) = (self.uid, self.gid);
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
         // system calls on data prepared before the fork; it allocates nothing.
@@ -142,12 +148,25 @@ impl SpawnSpec {
                 // A private copy of the host's mount table: nothing done below propagates
                 // back (an unmount in a shared peer group would otherwise reach the host).
                 if libc::unshare(libc::CLONE_NEWNS) != 0
-                    || libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0
+                    || libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) != 0
                 {
                     return Err(io::Error::last_os_error());
                 }
                 for (src, dst) in &binds {
-                    if libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+                    if libc::mount(
+                        src.as_ptr(),
+                        dst.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) != 0
+                    {
                         return Err(io::Error::last_os_error());
                     }
                 }
@@ -161,16 +180,16 @@ impl SpawnSpec {
                         }
                     }
                 }
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())
             });
         }
-        Ok(Prepared { command: cmd, _netns: netns })
+        Ok(Prepared {
+            command: cmd,
+            _netns: netns,
+        })
     }
 
     fn bwrap_args(&self, cwd: &str) -> Vec<OsString> {
@@ -265,12 +284,20 @@ pub fn write_etc(etc_dir: &Path, uid: u32, gid: u32) -> Result<()> {
     let files = [
         (
             "passwd",
-            format!("root:x:0:0:root:/root:/usr/sbin/nologin\nuser:x:{uid}:{gid}:sandbox user:{HOME_DIR}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+            format!(
+                "root:x:0:0:root:/root:/usr/sbin/nologin\nuser:x:{uid}:{gid}:sandbox user:{HOME_DIR}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+            ),
         ),
         ("group", format!("root:x:0:\nuser:x:{gid}:\nnogroup:x:65534:\n")),
-        ("hosts", "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()),
+        (
+            "hosts",
+            "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+        ),
         ("hostname", "sandbox\n".to_string()),
-        ("resolv.conf", servers.iter().map(|s| format!("nameserver {s}\n")).collect()),
+        (
+            "resolv.conf",
+            servers.iter().map(|s| format!("nameserver {s}\n")).collect(),
+        ),
     ];
     for (name, content) in files {
         let path = etc_dir.join(name);

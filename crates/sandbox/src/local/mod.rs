@@ -31,8 +31,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
-pub use cgroup::{CgroupLayout, Limits};
 pub(crate) use build::build_forgeai_v1;
+pub use cgroup::{CgroupLayout, Limits};
 pub use net::NetConfig;
 pub use paths::MAX_READ_BYTES;
 
@@ -44,8 +44,9 @@ use self::paths::{ProjectPath, ProjectRoot};
 use crate::error::{Error, IoContext, Result};
 use crate::preview::{PreviewTarget, Upstream};
 use crate::provider::{
-    CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, EntryInfo, OutputCallback,
-    OutputChunk, PROJECT_DIR, SandboxInfo, SandboxProvider, SandboxStatus, Stream, preview_host, validate_id,
+    CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, EntryInfo,
+    OutputCallback, OutputChunk, PROJECT_DIR, SandboxInfo, SandboxProvider, SandboxStatus, Stream, preview_host,
+    validate_id,
 };
 use crate::templates::{DEFAULT_SANDBOX_UID, Template, Templates, ensure_traversable_dir};
 
@@ -186,7 +187,11 @@ impl Slot {
         SandboxInfo {
             id: s.id.clone(),
             template: s.template.clone(),
-            status: if phase == Phase::Paused { SandboxStatus::Paused } else { SandboxStatus::Running },
+            status: if phase == Phase::Paused {
+                SandboxStatus::Paused
+            } else {
+                SandboxStatus::Running
+            },
             created_at: s.created_at,
             timeout_ms: s.timeout_ms,
             metadata: s.metadata.clone(),
@@ -234,7 +239,9 @@ pub struct LocalProvider {
 
 impl std::fmt::Debug for LocalProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalProvider").field("data_dir", &self.inner.data_dir).finish()
+        f.debug_struct("LocalProvider")
+            .field("data_dir", &self.inner.data_dir)
+            .finish()
     }
 }
 
@@ -341,7 +348,11 @@ impl LocalProvider {
     pub async fn dev_server_starts(&self, id: &str) -> Result<u64> {
         let slot = self.inner.slot(id)?;
         let life = slot.life.lock().await;
-        Ok(life.live.as_ref().and_then(|l| l.dev.as_ref()).map_or(0, |d| d.starts()))
+        Ok(life
+            .live
+            .as_ref()
+            .and_then(|l| l.dev.as_ref())
+            .map_or(0, |d| d.starts()))
     }
 
     /// Pids (host view) of every process in the sandbox.
@@ -358,7 +369,9 @@ impl LocalProvider {
 
     /// Ids of the sandboxes stored in the data dir.
     pub fn list(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.inner.sandboxes_dir) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(&self.inner.sandboxes_dir) else {
+            return Vec::new();
+        };
         let mut ids: Vec<String> = entries
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
@@ -395,7 +408,8 @@ impl LocalProvider {
         let slot = self.inner.slot(id)?;
         let mut life = slot.life.lock().await;
         self.inner.unload_locked(&slot, &mut life).await?;
-        std::fs::rename(&slot.dirs.upper, dest).ctx(|| format!("move {} to {}", slot.dirs.upper.display(), dest.display()))
+        std::fs::rename(&slot.dirs.upper, dest)
+            .ctx(|| format!("move {} to {}", slot.dirs.upper.display(), dest.display()))
     }
 
     async fn handle(&self, id: &str) -> Result<Handle> {
@@ -433,11 +447,17 @@ impl Inner {
         let net = Network::init(cfg.net.clone())?;
         let cgroups = CgroupLayout::detect()?;
         std::fs::create_dir_all(&cfg.data_dir).ctx(|| format!("create data dir {}", cfg.data_dir.display()))?;
-        let data_dir = cfg.data_dir.canonicalize().ctx(|| format!("resolve data dir {}", cfg.data_dir.display()))?;
+        let data_dir = cfg
+            .data_dir
+            .canonicalize()
+            .ctx(|| format!("resolve data dir {}", cfg.data_dir.display()))?;
         for c in [",", ":", "\\"] {
             if data_dir.to_string_lossy().contains(c) {
                 return Err(Error::Unsupported {
-                    what: format!("the data dir {} contains {c:?}, which overlayfs mount options cannot carry", data_dir.display()),
+                    what: format!(
+                        "the data dir {} contains {c:?}, which overlayfs mount options cannot carry",
+                        data_dir.display()
+                    ),
                     hint: "choose a data dir path without ',', ':' or '\\'".into(),
                 });
             }
@@ -448,15 +468,31 @@ impl Inner {
         ensure_traversable_dir(&sandboxes_dir)?;
         ensure_traversable_dir(&Templates::dir(&data_dir))?;
         let stage_dir = data_dir.join("mnt");
-        for d in [stage_dir.clone(), stage_dir.join(exec::STAGE_HOME), stage_dir.join(exec::STAGE_PROJECT)] {
+        for d in [
+            stage_dir.clone(),
+            stage_dir.join(exec::STAGE_HOME),
+            stage_dir.join(exec::STAGE_PROJECT),
+        ] {
             std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
-            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).ctx(|| format!("chmod {}", d.display()))?;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))
+                .ctx(|| format!("chmod {}", d.display()))?;
         }
         let sandboxes_mount = Arc::new(mounts::SandboxesMount::new(sandboxes_dir.clone()));
         let etc_dir = data_dir.join("etc");
         exec::write_etc(&etc_dir, cfg.uid, cfg.gid)?;
-        std::fs::set_permissions(&etc_dir, std::fs::Permissions::from_mode(0o755)).ctx(|| format!("chmod {}", etc_dir.display()))?;
-        Ok(Inner { cfg, data_dir, sandboxes_dir, sandboxes_mount, stage_dir, etc_dir, net, cgroups, slots: Mutex::new(HashMap::new()) })
+        std::fs::set_permissions(&etc_dir, std::fs::Permissions::from_mode(0o755))
+            .ctx(|| format!("chmod {}", etc_dir.display()))?;
+        Ok(Inner {
+            cfg,
+            data_dir,
+            sandboxes_dir,
+            sandboxes_mount,
+            stage_dir,
+            etc_dir,
+            net,
+            cgroups,
+            slots: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Finds the slot of `id`, loading its state from disk if this process has not seen it.
@@ -468,17 +504,26 @@ impl Inner {
         }
         let dirs = Dirs::new(&self.sandboxes_dir, id);
         let state = match std::fs::read_to_string(&dirs.state) {
-            Ok(text) => serde_json::from_str::<PersistedState>(&text)
-                .map_err(|e| Error::State { path: dirs.state.clone(), reason: format!("unreadable ({e}); kill the sandbox and create a new one") })?,
+            Ok(text) => serde_json::from_str::<PersistedState>(&text).map_err(|e| Error::State {
+                path: dirs.state.clone(),
+                reason: format!("unreadable ({e}); kill the sandbox and create a new one"),
+            })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::Gone { id: id.into() }),
             Err(e) => return Err(Error::io(format!("read {}", dirs.state.display()), e)),
         };
         let slot = Arc::new(Slot {
             id: id.to_string(),
-            activity: Mutex::new(Activity { last: Instant::now(), timeout: Duration::from_millis(state.timeout_ms), active: 0 }),
+            activity: Mutex::new(Activity {
+                last: Instant::now(),
+                timeout: Duration::from_millis(state.timeout_ms),
+                active: 0,
+            }),
             state: Mutex::new(state),
             dirs,
-            life: tokio::sync::Mutex::new(Life { phase: Phase::Unloaded, live: None }),
+            life: tokio::sync::Mutex::new(Life {
+                phase: Phase::Unloaded,
+                live: None,
+            }),
         });
         slots.insert(id.to_string(), slot.clone());
         Ok(slot)
@@ -508,7 +553,11 @@ impl Inner {
             a.active += 1;
             a.last = Instant::now();
         }
-        Ok(Handle { spec: live.spec.clone(), addr: live.net.sandbox_addr, guard: ActiveGuard(slot.clone()) })
+        Ok(Handle {
+            spec: live.spec.clone(),
+            addr: live.net.sandbox_addr,
+            guard: ActiveGuard(slot.clone()),
+        })
     }
 
     /// Mounts, networks and limits a sandbox whose files exist, then starts its dev server.
@@ -576,7 +625,9 @@ impl Inner {
     }
 
     async fn pause_locked(&self, slot: &Arc<Slot>, life: &mut Life) -> Result<()> {
-        let Some(cg) = life.live.as_ref().map(|l| l.cgroup.clone()) else { return Ok(()) };
+        let Some(cg) = life.live.as_ref().map(|l| l.cgroup.clone()) else {
+            return Ok(());
+        };
         blocking(move || cg.freeze()).await?;
         life.phase = Phase::Paused;
         lock(&slot.state).status = SandboxStatus::Paused;
@@ -649,7 +700,10 @@ async fn reaper(inner: Weak<Inner>, interval: Duration) {
 }
 
 fn write_state(path: &Path, state: &PersistedState) -> Result<()> {
-    let json = serde_json::to_vec_pretty(state).map_err(|e| Error::State { path: path.into(), reason: e.to_string() })?;
+    let json = serde_json::to_vec_pretty(state).map_err(|e| Error::State {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, json).ctx(|| format!("write {}", tmp.display()))?;
     // rename: a crash mid-write never leaves a truncated state file behind.
@@ -662,8 +716,13 @@ fn check_ancestors_traversable(dir: &Path) -> Result<()> {
         let meta = std::fs::metadata(anc).ctx(|| format!("stat {}", anc.display()))?;
         if meta.mode() & 0o001 == 0 {
             return Err(Error::Unsupported {
-                what: format!("the sandbox user cannot reach the data dir: {} is mode {:o}", anc.display(), meta.mode() & 0o7777),
-                hint: "put the data dir under a directory others may traverse (e.g. /var/lib/forgeai), or chmod o+x it".into(),
+                what: format!(
+                    "the sandbox user cannot reach the data dir: {} is mode {:o}",
+                    anc.display(),
+                    meta.mode() & 0o7777
+                ),
+                hint: "put the data dir under a directory others may traverse (e.g. /var/lib/forgeai), or chmod o+x it"
+                    .into(),
             });
         }
     }
@@ -672,7 +731,9 @@ fn check_ancestors_traversable(dir: &Path) -> Result<()> {
 
 fn is_mounted(path: &Path) -> bool {
     // A mount point has a different device than its parent directory.
-    let (Ok(m), Some(Ok(p))) = (std::fs::metadata(path), path.parent().map(std::fs::metadata)) else { return false };
+    let (Ok(m), Some(Ok(p))) = (std::fs::metadata(path), path.parent().map(std::fs::metadata)) else {
+        return false;
+    };
     m.dev() != p.dev()
 }
 
@@ -686,13 +747,29 @@ fn mount_overlay(lower: &Path, dirs: &Dirs) -> Result<()> {
         dirs.upper.display(),
         dirs.work.display()
     );
-    let target = CString::new(dirs.merged.as_os_str().as_bytes()).map_err(|_| Error::io("mount path contains NUL", io::ErrorKind::InvalidInput.into()))?;
-    let data = CString::new(opts.clone()).map_err(|_| Error::io("mount options contain NUL", io::ErrorKind::InvalidInput.into()))?;
+    let target = CString::new(dirs.merged.as_os_str().as_bytes())
+        .map_err(|_| Error::io("mount path contains NUL", io::ErrorKind::InvalidInput.into()))?;
+    let data = CString::new(opts.clone())
+        .map_err(|_| Error::io("mount options contain NUL", io::ErrorKind::InvalidInput.into()))?;
     // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
-    let rc = unsafe { libc::mount(c"overlay".as_ptr(), target.as_ptr(), c"overlay".as_ptr(), 0, data.as_ptr().cast()) };
+    let rc = unsafe {
+        libc::mount(
+            c"overlay".as_ptr(),
+            target.as_ptr(),
+            c"overlay".as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
     if rc != 0 {
         let err = io::Error::last_os_error();
-        return Err(Error::io(format!("mount overlay on {} ({opts}); overlayfs needs root and a kernel with overlay support", dirs.merged.display()), err));
+        return Err(Error::io(
+            format!(
+                "mount overlay on {} ({opts}); overlayfs needs root and a kernel with overlay support",
+                dirs.merged.display()
+            ),
+            err,
+        ));
     }
     Ok(())
 }
@@ -701,12 +778,16 @@ fn unmount(path: &Path) -> Result<()> {
     if !is_mounted(path) {
         return Ok(());
     }
-    let target = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::io("mount path contains NUL", io::ErrorKind::InvalidInput.into()))?;
+    let target = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::io("mount path contains NUL", io::ErrorKind::InvalidInput.into()))?;
     // SAFETY: umount2(2) with a NUL-terminated path. MNT_DETACH: sandbox mount namespaces that
     // are still being torn down may hold it for a moment; the host view goes away now.
     let rc = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
     if rc != 0 {
-        return Err(Error::io(format!("unmount {}", path.display()), io::Error::last_os_error()));
+        return Err(Error::io(
+            format!("unmount {}", path.display()),
+            io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -792,9 +873,14 @@ async fn pump(
 }
 
 fn resolve_cwd(cwd: Option<&str>) -> Result<String> {
-    let Some(cwd) = cwd else { return Ok(PROJECT_DIR.to_string()) };
+    let Some(cwd) = cwd else {
+        return Ok(PROJECT_DIR.to_string());
+    };
     if cwd.contains('\0') {
-        return Err(Error::WrongKind { path: cwd.into(), reason: "contains a NUL byte".into() });
+        return Err(Error::WrongKind {
+            path: cwd.into(),
+            reason: "contains a NUL byte".into(),
+        });
     }
     // Any directory inside the sandbox is fine as a cwd: the sandbox's mounts are its world.
     if cwd.starts_with('/') {
@@ -820,7 +906,11 @@ impl SandboxProvider for LocalProvider {
             // Ids are random; the first 10 characters name the network devices and must be
             // unique among the sandboxes on this machine's data dir.
             let existing: Vec<String> = std::fs::read_dir(&sandboxes)
-                .map(|r| r.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)).collect())
+                .map(|r| {
+                    r.flatten()
+                        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             let id = loop {
                 let id = new_id();
@@ -831,10 +921,17 @@ impl SandboxProvider for LocalProvider {
             let dirs = Dirs::new(&sandboxes, &id);
             let make = || -> Result<()> {
                 std::fs::create_dir(&dirs.root).ctx(|| format!("create {}", dirs.root.display()))?;
-                std::fs::set_permissions(&dirs.root, std::fs::Permissions::from_mode(0o711)).ctx(|| format!("chmod {}", dirs.root.display()))?;
-                for (d, mode, owned) in [(&dirs.upper, 0o755, true), (&dirs.work, 0o700, false), (&dirs.merged, 0o755, true), (&dirs.home, 0o750, true)] {
+                std::fs::set_permissions(&dirs.root, std::fs::Permissions::from_mode(0o711))
+                    .ctx(|| format!("chmod {}", dirs.root.display()))?;
+                for (d, mode, owned) in [
+                    (&dirs.upper, 0o755, true),
+                    (&dirs.work, 0o700, false),
+                    (&dirs.merged, 0o755, true),
+                    (&dirs.home, 0o750, true),
+                ] {
                     std::fs::create_dir(d).ctx(|| format!("create {}", d.display()))?;
-                    std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {}", d.display()))?;
+                    std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
+                        .ctx(|| format!("chmod {}", d.display()))?;
                     if owned {
                         std::os::unix::fs::chown(d, Some(uid), Some(gid)).ctx(|| format!("chown {}", d.display()))?;
                     }
@@ -883,12 +980,26 @@ impl SandboxProvider for LocalProvider {
         let cwd = resolve_cwd(options.cwd.as_deref())?;
         let h = self.handle(id).await?;
         let mut prepared = h.spec.prepare(command, &cwd, &options.envs)?;
-        prepared.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        let mut child = prepared.command.spawn().ctx(|| format!("start bwrap for a command in sandbox {id}"))?;
+        prepared
+            .command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = prepared
+            .command
+            .spawn()
+            .ctx(|| format!("start bwrap for a command in sandbox {id}"))?;
         drop(prepared);
         let max = self.inner.cfg.max_output_bytes;
-        let out = child.stdout.take().map(|s| tokio::spawn(pump(s, Stream::Stdout, options.on_output.clone(), max)));
-        let err = child.stderr.take().map(|s| tokio::spawn(pump(s, Stream::Stderr, options.on_output.clone(), max)));
+        let out = child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(pump(s, Stream::Stdout, options.on_output.clone(), max)));
+        let err = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(pump(s, Stream::Stderr, options.on_output.clone(), max)));
         let limit = options.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
         let status = match tokio::time::timeout(limit, child.wait()).await {
             Ok(status) => Some(status.ctx(|| format!("wait for a command in sandbox {id}"))?),
@@ -904,7 +1015,11 @@ impl SandboxProvider for LocalProvider {
         // kernel is slow to reap a large tree.
         let collect = |task: Option<tokio::task::JoinHandle<(Vec<u8>, bool)>>| async move {
             match task {
-                Some(t) => tokio::time::timeout(Duration::from_secs(10), t).await.ok().and_then(|r| r.ok()).unwrap_or_default(),
+                Some(t) => tokio::time::timeout(Duration::from_secs(10), t)
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .unwrap_or_default(),
                 None => (Vec::new(), false),
             }
         };
@@ -917,9 +1032,18 @@ impl SandboxProvider for LocalProvider {
             Some(status) => {
                 use std::os::unix::process::ExitStatusExt;
                 let exit_code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-                Ok(CommandResult { exit_code, stdout, stderr, truncated: t1 || t2 })
+                Ok(CommandResult {
+                    exit_code,
+                    stdout,
+                    stderr,
+                    truncated: t1 || t2,
+                })
             }
-            None => Err(Error::CommandTimeout { after: limit, stdout, stderr }),
+            None => Err(Error::CommandTimeout {
+                after: limit,
+                stdout,
+                stderr,
+            }),
         }
     }
 
@@ -980,7 +1104,13 @@ impl SandboxProvider for LocalProvider {
         blocking(move || {
             // Never recurse into a still-mounted project: that would delete through the mount.
             if is_mounted(&merged) {
-                return Err(Error::io(format!("{} is still mounted; not removing the sandbox's files", merged.display()), io::ErrorKind::ResourceBusy.into()));
+                return Err(Error::io(
+                    format!(
+                        "{} is still mounted; not removing the sandbox's files",
+                        merged.display()
+                    ),
+                    io::ErrorKind::ResourceBusy.into(),
+                ));
             }
             match std::fs::remove_dir_all(&root) {
                 Ok(()) => Ok(()),
@@ -997,7 +1127,9 @@ impl SandboxProvider for LocalProvider {
 impl PreviewTarget for LocalProvider {
     async fn upstream(&self, id: &str, port: u16) -> Result<Upstream> {
         let h = self.handle(id).await?;
-        Ok(Upstream { addr: SocketAddr::from((h.addr, port)), guard: Some(Box::new(h.guard)) })
+        Ok(Upstream {
+            addr: SocketAddr::from((h.addr, port)),
+            guard: Some(Box::new(h.guard)),
+        })
     }
 }
-

@@ -35,7 +35,10 @@ pub struct SandboxesMount {
 
 impl SandboxesMount {
     pub fn new(dir: PathBuf) -> Self {
-        SandboxesMount { dir, state: Mutex::new(State::Unchecked) }
+        SandboxesMount {
+            dir,
+            state: Mutex::new(State::Unchecked),
+        }
     }
 
     /// Makes the directory a mount point (idempotent); call before mounting an overlay under
@@ -63,14 +66,32 @@ impl SandboxesMount {
         let c = cstring(&self.dir)?;
         if !at {
             // SAFETY: mount(2) with a NUL-terminated path that outlives the call.
-            if unsafe { libc::mount(c.as_ptr(), c.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) } != 0 {
+            if unsafe {
+                libc::mount(
+                    c.as_ptr(),
+                    c.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            } != 0
+            {
                 return Err(io::Error::last_os_error());
             }
         }
         // Private: were it shared with its parent's peer group, every overlay mounted beneath
         // it would be propagated to (and so doubled in) the underlying directory.
         // SAFETY: as above.
-        if unsafe { libc::mount(std::ptr::null(), c.as_ptr(), std::ptr::null(), libc::MS_PRIVATE, std::ptr::null()) } != 0 {
+        if unsafe {
+            libc::mount(
+                std::ptr::null(),
+                c.as_ptr(),
+                std::ptr::null(),
+                libc::MS_PRIVATE,
+                std::ptr::null(),
+            )
+        } != 0
+        {
             return Err(io::Error::last_os_error());
         }
         Ok(State::Bound)

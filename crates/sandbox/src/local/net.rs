@@ -128,7 +128,10 @@ impl Network {
             });
         }
         if cfg.range_prefix > 29 || cfg.range_prefix < 8 {
-            return Err(Error::NetworkRangeInUse { range: cfg.range(), used_by: "an invalid prefix (use /8 to /29)".into() });
+            return Err(Error::NetworkRangeInUse {
+                range: cfg.range(),
+                used_by: "an invalid prefix (use /8 to /29)".into(),
+            });
         }
         for tool in [&cfg.ip, &cfg.nft] {
             if !tool.exists() {
@@ -158,10 +161,17 @@ impl Network {
         for line in addrs.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let dev = fields.get(1).copied().unwrap_or("");
-            let Some(pos) = fields.iter().position(|f| *f == "inet") else { continue };
-            let Some(cidr) = fields.get(pos + 1).and_then(|c| parse_cidr(c)) else { continue };
+            let Some(pos) = fields.iter().position(|f| *f == "inet") else {
+                continue;
+            };
+            let Some(cidr) = fields.get(pos + 1).and_then(|c| parse_cidr(c)) else {
+                continue;
+            };
             if !dev.starts_with(HOST_IF_PREFIX) && overlaps(range, cidr) {
-                return Err(Error::NetworkRangeInUse { range: self.cfg.range(), used_by: format!("address {} on {dev}", fields[pos + 1]) });
+                return Err(Error::NetworkRangeInUse {
+                    range: self.cfg.range(),
+                    used_by: format!("address {} on {dev}", fields[pos + 1]),
+                });
             }
         }
         let routes = run(&self.cfg.ip, &["-4", "route", "show"], None)?;
@@ -172,9 +182,17 @@ impl Network {
                 continue;
             }
             let Some(cidr) = parse_cidr(dst) else { continue };
-            let dev = fields.iter().position(|f| *f == "dev").and_then(|i| fields.get(i + 1)).copied().unwrap_or("");
+            let dev = fields
+                .iter()
+                .position(|f| *f == "dev")
+                .and_then(|i| fields.get(i + 1))
+                .copied()
+                .unwrap_or("");
             if !dev.starts_with(HOST_IF_PREFIX) && overlaps(range, cidr) {
-                return Err(Error::NetworkRangeInUse { range: self.cfg.range(), used_by: format!("route {line:?}") });
+                return Err(Error::NetworkRangeInUse {
+                    range: self.cfg.range(),
+                    used_by: format!("route {line:?}"),
+                });
             }
         }
         Ok(())
@@ -183,14 +201,29 @@ impl Network {
     /// Creates the shared table once; a lock keeps concurrent providers from both creating it.
     fn ensure_table(&self) -> Result<()> {
         let lock_path = self.cfg.lease_dir.join("nft.lock");
-        let lock = OpenOptions::new().create(true).write(true).truncate(false).open(&lock_path).ctx(|| format!("open {}", lock_path.display()))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&lock_path)
+            .ctx(|| format!("open {}", lock_path.display()))?;
         // SAFETY: flock on a descriptor we hold; released when `lock` is dropped.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::io(format!("lock {}", lock_path.display()), io::Error::last_os_error()));
+            return Err(Error::io(
+                format!("lock {}", lock_path.display()),
+                io::Error::last_os_error(),
+            ));
         }
         let t = &self.cfg.table;
-        let listed = Command::new(&self.cfg.nft).args(["list", "table", "inet", t]).stdout(Stdio::piped()).stderr(Stdio::null()).output();
-        let listed = listed.ok().filter(|out| out.status.success()).map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+        let listed = Command::new(&self.cfg.nft)
+            .args(["list", "table", "inet", t])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output();
+        let listed = listed
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
         if listed.as_deref().is_some_and(|table| table.contains("sb_addrs")) {
             return Ok(());
         }
@@ -200,13 +233,25 @@ impl Network {
         let dns = if self.cfg.dns_servers.is_empty() {
             String::new()
         } else {
-            let servers = self.cfg.dns_servers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
-            format!("    ip daddr {{ {servers} }} udp dport 53 accept\n    ip daddr {{ {servers} }} tcp dport 53 accept\n")
+            let servers = self
+                .cfg
+                .dns_servers
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "    ip daddr {{ {servers} }} udp dport 53 accept\n    ip daddr {{ {servers} }} tcp dport 53 accept\n"
+            )
         };
         // One rule set for all sandboxes; a sandbox is only an element of `sb_addrs` (its host
         // interface and its address). Per-sandbox chains made every change validate the whole
         // table, which grew with the sandbox count.
-        let recreate = if listed.is_some() { format!("delete table inet {t}\n") } else { String::new() };
+        let recreate = if listed.is_some() {
+            format!("delete table inet {t}\n")
+        } else {
+            String::new()
+        };
         let script = format!(
             r#"{recreate}table inet {t} {{
   set sb_addrs {{ type ifname . ipv4_addr ; }}
@@ -255,7 +300,13 @@ impl Network {
         }
         let index = self.lease(owner)?;
         let (host_addr, sandbox_addr) = self.addresses(index);
-        let net = SandboxNet { netns: netns.clone(), host_if: host_if.clone(), index, host_addr, sandbox_addr };
+        let net = SandboxNet {
+            netns: netns.clone(),
+            host_if: host_if.clone(),
+            index,
+            host_addr,
+            sandbox_addr,
+        };
         if let Err(e) = self.create(&net) {
             self.teardown(short, owner);
             return Err(e);
@@ -264,7 +315,13 @@ impl Network {
     }
 
     fn create(&self, net: &SandboxNet) -> Result<()> {
-        let SandboxNet { netns, host_if, host_addr, sandbox_addr, .. } = net;
+        let SandboxNet {
+            netns,
+            host_if,
+            host_addr,
+            sandbox_addr,
+            ..
+        } = net;
         let host_batch = format!(
             "netns add {netns}\nlink add {host_if} type veth peer name eth0 netns {netns}\naddr add {host_addr}/30 dev {host_if}\nlink set {host_if} up\n"
         );
@@ -277,7 +334,9 @@ impl Network {
         })?;
         // The host end needs no IPv6; without a link-local address there is no v6 path to us.
         let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6"), "1");
-        let ns_batch = format!("link set lo up\naddr add {sandbox_addr}/30 dev eth0\nlink set eth0 up\nroute add default via {host_addr}\n");
+        let ns_batch = format!(
+            "link set lo up\naddr add {sandbox_addr}/30 dev eth0\nlink set eth0 up\nroute add default via {host_addr}\n"
+        );
         run(&self.cfg.ip, &["-n", netns, "-batch", "-"], Some(&ns_batch))?;
         let t = &self.cfg.table;
         let rules = format!("add element inet {t} sb_addrs {{ \"{host_if}\" . {sandbox_addr} }}\n");
@@ -299,7 +358,13 @@ impl Network {
         // Leaving a stale element would let a later sandbox on the same interface name and
         // address through, so it goes first; absent elements are fine.
         if let Some(addr) = self.sandbox_addr_of(owner) {
-            let _ = run(&self.cfg.nft, &["-f", "-"], Some(&format!("delete element inet {t} sb_addrs {{ \"{host_if}\" . {addr} }}\n")));
+            let _ = run(
+                &self.cfg.nft,
+                &["-f", "-"],
+                Some(&format!(
+                    "delete element inet {t} sb_addrs {{ \"{host_if}\" . {addr} }}\n"
+                )),
+            );
         }
         if Path::new("/sys/class/net").join(&host_if).exists() {
             let _ = run(&self.cfg.ip, &["link", "del", &host_if], None);
@@ -328,7 +393,10 @@ impl Network {
                         let noted = f
                             .write_all(owner_s.as_bytes())
                             .ctx(|| format!("write lease {}", path.display()))
-                            .and_then(|()| fs::write(owner.join(LEASE_NOTE), i.to_string()).ctx(|| format!("note lease in {}", owner.display())));
+                            .and_then(|()| {
+                                fs::write(owner.join(LEASE_NOTE), i.to_string())
+                                    .ctx(|| format!("note lease in {}", owner.display()))
+                            });
                         if let Err(e) = noted {
                             let _ = fs::remove_file(&path);
                             return Err(e);
@@ -349,7 +417,10 @@ impl Network {
                 }
             }
         }
-        Err(Error::NetworksExhausted { range: self.cfg.range(), count: slots as usize })
+        Err(Error::NetworksExhausted {
+            range: self.cfg.range(),
+            count: slots as usize,
+        })
     }
 
     /// The host end's and the sandbox's address in subnet `index`.
@@ -404,7 +475,8 @@ pub(crate) fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Result<
         .spawn()
         .ctx(|| format!("start `{command}`"))?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes()).ctx(|| format!("write to `{command}`"))?;
+        pipe.write_all(input.as_bytes())
+            .ctx(|| format!("write to `{command}`"))?;
     }
     let out = child.wait_with_output().ctx(|| format!("wait for `{command}`"))?;
     if !out.status.success() {

@@ -45,9 +45,15 @@ pub struct ProjectPath {
 impl ProjectPath {
     /// Parses a caller's path: relative to the project, or absolute under [`PROJECT_DIR`].
     pub fn parse(path: &str) -> Result<Self> {
-        let escape = |reason: &str| Error::PathEscape { path: path.to_string(), reason: reason.to_string() };
+        let escape = |reason: &str| Error::PathEscape {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        };
         if path.contains('\0') {
-            return Err(Error::WrongKind { path: path.to_string(), reason: "contains a NUL byte".into() });
+            return Err(Error::WrongKind {
+                path: path.to_string(),
+                reason: "contains a NUL byte".into(),
+            });
         }
         let rest = if let Some(abs) = path.strip_prefix('/') {
             let project = &PROJECT_DIR[1..];
@@ -71,7 +77,10 @@ impl ProjectPath {
                 other => components.push(other.to_string()),
             }
         }
-        Ok(ProjectPath { components, original: path.to_string() })
+        Ok(ProjectPath {
+            components,
+            original: path.to_string(),
+        })
     }
 
     pub fn is_root(&self) -> bool {
@@ -80,7 +89,11 @@ impl ProjectPath {
 
     /// The path relative to the project root ("." for the root itself).
     fn relative(&self) -> String {
-        if self.components.is_empty() { ".".to_string() } else { self.components.join("/") }
+        if self.components.is_empty() {
+            ".".to_string()
+        } else {
+            self.components.join("/")
+        }
     }
 
     /// The absolute path as seen inside the sandbox.
@@ -100,7 +113,10 @@ impl ProjectPath {
     }
 
     fn prefix(&self, len: usize) -> ProjectPath {
-        ProjectPath { components: self.components[..len].to_vec(), original: self.original.clone() }
+        ProjectPath {
+            components: self.components[..len].to_vec(),
+            original: self.original.clone(),
+        }
     }
 }
 
@@ -120,11 +136,19 @@ impl ProjectRoot {
         // SAFETY: plain open(2) on a NUL-terminated path; the result is checked below.
         let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
         if fd < 0 {
-            return Err(Error::io(format!("open project root {}", dir.display()), io::Error::last_os_error()));
+            return Err(Error::io(
+                format!("open project root {}", dir.display()),
+                io::Error::last_os_error(),
+            ));
         }
         // SAFETY: fd was just returned by open(2) and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(ProjectRoot { fd, host_path: dir.to_path_buf(), uid, gid })
+        Ok(ProjectRoot {
+            fd,
+            host_path: dir.to_path_buf(),
+            uid,
+            gid,
+        })
     }
 
     fn open_beneath(&self, path: &ProjectPath, flags: i32, mode: u32) -> Result<OwnedFd> {
@@ -136,7 +160,10 @@ impl ProjectRoot {
     /// the sandbox user so code in the sandbox can change it later.
     pub fn write_file(&self, path: &ProjectPath, contents: &[u8]) -> Result<()> {
         if path.is_root() {
-            return Err(Error::WrongKind { path: path.original.clone(), reason: "is the project directory, not a file".into() });
+            return Err(Error::WrongKind {
+                path: path.original.clone(),
+                reason: "is the project directory, not a file".into(),
+            });
         }
         self.ensure_dirs(&path.prefix(path.components.len() - 1))?;
         // O_NONBLOCK: opening a FIFO planted by sandbox code must fail instead of hanging us.
@@ -148,11 +175,15 @@ impl ProjectRoot {
         let mut file = File::from(fd);
         let meta = file.metadata().map_err(|e| map_err(path, e, &self.host_path))?;
         if !meta.is_file() {
-            return Err(Error::WrongKind { path: path.original.clone(), reason: "is not a regular file".into() });
+            return Err(Error::WrongKind {
+                path: path.original.clone(),
+                reason: "is not a regular file".into(),
+            });
         }
         // Truncate only after the checks above, so a directory or device is never touched.
         file.set_len(0).map_err(|e| map_err(path, e, &self.host_path))?;
-        file.write_all(contents).map_err(|e| map_err(path, e, &self.host_path))?;
+        file.write_all(contents)
+            .map_err(|e| map_err(path, e, &self.host_path))?;
         // Data must reach the disk's accounting now so a full disk is reported to this caller.
         file.sync_data().map_err(|e| map_err(path, e, &self.host_path))?;
         fchown(file.as_raw_fd(), self.uid, self.gid).map_err(|e| map_err(path, e, &self.host_path))?;
@@ -185,7 +216,13 @@ impl ProjectRoot {
             }
             // SAFETY: as above.
             let rc = unsafe {
-                libc::fchownat(parent.as_raw_fd(), name.as_ptr(), self.uid, self.gid, libc::AT_SYMLINK_NOFOLLOW)
+                libc::fchownat(
+                    parent.as_raw_fd(),
+                    name.as_ptr(),
+                    self.uid,
+                    self.gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
             };
             if rc != 0 {
                 return Err(map_err(&prefix, io::Error::last_os_error(), &self.host_path));
@@ -200,17 +237,30 @@ impl ProjectRoot {
         let mut file = File::from(fd);
         let meta = file.metadata().map_err(|e| map_err(path, e, &self.host_path))?;
         if meta.is_dir() {
-            return Err(Error::WrongKind { path: path.original.clone(), reason: "is a directory; list it instead".into() });
+            return Err(Error::WrongKind {
+                path: path.original.clone(),
+                reason: "is a directory; list it instead".into(),
+            });
         }
         if !meta.is_file() {
-            return Err(Error::WrongKind { path: path.original.clone(), reason: "is not a regular file".into() });
+            return Err(Error::WrongKind {
+                path: path.original.clone(),
+                reason: "is not a regular file".into(),
+            });
         }
         if meta.len() > MAX_READ_BYTES {
-            return Err(Error::FileTooLarge { path: path.original.clone(), size: meta.len(), limit: MAX_READ_BYTES });
+            return Err(Error::FileTooLarge {
+                path: path.original.clone(),
+                size: meta.len(),
+                limit: MAX_READ_BYTES,
+            });
         }
         let mut buf = Vec::with_capacity(meta.len() as usize);
         // take(): the file may grow while we read; never return more than the limit.
-        (&mut file).take(MAX_READ_BYTES).read_to_end(&mut buf).map_err(|e| map_err(path, e, &self.host_path))?;
+        (&mut file)
+            .take(MAX_READ_BYTES)
+            .read_to_end(&mut buf)
+            .map_err(|e| map_err(path, e, &self.host_path))?;
         Ok(buf)
     }
 
@@ -251,7 +301,12 @@ impl ProjectRoot {
         names.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, kind, size) in names {
             let child = dir.child(&name);
-            out.push(EntryInfo { name, path: child.sandbox_path(), kind, size });
+            out.push(EntryInfo {
+                name,
+                path: child.sandbox_path(),
+                kind,
+                size,
+            });
             if kind == EntryKind::Dir && depth > 1 {
                 self.list_into(&child, depth - 1, out)?;
             }
@@ -301,20 +356,42 @@ fn openat2(dirfd: RawFd, path: &CString, flags: i32, mode: u32) -> io::Result<Ow
 
 fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: fchown on a descriptor we hold.
-    if unsafe { libc::fchown(fd, uid, gid) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if unsafe { libc::fchown(fd, uid, gid) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Turns errno values into the errors callers act on.
 fn map_err(path: &ProjectPath, err: io::Error, root: &Path) -> Error {
     let p = || path.original.clone();
     match err.raw_os_error() {
-        Some(libc::EXDEV) => Error::PathEscape { path: p(), reason: "a symlink in it points outside the project".into() },
-        Some(libc::ELOOP) => Error::PathEscape { path: p(), reason: "it goes through a symlink loop or a link that leaves the project".into() },
+        Some(libc::EXDEV) => Error::PathEscape {
+            path: p(),
+            reason: "a symlink in it points outside the project".into(),
+        },
+        Some(libc::ELOOP) => Error::PathEscape {
+            path: p(),
+            reason: "it goes through a symlink loop or a link that leaves the project".into(),
+        },
         Some(libc::ENOENT) => Error::NotFound { path: p() },
-        Some(libc::ENOTDIR) => Error::WrongKind { path: p(), reason: "a parent of it is not a directory".into() },
-        Some(libc::EISDIR) => Error::WrongKind { path: p(), reason: "is a directory".into() },
-        Some(libc::ENXIO) => Error::WrongKind { path: p(), reason: "is a FIFO or device, not a regular file".into() },
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::DiskFull { path: p(), data_dir: root.to_path_buf() },
+        Some(libc::ENOTDIR) => Error::WrongKind {
+            path: p(),
+            reason: "a parent of it is not a directory".into(),
+        },
+        Some(libc::EISDIR) => Error::WrongKind {
+            path: p(),
+            reason: "is a directory".into(),
+        },
+        Some(libc::ENXIO) => Error::WrongKind {
+            path: p(),
+            reason: "is a FIFO or device, not a regular file".into(),
+        },
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::DiskFull {
+            path: p(),
+            data_dir: root.to_path_buf(),
+        },
         _ => Error::io(format!("access {:?} in the project", path.original), err),
     }
 }
@@ -325,16 +402,32 @@ mod tests {
 
     #[test]
     fn parse_accepts_relative_and_project_absolute() {
-        assert_eq!(ProjectPath::parse("app/page.tsx").unwrap().sandbox_path(), "/home/user/project/app/page.tsx");
-        assert_eq!(ProjectPath::parse("/home/user/project/a/./b").unwrap().sandbox_path(), "/home/user/project/a/b");
-        assert_eq!(ProjectPath::parse("a/../b").unwrap().sandbox_path(), "/home/user/project/b");
+        assert_eq!(
+            ProjectPath::parse("app/page.tsx").unwrap().sandbox_path(),
+            "/home/user/project/app/page.tsx"
+        );
+        assert_eq!(
+            ProjectPath::parse("/home/user/project/a/./b").unwrap().sandbox_path(),
+            "/home/user/project/a/b"
+        );
+        assert_eq!(
+            ProjectPath::parse("a/../b").unwrap().sandbox_path(),
+            "/home/user/project/b"
+        );
         assert!(ProjectPath::parse("/home/user/project").unwrap().is_root());
         assert!(ProjectPath::parse("").unwrap().is_root());
     }
 
     #[test]
     fn parse_refuses_escapes() {
-        for p in ["../x", "a/../../x", "/etc/passwd", "/home/user/projectx/a", "/home/user/.bashrc", "/"] {
+        for p in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "/home/user/projectx/a",
+            "/home/user/.bashrc",
+            "/",
+        ] {
             assert!(matches!(ProjectPath::parse(p), Err(Error::PathEscape { .. })), "{p}");
         }
         assert!(matches!(ProjectPath::parse("a\0b"), Err(Error::WrongKind { .. })));
@@ -357,16 +450,32 @@ mod tests {
         for p in ["rel", "abs", "up/secret"] {
             let path = ProjectPath::parse(p).unwrap();
             assert!(matches!(r.read_file(&path), Err(Error::PathEscape { .. })), "{p}");
-            assert!(matches!(r.write_file(&path, b"x"), Err(Error::PathEscape { .. })), "{p}");
+            assert!(
+                matches!(r.write_file(&path, b"x"), Err(Error::PathEscape { .. })),
+                "{p}"
+            );
         }
-        assert!(matches!(r.write_file(&ProjectPath::parse("up/new/file").unwrap(), b"x"), Err(Error::PathEscape { .. })));
+        assert!(matches!(
+            r.write_file(&ProjectPath::parse("up/new/file").unwrap(), b"x"),
+            Err(Error::PathEscape { .. })
+        ));
         assert_eq!(std::fs::read_to_string(dir.path().join("secret")).unwrap(), "s");
-        r.write_file(&ProjectPath::parse("ok/deep/er/f.txt").unwrap(), b"hello").unwrap();
-        assert_eq!(std::fs::read_to_string(root.join("inside/deep/er/f.txt")).unwrap(), "hello");
-        assert_eq!(r.read_file(&ProjectPath::parse("ok/deep/er/f.txt").unwrap()).unwrap(), b"hello");
+        r.write_file(&ProjectPath::parse("ok/deep/er/f.txt").unwrap(), b"hello")
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("inside/deep/er/f.txt")).unwrap(),
+            "hello"
+        );
+        assert_eq!(
+            r.read_file(&ProjectPath::parse("ok/deep/er/f.txt").unwrap()).unwrap(),
+            b"hello"
+        );
         let listed = r.list(&ProjectPath::parse(".").unwrap(), 3).unwrap();
         let names: Vec<_> = listed.iter().map(|e| e.path.as_str()).collect();
         assert!(names.contains(&"/home/user/project/inside/deep/er"), "{names:?}");
-        assert!(matches!(r.read_file(&ProjectPath::parse("missing").unwrap()), Err(Error::NotFound { .. })));
+        assert!(matches!(
+            r.read_file(&ProjectPath::parse("missing").unwrap()),
+            Err(Error::NotFound { .. })
+        ));
     }
 }

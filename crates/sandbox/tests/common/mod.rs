@@ -33,14 +33,22 @@ impl Env {
     }
 
     pub async fn with(tweak: impl FnOnce(&mut LocalConfig)) -> Env {
-        let dir = tempfile::Builder::new().prefix("forgeai-sbx-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("forgeai-sbx-test-")
+            .tempdir()
+            .expect("tempdir");
         Self::in_dir(dir, tweak).await
     }
 
     pub async fn in_dir(dir: tempfile::TempDir, tweak: impl FnOnce(&mut LocalConfig)) -> Env {
         require_root();
         let mut cfg = LocalConfig::new(dir.path());
-        cfg.limits = Limits { memory_bytes: Some(512 << 20), pids: Some(256), cpu_cores: None, cpu_shares: Some(512) };
+        cfg.limits = Limits {
+            memory_bytes: Some(512 << 20),
+            pids: Some(256),
+            cpu_cores: None,
+            cpu_shares: Some(512),
+        };
         tweak(&mut cfg);
         let provider = LocalProvider::new(cfg).await.expect("local provider");
         provider.ensure_static_template().await.expect("static template");
@@ -48,7 +56,11 @@ impl Env {
     }
 
     pub async fn create(&self) -> String {
-        self.provider.create("static", CreateOptions::default()).await.expect("create sandbox").id
+        self.provider
+            .create("static", CreateOptions::default())
+            .await
+            .expect("create sandbox")
+            .id
     }
 
     pub async fn run(&self, id: &str, cmd: &str) -> forgeai_sandbox::CommandResult {
@@ -88,15 +100,23 @@ impl Drop for Env {
 
 /// GETs `path` from the proxy on `port` with Host `host`; returns (status, body).
 pub async fn http_get(port: u16, host: &str, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect proxy");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect proxy");
     // HTTP/1.0: the answer is never chunked, so the body can be read as is.
     let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await.expect("response in time").expect("read");
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 

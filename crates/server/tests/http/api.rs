@@ -9,9 +9,7 @@ use crate::harness::{LastEventId, TestServer, assert_code_agent_event, expect_er
 const MISSING: &str = "0190a5b1-0000-7000-8000-000000000000";
 
 fn is_uuid(value: &Value) -> bool {
-    value
-        .as_str()
-        .is_some_and(|text| uuid::Uuid::parse_str(text).is_ok())
+    value.as_str().is_some_and(|text| uuid::Uuid::parse_str(text).is_ok())
 }
 
 fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
@@ -50,9 +48,7 @@ pub async fn projects_messages_and_runs(s: &TestServer) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fetched, project);
     // Ids are UUIDs; any spelling of one names the same project.
-    let (status, _) = s
-        .get(&format!("/api/projects/{}", id.to_uppercase()), token)
-        .await;
+    let (status, _) = s.get(&format!("/api/projects/{}", id.to_uppercase()), token).await;
     assert_eq!(status, StatusCode::OK);
 
     let runs = s.finished_runs(token, &id, 1).await;
@@ -130,10 +126,7 @@ pub async fn projects_messages_and_runs(s: &TestServer) {
         .iter()
         .map(|output| output["message"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        prompts,
-        ["Build a todo app", "Add dark mode", "Add a footer"]
-    );
+    assert_eq!(prompts, ["Build a todo app", "Add dark mode", "Add a footer"]);
 
     let (status, messages) = s.get(&format!("/api/messages?projectId={id}"), token).await;
     assert_eq!(status, StatusCode::OK);
@@ -143,10 +136,7 @@ pub async fn projects_messages_and_runs(s: &TestServer) {
         .iter()
         .map(|m| m["content"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        contents,
-        ["Build a todo app", "Add dark mode", "Add a footer"]
-    );
+    assert_eq!(contents, ["Build a todo app", "Add dark mode", "Add a footer"]);
     for message in messages.as_array().unwrap() {
         assert_eq!(message["codeFragment"], Value::Null, "{message}");
         assert_eq!(message["role"], "USER");
@@ -165,12 +155,7 @@ pub async fn projects_messages_and_runs(s: &TestServer) {
     assert_eq!(pictured["imageUrl"], "http://127.0.0.1/uploads/x.png");
     let pictured_id = pictured["id"].as_str().unwrap();
     let runs = s.finished_runs(token, pictured_id, 1).await;
-    let output = s
-        .engine_run(runs[0]["id"].as_str().unwrap())
-        .await
-        .run
-        .output
-        .unwrap();
+    let output = s.engine_run(runs[0]["id"].as_str().unwrap()).await.run.output.unwrap();
     assert_eq!(output["imageUrl"], "http://127.0.0.1/uploads/x.png");
 
     // Most recently updated first: a new message moves its project to the top.
@@ -208,10 +193,7 @@ pub async fn projects_messages_and_runs(s: &TestServer) {
         format!("/api/runs/{run_id}"),
     ] {
         expect_error(
-            s.request(Method::GET, &path, Some(token))
-                .send()
-                .await
-                .unwrap(),
+            s.request(Method::GET, &path, Some(token)).send().await.unwrap(),
             StatusCode::NOT_FOUND,
         )
         .await;
@@ -231,11 +213,7 @@ pub async fn fragments(s: &TestServer) {
     let token = alice.token.as_str();
     let id = s.create_project(token, "Build a counter").await;
     let saved = s
-        .add_fragment(
-            &alice,
-            &id,
-            &[("app/page.tsx", "v1"), ("lib/utils.ts", "export {}")],
-        )
+        .add_fragment(&alice, &id, &[("app/page.tsx", "v1"), ("lib/utils.ts", "export {}")])
         .await;
     let fragment = saved.fragment.expect("fragment");
 
@@ -244,12 +222,7 @@ pub async fn fragments(s: &TestServer) {
     let messages = messages.as_array().unwrap();
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0]["role"], "USER");
-    assert!(
-        messages[0]
-            .as_object()
-            .unwrap()
-            .contains_key("codeFragment")
-    );
+    assert!(messages[0].as_object().unwrap().contains_key("codeFragment"));
     assert_eq!(messages[0]["codeFragment"], Value::Null);
     let reply = &messages[1];
     assert_eq!(reply["role"], "ASSISTANT");
@@ -265,10 +238,7 @@ pub async fn fragments(s: &TestServer) {
         code["files"],
         json!({ "app/page.tsx": "v1", "lib/utils.ts": "export {}" })
     );
-    assert_eq!(
-        code["designSpec"],
-        json!({ "meta": { "title": "Counter" } })
-    );
+    assert_eq!(code["designSpec"], json!({ "meta": { "title": "Counter" } }));
     assert_eq!(code["imageUrl"], Value::Null);
 
     // PATCH merges: new content for a known path, new paths added, others kept.
@@ -278,9 +248,7 @@ pub async fn fragments(s: &TestServer) {
             Method::PATCH,
             &path,
             Some(token),
-            Some(
-                json!({ "files": { "app/page.tsx": "v2 ✓", "components/ui/new button.tsx": "n" } }),
-            ),
+            Some(json!({ "files": { "app/page.tsx": "v2 ✓", "components/ui/new button.tsx": "n" } })),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
@@ -362,11 +330,7 @@ pub async fn fragments(s: &TestServer) {
         .unwrap();
     expect_error(response, StatusCode::PAYLOAD_TOO_LARGE).await;
     let unknown = s
-        .request(
-            Method::PATCH,
-            &format!("/api/fragments/{MISSING}"),
-            Some(token),
-        )
+        .request(Method::PATCH, &format!("/api/fragments/{MISSING}"), Some(token))
         .json(&json!({ "files": { "a.txt": "b" } }))
         .send()
         .await
@@ -426,9 +390,7 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
     let before = s.stored().await;
 
     let post_json = |path: &str, body: &str, content_type: Option<&str>| {
-        let mut request = s
-            .request(Method::POST, path, Some(token))
-            .body(body.to_owned());
+        let mut request = s.request(Method::POST, path, Some(token)).body(body.to_owned());
         if let Some(content_type) = content_type {
             request = request.header(CONTENT_TYPE, content_type);
         }
@@ -438,30 +400,14 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
     let long = "a".repeat(10_001);
     let projects_bad: Vec<(String, Option<&str>, StatusCode)> = vec![
         ("{".into(), json_type, StatusCode::BAD_REQUEST),
-        (
-            r#"{"message": "hi""#.into(),
-            json_type,
-            StatusCode::BAD_REQUEST,
-        ),
+        (r#"{"message": "hi""#.into(), json_type, StatusCode::BAD_REQUEST),
         ("".into(), json_type, StatusCode::BAD_REQUEST),
         ("null".into(), json_type, StatusCode::BAD_REQUEST),
         ("[]".into(), json_type, StatusCode::BAD_REQUEST),
         ("{}".into(), json_type, StatusCode::BAD_REQUEST),
-        (
-            r#"{"message": 5}"#.into(),
-            json_type,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            r#"{"message": ""}"#.into(),
-            json_type,
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            r#"{"message": " \n\t "}"#.into(),
-            json_type,
-            StatusCode::BAD_REQUEST,
-        ),
+        (r#"{"message": 5}"#.into(), json_type, StatusCode::BAD_REQUEST),
+        (r#"{"message": ""}"#.into(), json_type, StatusCode::BAD_REQUEST),
+        (r#"{"message": " \n\t "}"#.into(), json_type, StatusCode::BAD_REQUEST),
         (
             json!({ "message": long }).to_string(),
             json_type,
@@ -493,8 +439,7 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
             StatusCode::BAD_REQUEST,
         ),
         (
-            json!({ "message": "hi", "imageUrl": format!("https://{}", "x".repeat(3000)) })
-                .to_string(),
+            json!({ "message": "hi", "imageUrl": format!("https://{}", "x".repeat(3000)) }).to_string(),
             json_type,
             StatusCode::BAD_REQUEST,
         ),
@@ -513,11 +458,7 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
             Some("application/x-www-form-urlencoded"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
-        (
-            r#"{"message": "hi"}"#.into(),
-            None,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ),
+        (r#"{"message": "hi"}"#.into(), None, StatusCode::UNSUPPORTED_MEDIA_TYPE),
         (
             json!({ "message": "x".repeat(2 * 1024 * 1024) }).to_string(),
             json_type,
@@ -525,9 +466,7 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
         ),
     ];
     for (body, content_type, status) in &projects_bad {
-        let response = post_json("/api/projects", body, *content_type)
-            .await
-            .unwrap();
+        let response = post_json("/api/projects", body, *content_type).await.unwrap();
         let error = expect_error(response, *status).await;
         assert!(!error.contains("internal"), "{body:.80}: {error}");
     }
@@ -538,30 +477,12 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
             json!({ "projectId": "not-a-uuid", "message": "hi" }),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            json!({ "projectId": 7, "message": "hi" }),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            json!({ "projectId": MISSING, "message": "hi" }),
-            StatusCode::NOT_FOUND,
-        ),
-        (
-            json!({ "projectId": id, "message": "" }),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            json!({ "projectId": id, "message": "   " }),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            json!({ "projectId": id, "message": long }),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            json!({ "projectId": id, "message": "\u{0}" }),
-            StatusCode::BAD_REQUEST,
-        ),
+        (json!({ "projectId": 7, "message": "hi" }), StatusCode::BAD_REQUEST),
+        (json!({ "projectId": MISSING, "message": "hi" }), StatusCode::NOT_FOUND),
+        (json!({ "projectId": id, "message": "" }), StatusCode::BAD_REQUEST),
+        (json!({ "projectId": id, "message": "   " }), StatusCode::BAD_REQUEST),
+        (json!({ "projectId": id, "message": long }), StatusCode::BAD_REQUEST),
+        (json!({ "projectId": id, "message": "\u{0}" }), StatusCode::BAD_REQUEST),
         (json!({ "projectId": id }), StatusCode::BAD_REQUEST),
         (
             json!({ "projectId": id, "message": "hi", "imageUrl": "data:image/png;base64,AAAA" }),
@@ -569,9 +490,7 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
         ),
     ];
     for (body, status) in &messages_bad {
-        let response = post_json("/api/messages", &body.to_string(), json_type)
-            .await
-            .unwrap();
+        let response = post_json("/api/messages", &body.to_string(), json_type).await.unwrap();
         let error = expect_error(response, *status).await;
         assert!(!error.contains("internal"), "{body}: {error}");
     }
@@ -583,18 +502,12 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
     .await
     .unwrap();
     expect_error(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    let response = post_json("/api/messages", "{\"projectId\":", json_type)
-        .await
-        .unwrap();
+    let response = post_json("/api/messages", "{\"projectId\":", json_type).await.unwrap();
     expect_error(response, StatusCode::BAD_REQUEST).await;
 
     let gets: Vec<(Method, String, StatusCode)> = vec![
         (Method::GET, "/api/messages".into(), StatusCode::BAD_REQUEST),
-        (
-            Method::GET,
-            "/api/messages?projectId=".into(),
-            StatusCode::BAD_REQUEST,
-        ),
+        (Method::GET, "/api/messages?projectId=".into(), StatusCode::BAD_REQUEST),
         (
             Method::GET,
             "/api/messages?projectId=nope".into(),
@@ -610,57 +523,25 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
             format!("/api/messages?projectId={MISSING}"),
             StatusCode::NOT_FOUND,
         ),
-        (
-            Method::GET,
-            "/api/projects/nope".into(),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::GET,
-            "/api/projects/%00".into(),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::GET,
-            format!("/api/projects/{MISSING}"),
-            StatusCode::NOT_FOUND,
-        ),
-        (
-            Method::DELETE,
-            "/api/projects/nope".into(),
-            StatusCode::BAD_REQUEST,
-        ),
+        (Method::GET, "/api/projects/nope".into(), StatusCode::BAD_REQUEST),
+        (Method::GET, "/api/projects/%00".into(), StatusCode::BAD_REQUEST),
+        (Method::GET, format!("/api/projects/{MISSING}"), StatusCode::NOT_FOUND),
+        (Method::DELETE, "/api/projects/nope".into(), StatusCode::BAD_REQUEST),
         (
             Method::DELETE,
             format!("/api/projects/{MISSING}"),
             StatusCode::NOT_FOUND,
         ),
-        (
-            Method::GET,
-            "/api/projects/nope/runs".into(),
-            StatusCode::BAD_REQUEST,
-        ),
+        (Method::GET, "/api/projects/nope/runs".into(), StatusCode::BAD_REQUEST),
         (
             Method::GET,
             format!("/api/projects/{MISSING}/runs"),
             StatusCode::NOT_FOUND,
         ),
-        (
-            Method::GET,
-            "/api/runs/nope".into(),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Method::GET,
-            format!("/api/runs/{MISSING}"),
-            StatusCode::NOT_FOUND,
-        ),
+        (Method::GET, "/api/runs/nope".into(), StatusCode::BAD_REQUEST),
+        (Method::GET, format!("/api/runs/{MISSING}"), StatusCode::NOT_FOUND),
         // A project id is not a run id.
-        (
-            Method::GET,
-            format!("/api/runs/{id}"),
-            StatusCode::NOT_FOUND,
-        ),
+        (Method::GET, format!("/api/runs/{id}"), StatusCode::NOT_FOUND),
         (
             Method::GET,
             "/api/projects/nope/realtime".into(),
@@ -681,23 +562,11 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
             format!("/api/projects/{id}/realtime?lastEventId=1.5"),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            Method::GET,
-            "/api/nothing-here".into(),
-            StatusCode::NOT_FOUND,
-        ),
-        (
-            Method::PUT,
-            "/api/projects".into(),
-            StatusCode::METHOD_NOT_ALLOWED,
-        ),
+        (Method::GET, "/api/nothing-here".into(), StatusCode::NOT_FOUND),
+        (Method::PUT, "/api/projects".into(), StatusCode::METHOD_NOT_ALLOWED),
     ];
     for (method, path, status) in &gets {
-        let response = s
-            .request(method.clone(), path, Some(token))
-            .send()
-            .await
-            .unwrap();
+        let response = s.request(method.clone(), path, Some(token)).send().await.unwrap();
         let error = expect_error(response, *status).await;
         assert!(!error.contains("internal"), "{method} {path}: {error}");
     }
@@ -707,60 +576,33 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
         .await
         .unwrap();
     assert_eq!(response.headers()["allow"], "POST,GET,HEAD");
-    let response = s
-        .open_realtime(token, &id, LastEventId::Header("not-a-number"))
-        .await;
+    let response = s.open_realtime(token, &id, LastEventId::Header("not-a-number")).await;
     expect_error(response, StatusCode::BAD_REQUEST).await;
 
     let patch = s
-        .request(
-            Method::PATCH,
-            &format!("/api/fragments/{}", fragment.id),
-            Some(token),
-        )
+        .request(Method::PATCH, &format!("/api/fragments/{}", fragment.id), Some(token))
         .json(&json!({ "files": { "../../etc/passwd": "x" } }))
         .send()
         .await
         .unwrap();
     expect_error(patch, StatusCode::BAD_REQUEST).await;
 
-    assert_eq!(
-        s.stored().await,
-        before,
-        "a rejected request stored something"
-    );
+    assert_eq!(s.stored().await, before, "a rejected request stored something");
 }
 
 pub async fn authentication(s: &TestServer) {
     let alice = s.user("alice").await;
     let id = s.create_project(&alice.token, "Build a todo app").await;
-    let fragment = s
-        .add_fragment(&alice, &id, &[("a.txt", "a")])
-        .await
-        .fragment
-        .unwrap();
+    let fragment = s.add_fragment(&alice, &id, &[("a.txt", "a")]).await.fragment.unwrap();
     let runs = s.finished_runs(&alice.token, &id, 1).await;
     let run_id = runs[0]["id"].as_str().unwrap();
     let before = s.stored().await;
 
-    let login = s
-        .store
-        .create_login_token(&alice.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let login = s.store.create_login_token(&alice.id).await.unwrap().unwrap();
     let routes: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, "/api/projects".into(), None),
-        (
-            Method::POST,
-            "/api/projects".into(),
-            Some(json!({ "message": "hi" })),
-        ),
-        (
-            Method::POST,
-            "/api/projects".into(),
-            Some(json!({ "message": "" })),
-        ),
+        (Method::POST, "/api/projects".into(), Some(json!({ "message": "hi" }))),
+        (Method::POST, "/api/projects".into(), Some(json!({ "message": "" }))),
         (Method::GET, format!("/api/projects/{id}"), None),
         (Method::GET, "/api/projects/not-a-uuid".into(), None),
         (Method::DELETE, format!("/api/projects/{id}"), None),
@@ -819,17 +661,10 @@ pub async fn authentication(s: &TestServer) {
             .unwrap();
         expect_error(response, StatusCode::UNAUTHORIZED).await;
     }
-    assert_eq!(
-        s.stored().await,
-        before,
-        "an unauthenticated request stored something"
-    );
+    assert_eq!(s.stored().await, before, "an unauthenticated request stored something");
 
     // The scheme is case-insensitive and the token may be surrounded by spaces.
-    for credentials in [
-        format!("bearer {}", alice.token),
-        format!("BEARER  {} ", alice.token),
-    ] {
+    for credentials in [format!("bearer {}", alice.token), format!("BEARER  {} ", alice.token)] {
         let response = s
             .request(Method::GET, "/api/projects", None)
             .header("Authorization", credentials)
@@ -850,9 +685,7 @@ pub async fn authentication(s: &TestServer) {
     let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     assert!(set_cookie.starts_with("forgeai_session="), "{set_cookie}");
     assert!(
-        set_cookie.contains("HttpOnly")
-            && set_cookie.contains("SameSite=Lax")
-            && set_cookie.contains("Path=/"),
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax") && set_cookie.contains("Path=/"),
         "{set_cookie}"
     );
     let session = set_cookie.split(';').next().unwrap().to_owned();
@@ -915,16 +748,8 @@ pub async fn authentication(s: &TestServer) {
             json!({ "token": "" }).to_string(),
             StatusCode::UNAUTHORIZED,
         ),
-        (
-            Some("application/json"),
-            "{}".into(),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Some("application/json"),
-            "{\"token\": ".into(),
-            StatusCode::BAD_REQUEST,
-        ),
+        (Some("application/json"), "{}".into(), StatusCode::BAD_REQUEST),
+        (Some("application/json"), "{\"token\": ".into(), StatusCode::BAD_REQUEST),
         (
             Some("text/plain"),
             json!({ "token": alice.token }).to_string(),
@@ -937,9 +762,7 @@ pub async fn authentication(s: &TestServer) {
         ),
     ];
     for (content_type, body, status) in refused {
-        let mut request = s
-            .request(Method::POST, "/api/session", None)
-            .body(body.clone());
+        let mut request = s.request(Method::POST, "/api/session", None).body(body.clone());
         if let Some(content_type) = content_type {
             request = request.header(CONTENT_TYPE, content_type);
         }
@@ -965,11 +788,7 @@ pub async fn authentication(s: &TestServer) {
     let (status, health) = s.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health, json!({ "status": "ok" }));
-    let metrics = s
-        .request(Method::GET, "/metrics", None)
-        .send()
-        .await
-        .unwrap();
+    let metrics = s.request(Method::GET, "/metrics", None).send().await.unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
     assert!(
         metrics.headers()[CONTENT_TYPE]
@@ -979,9 +798,7 @@ pub async fn authentication(s: &TestServer) {
     );
     let metrics = metrics.text().await.unwrap();
     assert!(
-        metrics.contains(
-            r#"forgeai_http_requests_total{method="GET",route="/healthz",status="200"} 1"#
-        ),
+        metrics.contains(r#"forgeai_http_requests_total{method="GET",route="/healthz",status="200"} 1"#),
         "{metrics}"
     );
     assert!(
@@ -1010,9 +827,7 @@ pub async fn other_users_data_is_invisible(s: &TestServer) {
         .unwrap();
     let runs = s.finished_runs(&alice.token, &id, 1).await;
     let run_id = runs[0]["id"].as_str().unwrap().to_owned();
-    let (_, alice_messages) = s
-        .get(&format!("/api/messages?projectId={id}"), &alice.token)
-        .await;
+    let (_, alice_messages) = s.get(&format!("/api/messages?projectId={id}"), &alice.token).await;
     let before = s.stored().await;
 
     let (status, listed) = s.get("/api/projects", &bob.token).await;
@@ -1106,9 +921,7 @@ pub async fn other_users_data_is_invisible(s: &TestServer) {
     assert_eq!(s.stored().await, before, "Bob's requests changed something");
     let (status, project) = s.get(&format!("/api/projects/{id}"), &alice.token).await;
     assert_eq!(status, StatusCode::OK, "{project}");
-    let (_, messages) = s
-        .get(&format!("/api/messages?projectId={id}"), &alice.token)
-        .await;
+    let (_, messages) = s.get(&format!("/api/messages?projectId={id}"), &alice.token).await;
     assert_eq!(messages, alice_messages);
     assert_eq!(s.finished_runs(&alice.token, &id, 1).await.len(), 1);
     let (status, _) = s.get(&format!("/api/runs/{run_id}"), &alice.token).await;

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use forgeai_code_agent::{
-    CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest, STATUS_TOPIC, project_channel,
-};
+use forgeai_code_agent::{CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest, STATUS_TOPIC, project_channel};
 use forgeai_engine::{Engine, EngineConfig, Function, RunDetail, RunFilter, StepError};
 use forgeai_server::{AppState, ServerConfig};
 use forgeai_store::testing::TestPostgres;
@@ -19,11 +17,7 @@ use sqlx::{Connection, PgConnection, SqliteConnection};
 use tempfile::TempDir;
 
 /// The statuses the stand-in code agent publishes, in order.
-pub const STATUSES: [&str; 3] = [
-    "Generating sandbox url...",
-    "Saving to db...",
-    "Demo is ready",
-];
+pub const STATUSES: [&str; 3] = ["Generating sandbox url...", "Saving to db...", "Demo is ready"];
 
 /// How long a test waits for something asynchronous (a run finishing, an SSE message).
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -56,25 +50,21 @@ pub struct TestUser {
 /// The stand-in for the real code agent: same id, trigger and concurrency key; it publishes
 /// [`STATUSES`] on the project's channel, runs one step, and returns the event data it got.
 fn stand_in_code_agent() -> Function {
-    Function::new(
-        CODE_AGENT_FUNCTION,
-        CODE_AGENT_EVENT,
-        |ctx, event| async move {
-            let request: CodeAgentRequest = serde_json::from_value(event.data)
-                .map_err(|error| StepError::non_retriable(format!("bad event data: {error}")))?;
-            let channel = project_channel(&request.project_id);
-            let message = ctx
-                .step("get-prev-messages", || {
-                    let message = request.message.clone();
-                    async move { Ok::<_, StepError>(message) }
-                })
-                .await?;
-            for status in STATUSES {
-                ctx.publish(&channel, STATUS_TOPIC, json!(status)).await?;
-            }
-            Ok(CodeAgentRequest { message, ..request })
-        },
-    )
+    Function::new(CODE_AGENT_FUNCTION, CODE_AGENT_EVENT, |ctx, event| async move {
+        let request: CodeAgentRequest = serde_json::from_value(event.data)
+            .map_err(|error| StepError::non_retriable(format!("bad event data: {error}")))?;
+        let channel = project_channel(&request.project_id);
+        let message = ctx
+            .step("get-prev-messages", || {
+                let message = request.message.clone();
+                async move { Ok::<_, StepError>(message) }
+            })
+            .await?;
+        for status in STATUSES {
+            ctx.publish(&channel, STATUS_TOPIC, json!(status)).await?;
+        }
+        Ok(CodeAgentRequest { message, ..request })
+    })
     .concurrency_key("projectId")
 }
 
@@ -84,20 +74,13 @@ impl TestServer {
         let data_dir = dir.path().to_path_buf();
         let (store, db_url, postgres) = match backend {
             Backend::Sqlite => {
-                let store = Store::open_default(&data_dir)
-                    .await
-                    .expect("SQLite store opens");
-                let url = format!(
-                    "sqlite://{}",
-                    data_dir.join(forgeai_store::DEFAULT_DB_FILE).display()
-                );
+                let store = Store::open_default(&data_dir).await.expect("SQLite store opens");
+                let url = format!("sqlite://{}", data_dir.join(forgeai_store::DEFAULT_DB_FILE).display());
                 (store, url, None)
             }
             Backend::Postgres => {
                 let postgres = TestPostgres::start().await;
-                let store = Store::connect(postgres.url())
-                    .await
-                    .expect("PostgreSQL store opens");
+                let store = Store::connect(postgres.url()).await.expect("PostgreSQL store opens");
                 (store, postgres.url().to_owned(), Some(postgres))
             }
         };
@@ -146,12 +129,7 @@ impl TestServer {
         TestUser { id: user.id, token }
     }
 
-    pub fn request(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-    ) -> reqwest::RequestBuilder {
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
         let builder = self.http.request(method, format!("{}{path}", self.url));
         match token {
             Some(token) => builder.bearer_auth(token),
@@ -194,12 +172,7 @@ impl TestServer {
     }
 
     /// Stores an ASSISTANT result with a fragment, as the code agent does at the end of a run.
-    pub async fn add_fragment(
-        &self,
-        user: &TestUser,
-        project_id: &str,
-        files: &[(&str, &str)],
-    ) -> MessageWithFragment {
+    pub async fn add_fragment(&self, user: &TestUser, project_id: &str, files: &[(&str, &str)]) -> MessageWithFragment {
         let reply = AssistantReply::Result {
             content: "Built a counter app.".into(),
             fragment: NewFragment {
@@ -226,9 +199,7 @@ impl TestServer {
     pub async fn finished_runs(&self, token: &str, project_id: &str, count: usize) -> Vec<Value> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let (status, body) = self
-                .get(&format!("/api/projects/{project_id}/runs"), token)
-                .await;
+            let (status, body) = self.get(&format!("/api/projects/{project_id}/runs"), token).await;
             assert_eq!(status, StatusCode::OK, "{body}");
             let runs = body.as_array().expect("a list of runs").clone();
             assert!(runs.len() <= count, "more runs than expected: {body}");
@@ -279,20 +250,14 @@ impl TestServer {
             let mut conn = PgConnection::connect(&self.db_url)
                 .await
                 .expect("connect to PostgreSQL");
-            let count = sqlx::query_scalar(&sql)
-                .fetch_one(&mut conn)
-                .await
-                .expect("count rows");
+            let count = sqlx::query_scalar(&sql).fetch_one(&mut conn).await.expect("count rows");
             let _ = conn.close().await;
             count
         } else {
             let mut conn = SqliteConnection::connect(&self.db_url)
                 .await
                 .expect("connect to SQLite");
-            sqlx::query_scalar(&sql)
-                .fetch_one(&mut conn)
-                .await
-                .expect("count rows")
+            sqlx::query_scalar(&sql).fetch_one(&mut conn).await.expect("count rows")
         }
     }
 
@@ -320,12 +285,7 @@ impl TestServer {
     }
 
     /// Opens the project's realtime stream; panics unless it answers 200 with SSE.
-    pub async fn subscribe(
-        &self,
-        token: &str,
-        project_id: &str,
-        last_event_id: LastEventId<'_>,
-    ) -> SseClient {
+    pub async fn subscribe(&self, token: &str, project_id: &str, last_event_id: LastEventId<'_>) -> SseClient {
         let response = self.open_realtime(token, project_id, last_event_id).await;
         assert_eq!(response.status(), StatusCode::OK);
         let content_type = response
@@ -373,9 +333,7 @@ pub struct Stored {
 }
 
 fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.count())
-        .unwrap_or(0)
+    std::fs::read_dir(dir).map(|entries| entries.count()).unwrap_or(0)
 }
 
 #[derive(Clone, Copy)]
@@ -438,8 +396,7 @@ impl SseEvent {
     /// The status string a `projectInfo` event carries.
     pub fn status(&self) -> String {
         assert_eq!(self.event.as_deref(), Some(STATUS_TOPIC), "{self:?}");
-        serde_json::from_str(&self.data)
-            .unwrap_or_else(|error| panic!("data is not a JSON string ({error}): {self:?}"))
+        serde_json::from_str(&self.data).unwrap_or_else(|error| panic!("data is not a JSON string ({error}): {self:?}"))
     }
 
     pub fn id(&self) -> i64 {
@@ -474,14 +431,11 @@ impl SseClient {
             if let Some(event) = self.take_event() {
                 return Some(event);
             }
-            let chunk = tokio::time::timeout_at(deadline, self.body.next())
-                .await
-                .ok()??;
+            let chunk = tokio::time::timeout_at(deadline, self.body.next()).await.ok()??;
             let chunk = chunk.expect("SSE stream readable");
             let text = std::str::from_utf8(&chunk).expect("SSE stream is UTF-8");
             self.raw.push_str(text);
-            self.buffer
-                .push_str(&text.replace("\r\n", "\n").replace('\r', "\n"));
+            self.buffer.push_str(&text.replace("\r\n", "\n").replace('\r', "\n"));
         }
     }
 

@@ -126,15 +126,12 @@ pub async fn event_endpoint(s: &TestServer) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) =
-        read_json(send(s, &alice.token, &json!({ "name": "app/no-data" })).await).await;
+    let (status, body) = read_json(send(s, &alice.token, &json!({ "name": "app/no-data" })).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = s.stored().await;
-    let too_many: Vec<Value> = (0..101)
-        .map(|n| event(&id, &format!("event {n}")))
-        .collect();
+    let too_many: Vec<Value> = (0..101).map(|n| event(&id, &format!("event {n}"))).collect();
     let rejected: Vec<(Value, StatusCode)> = vec![
         (json!([]), StatusCode::BAD_REQUEST),
         (json!(too_many), StatusCode::BAD_REQUEST),
@@ -164,10 +161,7 @@ pub async fn event_endpoint(s: &TestServer) {
             json!({ "name": CODE_AGENT_EVENT, "data": { "projectId": id, "message": "hi", "imageUrl": "file:///etc/passwd" } }),
             StatusCode::BAD_REQUEST,
         ),
-        (
-            json!({ "name": "app/x", "ts": "yesterday" }),
-            StatusCode::BAD_REQUEST,
-        ),
+        (json!({ "name": "app/x", "ts": "yesterday" }), StatusCode::BAD_REQUEST),
         // A bad event anywhere in a batch sends none of it.
         (
             json!([event(&id, "fine"), { "name": "app/fine" }, event(&id, "")]),
@@ -184,11 +178,7 @@ pub async fn event_endpoint(s: &TestServer) {
         assert!(!error.contains("internal"), "{body:.100}: {error}");
     }
     // Bob's key does not reach Alice's project.
-    expect_error(
-        send(s, &bob.token, &event(&id, "hi")).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    expect_error(send(s, &bob.token, &event(&id, "hi")).await, StatusCode::NOT_FOUND).await;
     let malformed = s
         .request(Method::POST, &format!("/e/{}", alice.token), None)
         .header(CONTENT_TYPE, "application/json")
@@ -227,15 +217,9 @@ fn client_dir() -> PathBuf {
 /// Installs the pinned SDK (`npm ci`) unless `node_modules` is already up to date.
 fn install_sdk() {
     static INSTALL: Mutex<()> = Mutex::new(());
-    let _once = INSTALL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _once = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = client_dir();
-    let modified = |path: &Path| {
-        std::fs::metadata(path)
-            .and_then(|meta| meta.modified())
-            .ok()
-    };
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|meta| meta.modified()).ok();
     let installed = modified(&dir.join("node_modules").join(".package-lock.json"));
     let locked = modified(&dir.join("package-lock.json"));
     if installed.is_some() && installed >= locked {
@@ -245,9 +229,7 @@ fn install_sdk() {
         .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
         .current_dir(&dir)
         .output()
-        .unwrap_or_else(|error| {
-            panic!("cannot run npm (Node.js 20 and npm are needed for this test): {error}")
-        });
+        .unwrap_or_else(|error| panic!("cannot run npm (Node.js 20 and npm are needed for this test): {error}"));
     assert!(
         output.status.success(),
         "npm ci in {} failed:\n{}{}",
@@ -279,8 +261,7 @@ async fn sdk_send(s: &TestServer, event_key: &str, events: &Value) -> Result<Vec
             String::from_utf8_lossy(&output.stderr)
         )
     });
-    let answer: Value =
-        serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {stdout}"));
+    let answer: Value = serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {stdout}"));
     match (&answer["ids"], &answer["error"]) {
         (Value::Array(ids), _) => {
             assert!(output.status.success());
@@ -309,9 +290,7 @@ pub async fn inngest_sdk_sends_events(s: &TestServer) {
     assert_code_agent_event(&outputs[1], &id, "Sent with the Inngest SDK", &alice.id);
 
     let batch = json!([event(&id, "SDK batch one"), event(&id, "SDK batch two")]);
-    let ids = sdk_send(s, &alice.token, &batch)
-        .await
-        .expect("the SDK sends a batch");
+    let ids = sdk_send(s, &alice.token, &batch).await.expect("the SDK sends a batch");
     assert_eq!(ids.len(), 2);
     let outputs = run_messages(s, &alice.token, &id, 4).await;
     assert_eq!(outputs[2]["message"], "SDK batch one");

@@ -27,17 +27,12 @@ pub async fn openapi_document(s: &TestServer) {
     let (status, doc) = s.call(Method::GET, "/api/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        doc["openapi"]
-            .as_str()
-            .is_some_and(|version| version.starts_with("3.")),
+        doc["openapi"].as_str().is_some_and(|version| version.starts_with("3.")),
         "{}",
         doc["openapi"]
     );
     assert_eq!(doc["info"]["title"], "forgeai");
-    assert_eq!(
-        doc["components"]["securitySchemes"]["bearer"]["scheme"],
-        "bearer"
-    );
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 
     let mut operations = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -51,16 +46,9 @@ pub async fn openapi_document(s: &TestServer) {
             // The event endpoint authenticates with the key in its path, sign-in with the token
             // in its body; neither needs a bearer token, nor does signing out.
             if path.starts_with("/e/") || path == "/api/session" {
-                assert_eq!(
-                    operation["security"],
-                    serde_json::json!([{}]),
-                    "{method} {path}"
-                );
+                assert_eq!(operation["security"], serde_json::json!([{}]), "{method} {path}");
             } else {
-                assert!(
-                    responses.contains_key("401"),
-                    "{method} {path} does not document 401"
-                );
+                assert!(responses.contains_key("401"), "{method} {path} does not document 401");
             }
         }
     }
@@ -92,9 +80,6 @@ pub async fn openapi_document(s: &TestServer) {
         let pointer = target
             .strip_prefix('#')
             .unwrap_or_else(|| panic!("external reference {target}"));
-        assert!(
-            doc.pointer(pointer).is_some(),
-            "unresolved reference {target}"
-        );
+        assert!(doc.pointer(pointer).is_some(), "unresolved reference {target}");
     }
 }

@@ -23,11 +23,7 @@ async fn publish(s: &TestServer, project_id: &str, status: &str) -> i64 {
 async fn expect_statuses(client: &mut SseClient, expected: &[(i64, &str)]) {
     for (id, status) in expected {
         let event = client.next().await;
-        assert_eq!(
-            (event.id(), event.status()),
-            (*id, (*status).to_owned()),
-            "{event:?}"
-        );
+        assert_eq!((event.id(), event.status()), (*id, (*status).to_owned()), "{event:?}");
     }
 }
 
@@ -52,24 +48,15 @@ pub async fn realtime_resumes_without_loss_or_repeats(s: &TestServer) {
     let second = publish(s, &id, "two \"quoted\"\nand a second line").await;
     expect_statuses(
         &mut client,
-        &[
-            (first, "one"),
-            (second, "two \"quoted\"\nand a second line"),
-        ],
+        &[(first, "one"), (second, "two \"quoted\"\nand a second line")],
     )
     .await;
     // The wire format: the topic as the event, the JSON-encoded status as data (one line), the
     // id; fields in any order.
-    let mut blocks: Vec<Vec<&str>> = client
-        .raw
-        .split("\n\n")
-        .map(|block| block.lines().collect())
-        .collect();
+    let mut blocks: Vec<Vec<&str>> = client.raw.split("\n\n").map(|block| block.lines().collect()).collect();
     blocks.iter_mut().for_each(|lines| lines.sort_unstable());
     let first_wire = format!("data: \"one\"\nevent: {STATUS_TOPIC}\nid: {first}");
-    let second_wire = format!(
-        "data: \"two \\\"quoted\\\"\\nand a second line\"\nevent: {STATUS_TOPIC}\nid: {second}"
-    );
+    let second_wire = format!("data: \"two \\\"quoted\\\"\\nand a second line\"\nevent: {STATUS_TOPIC}\nid: {second}");
     for expected in [first_wire, second_wire] {
         let expected: Vec<&str> = expected.lines().collect();
         assert!(
@@ -82,31 +69,18 @@ pub async fn realtime_resumes_without_loss_or_repeats(s: &TestServer) {
     // The client goes away having seen `second`; three more are published meanwhile.
     let third = publish(s, &id, "three").await;
     drop(client);
-    let missed = [
-        third,
-        publish(s, &id, "four").await,
-        publish(s, &id, "five").await,
-    ];
+    let missed = [third, publish(s, &id, "four").await, publish(s, &id, "five").await];
     publish(s, &other, "still not for this channel").await;
 
-    let resumed = [
-        (missed[0], "three"),
-        (missed[1], "four"),
-        (missed[2], "five"),
-    ];
+    let resumed = [(missed[0], "three"), (missed[1], "four"), (missed[2], "five")];
     let second_text = second.to_string();
-    for how in [
-        LastEventId::Header(&second_text),
-        LastEventId::Query(&second_text),
-    ] {
+    for how in [LastEventId::Header(&second_text), LastEventId::Query(&second_text)] {
         let mut client = s.subscribe(token, &id, how).await;
         expect_statuses(&mut client, &resumed).await;
         expect_quiet(&mut client).await;
     }
     // Live messages follow the replay, each once.
-    let mut client = s
-        .subscribe(token, &id, LastEventId::Header(&second_text))
-        .await;
+    let mut client = s.subscribe(token, &id, LastEventId::Header(&second_text)).await;
     expect_statuses(&mut client, &resumed).await;
     let six = publish(s, &id, "six").await;
     expect_statuses(&mut client, &[(six, "six")]).await;

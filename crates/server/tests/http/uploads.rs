@@ -34,10 +34,7 @@ fn form(parts: &[(&str, &str, &str, &[u8])]) -> Vec<u8> {
 
 async fn upload(s: &TestServer, token: &str, body: Vec<u8>) -> reqwest::Response {
     s.request(Method::POST, "/api/uploads", Some(token))
-        .header(
-            CONTENT_TYPE,
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
+        .header(CONTENT_TYPE, format!("multipart/form-data; boundary={BOUNDARY}"))
         .body(body)
         .send()
         .await
@@ -103,20 +100,46 @@ pub async fn uploads(s: &TestServer) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{project}");
-    s.finished_runs(token, project["id"].as_str().unwrap(), 1)
-        .await;
+    s.finished_runs(token, project["id"].as_str().unwrap(), 1).await;
 
     let before = s.stored().await;
     let rejected: Vec<(Vec<u8>, StatusCode)> = vec![
-        (form(&[("file", "a.png", "image/png", b"not really a png")]), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        (form(&[("file", "a.svg", "image/svg+xml", b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>")]), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        (form(&[("file", "a.png", "image/png", b"")]), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        (form(&[("file", "big.png", "image/png", &png(4 * 1024 * 1024 + 1))]), StatusCode::PAYLOAD_TOO_LARGE),
-        (form(&[("file", "huge.png", "image/png", &png(6 * 1024 * 1024))]), StatusCode::PAYLOAD_TOO_LARGE),
-        (form(&[("image", "a.png", "image/png", &png(100))]), StatusCode::BAD_REQUEST),
+        (
+            form(&[("file", "a.png", "image/png", b"not really a png")]),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            form(&[(
+                "file",
+                "a.svg",
+                "image/svg+xml",
+                b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+            )]),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            form(&[("file", "a.png", "image/png", b"")]),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            form(&[("file", "big.png", "image/png", &png(4 * 1024 * 1024 + 1))]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            form(&[("file", "huge.png", "image/png", &png(6 * 1024 * 1024))]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            form(&[("image", "a.png", "image/png", &png(100))]),
+            StatusCode::BAD_REQUEST,
+        ),
         (form(&[]), StatusCode::BAD_REQUEST),
         (b"this is not multipart at all".to_vec(), StatusCode::BAD_REQUEST),
-        (format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nPNG-without-end").into_bytes(), StatusCode::BAD_REQUEST),
+        (
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nPNG-without-end")
+                .into_bytes(),
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (body, status) in rejected {
         let response = upload(s, token, body).await;
@@ -128,9 +151,7 @@ pub async fn uploads(s: &TestServer) {
         Some("image/png"),
         Some("multipart/form-data"),
     ] {
-        let mut request = s
-            .request(Method::POST, "/api/uploads", Some(token))
-            .body(png(100));
+        let mut request = s.request(Method::POST, "/api/uploads", Some(token)).body(png(100));
         if let Some(content_type) = content_type {
             request = request.header(CONTENT_TYPE, content_type);
         }
