@@ -941,6 +941,11 @@ async fn cached_forgeai_v1(cache: &std::path::Path) -> (forgeai_sandbox::Templat
     std::fs::rename(&incoming, &dest).unwrap_or_else(|e| panic!("install {}: {e}", dest.display()));
     std::fs::write(&stamp, &recipe).unwrap_or_else(|e| panic!("write {}: {e}", stamp.display()));
     remove(&stale);
+    // The build's provider keeps its sandboxes directory mounted on itself (see the crate's
+    // `mounts.rs`); nothing is mounted under it any more, so it can go.
+    let _ = std::process::Command::new("umount")
+        .arg(scratch.join("sandboxes"))
+        .status();
     remove(&scratch);
     (
         Template::load(cache, "forgeai-v1").expect("load the installed template"),

@@ -408,8 +408,19 @@ impl LocalProvider {
         let slot = self.inner.slot(id)?;
         let mut life = slot.life.lock().await;
         self.inner.unload_locked(&slot, &mut life).await?;
-        std::fs::rename(&slot.dirs.upper, dest)
-            .ctx(|| format!("move {} to {}", slot.dirs.upper.display(), dest.display()))
+        let upper = slot.dirs.upper.clone();
+        let dest = dest.to_path_buf();
+        blocking(move || match std::fs::rename(&upper, &dest) {
+            // The sandboxes directory is its own mount point (see `mounts.rs`), so a rename out
+            // of it crosses mounts even on one filesystem: copy, keeping owners and modes.
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                let (from, to) = (upper.display().to_string(), dest.display().to_string());
+                net::run(Path::new("/bin/cp"), &["-a", "--reflink=auto", &from, &to], None)?;
+                std::fs::remove_dir_all(&upper).ctx(|| format!("remove {from} after copying it"))
+            }
+            moved => moved.ctx(|| format!("move {} to {}", upper.display(), dest.display())),
+        })
+        .await
     }
 
     async fn handle(&self, id: &str) -> Result<Handle> {
