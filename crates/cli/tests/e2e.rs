@@ -18,16 +18,9 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
     let port = free_port();
     let token = add_user(data.path(), "alice");
     let server = Forgeai::start(data.path(), &model.base_url(), port).await;
-    let api = Api {
-        http: reqwest::Client::new(),
-        url: server.url.clone(),
-        token,
-    };
+    let api = Api::new(&server, token);
 
-    let project = api
-        .post("/api/projects", json!({"message": "Build a hello page"}))
-        .await;
-    let project_id = project["id"].as_str().unwrap().to_owned();
+    let project_id = api.new_project("Build a hello page").await;
     let statuses = api.statuses_until(&project_id, "Demo is ready").await;
     assert_eq!(
         statuses,
@@ -158,13 +151,8 @@ async fn prompts_sent_at_once_to_one_project_run_one_after_another() {
     let model = MockOpenAi::with_responder(move |body| build(body).delay(Duration::from_millis(300))).await;
     let token = add_user(data.path(), "alice");
     let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
-    let api = Api {
-        http: reqwest::Client::new(),
-        url: server.url.clone(),
-        token,
-    };
-    let project = api.post("/api/projects", json!({"message": "prompt 1"})).await;
-    let project_id = project["id"].as_str().unwrap().to_owned();
+    let api = Api::new(&server, token);
+    let project_id = api.new_project("prompt 1").await;
     let (second, third) = tokio::join!(
         api.post("/api/messages", json!({"projectId": project_id, "message": "prompt 2"})),
         async {
@@ -207,13 +195,8 @@ async fn a_model_that_keeps_failing_ends_in_an_error_and_the_project_goes_on() {
     let model = MockOpenAi::with_responder(|_| MockReply::error(500, "the model is down")).await;
     let token = add_user(data.path(), "alice");
     let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
-    let api = Api {
-        http: reqwest::Client::new(),
-        url: server.url.clone(),
-        token,
-    };
-    let project = api.post("/api/projects", json!({"message": "Build something"})).await;
-    let project_id = project["id"].as_str().unwrap().to_owned();
+    let api = Api::new(&server, token);
+    let project_id = api.new_project("Build something").await;
     let statuses = api
         .statuses_until(&project_id, "Something went wrong. Please try again.")
         .await;
@@ -260,15 +243,8 @@ async fn a_server_killed_during_the_network_resumes_without_repeating_model_call
     let token = add_user(data.path(), "alice");
     let port = free_port();
     let mut server = Forgeai::start(data.path(), &model.base_url(), port).await;
-    let api = Api {
-        http: reqwest::Client::new(),
-        url: server.url.clone(),
-        token,
-    };
-    let project = api
-        .post("/api/projects", json!({"message": "Build a hello page"}))
-        .await;
-    let project_id = project["id"].as_str().unwrap().to_owned();
+    let api = Api::new(&server, token);
+    let project_id = api.new_project("Build a hello page").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !model
         .requests()
@@ -370,15 +346,8 @@ async fn a_project_whose_sandbox_is_gone_gets_a_new_one_with_its_files() {
     let token = add_user(data.path(), "alice");
     let port = free_port();
     let mut server = Forgeai::start(data.path(), &model.base_url(), port).await;
-    let api = Api {
-        http: reqwest::Client::new(),
-        url: server.url.clone(),
-        token,
-    };
-    let project = api
-        .post("/api/projects", json!({"message": "Build a hello page"}))
-        .await;
-    let project_id = project["id"].as_str().unwrap().to_owned();
+    let api = Api::new(&server, token);
+    let project_id = api.new_project("Build a hello page").await;
     let first = api.replies(&project_id, 1, Duration::from_secs(60)).await[0]["codeFragment"].clone();
     let old_sandbox = first["sandboxId"].as_str().unwrap().to_owned();
 

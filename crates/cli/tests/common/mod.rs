@@ -190,6 +190,20 @@ pub struct Api {
 }
 
 impl Api {
+    pub fn new(server: &Forgeai, token: String) -> Self {
+        Api {
+            http: reqwest::Client::new(),
+            url: server.url.clone(),
+            token,
+        }
+    }
+
+    /// Creates a project from `message`; answers its id.
+    pub async fn new_project(&self, message: &str) -> String {
+        let project = self.post("/api/projects", json!({ "message": message })).await;
+        project["id"].as_str().expect("project id").to_owned()
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Value {
         let response = self
             .http
