@@ -18,7 +18,7 @@ mod types;
 
 pub use context::RunContext;
 pub use engine::{Engine, EngineBuilder, EngineConfig};
-pub use error::{Error, StepError};
+pub use error::{Error, StepError, error_chain};
 pub use function::{Function, RetryPolicy};
 pub use types::{
     Event, NewEvent, RealtimeMessage, RunDetail, RunFilter, RunInfo, RunStatus, SendOutcome, StepInfo, StepStatus,
