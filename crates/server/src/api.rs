@@ -158,6 +158,16 @@ fn validate_file_path(path: &str) -> Result<(), ApiError> {
 }
 
 impl AppState {
+    /// The caller's project named by the raw path id: 400 for a malformed id, 404 for a
+    /// project that does not exist or belongs to someone else.
+    pub(crate) async fn owned_project(&self, user_id: &str, raw_id: &str) -> Result<Project, ApiError> {
+        let id = parse_id("project id", raw_id)?;
+        self.store
+            .get_project(user_id, &id)
+            .await?
+            .ok_or(ApiError::NotFound("project"))
+    }
+
     async fn send_code_agent(&self, request: CodeAgentRequest) -> Result<(), ApiError> {
         let data = serde_json::to_value(request).map_err(|error| ApiError::Internal(error.to_string()))?;
         self.engine.send(NewEvent::new(CODE_AGENT_EVENT, data)).await?;
@@ -214,13 +224,7 @@ pub async fn get_project(
     CurrentUser(user): CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Project>, ApiError> {
-    let id = parse_id("project id", &id)?;
-    state
-        .store
-        .get_project(&user.id, &id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound("project"))
+    state.owned_project(&user.id, &id).await.map(Json)
 }
 
 /// Deletes a project with its messages and fragments, and removes its sandbox.
@@ -231,13 +235,8 @@ pub async fn delete_project(
     CurrentUser(user): CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id("project id", &id)?;
-    let project = state
-        .store
-        .get_project(&user.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
-    if !state.store.delete_project(&user.id, &id).await? {
+    let project = state.owned_project(&user.id, &id).await?;
+    if !state.store.delete_project(&user.id, &project.id).await? {
         return Err(ApiError::NotFound("project"));
     }
     // The project's sandbox would otherwise keep its files (and, until paused, its processes).
@@ -370,12 +369,7 @@ pub async fn list_runs(
     CurrentUser(user): CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<RunSummary>>, ApiError> {
-    let id = parse_id("project id", &id)?;
-    state
-        .store
-        .get_project(&user.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
+    let id = state.owned_project(&user.id, &id).await?.id;
     let filter = RunFilter {
         function_id: Some(CODE_AGENT_FUNCTION.into()),
         concurrency_key: Some(id),

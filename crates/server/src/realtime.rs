@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::api::{ApiPath, parse_id};
+use crate::api::ApiPath;
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 
@@ -38,12 +38,7 @@ pub async fn subscribe(
     query: Result<Query<RealtimeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(query) = query?;
-    let id = parse_id("project id", &id)?;
-    state
-        .store
-        .get_project(&user.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
+    let id = state.owned_project(&user.id, &id).await?.id;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
