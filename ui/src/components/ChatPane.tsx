@@ -3,6 +3,7 @@ import type { Message } from '../api';
 import { absoluteTime, relativeTime, useNow } from '../time';
 import { Logo } from './App';
 import { Composer } from './Composer';
+import { LineIcon } from './Icon';
 
 export interface RunStatusView {
   state: 'queued' | 'running' | 'done' | 'error';
@@ -75,9 +76,7 @@ export function ChatPane({ messages, error, onRetry, status, busy, selectedFragm
             {status.state === 'queued' || status.state === 'running' ? (
               <span class="spinner" aria-hidden="true" />
             ) : status.state === 'done' ? (
-              <svg class="status-icon" viewBox="0 0 24 24" width="16" height="16" aria-hidden="true">
-                <path d="M5 12.5l4.5 4.5L19 7.5" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" stroke-linejoin="round" />
-              </svg>
+              <LineIcon class="status-icon" d="M5 12.5l4.5 4.5L19 7.5" size={16} weight={2.4} />
             ) : (
               <AlertIcon />
             )}
@@ -160,9 +159,7 @@ function MessageItem({
           data-fragment-id={fragment.id}
         >
           <span class="fragment-icon" aria-hidden="true">
-            <svg viewBox="0 0 24 24" width="16" height="16">
-              <path d="M8 7l-5 5 5 5M16 7l5 5-5 5" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" />
-            </svg>
+            <LineIcon d="M8 7l-5 5 5 5M16 7l5 5-5 5" size={16} weight={2} />
           </span>
           <span class="fragment-text">
             <span class="fragment-title">{fragment.title || 'Untitled version'}</span>

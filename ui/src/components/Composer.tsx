@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, errorMessage } from '../api';
+import { LineIcon } from './Icon';
 
 export const MAX_MESSAGE_CHARS = 10_000;
 export const MAX_IMAGE_BYTES = 4 * 1024 * 1024;
@@ -228,16 +229,7 @@ export function Composer({ variant, placeholder, submitLabel, onSubmit, fill, au
           title="Attach an image (PNG, JPEG, WebP or GIF, up to 4 MB)"
           data-testid="attach-image"
         >
-          <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true">
-            <path
-              d="M21 12.5l-8.5 8.5a5.5 5.5 0 01-7.8-7.8l9-9a3.7 3.7 0 015.2 5.2l-9 9a1.8 1.8 0 01-2.6-2.6l8.3-8.3"
-              fill="none"
-              stroke="currentColor"
-              stroke-width="1.8"
-              stroke-linecap="round"
-              stroke-linejoin="round"
-            />
-          </svg>
+          <LineIcon d="M21 12.5l-8.5 8.5a5.5 5.5 0 01-7.8-7.8l9-9a3.7 3.7 0 015.2 5.2l-9 9a1.8 1.8 0 01-2.6-2.6l8.3-8.3" size={18} weight={1.8} />
           {variant === 'hero' && <span>Image</span>}
         </button>
         <span class={`char-count${tooLong ? ' over' : ''}`} aria-live="polite">
@@ -254,9 +246,7 @@ export function Composer({ variant, placeholder, submitLabel, onSubmit, fill, au
           {sending || attachment?.uploading ? (
             <span class="spinner light" aria-hidden="true" />
           ) : (
-            <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true">
-              <path d="M12 19V5M5 12l7-7 7 7" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" stroke-linejoin="round" />
-            </svg>
+            <LineIcon d="M12 19V5M5 12l7-7 7 7" size={18} weight={2.2} />
           )}
           {variant === 'hero' && <span>{submitLabel}</span>}
         </button>

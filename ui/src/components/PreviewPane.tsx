@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import type { Fragment } from '../api';
+import { LineIcon } from './Icon';
 
 /** The sandbox URL with `path` appended (a leading `/` optional; `?query` and `#hash` kept). */
 export function joinPreviewUrl(base: string, path: string): string {
@@ -39,16 +40,7 @@ export function PreviewPane({ fragment, nonce, onReload }: { fragment: Fragment;
           title="Refresh preview"
           data-testid="preview-refresh"
         >
-          <svg viewBox="0 0 24 24" width="17" height="17" aria-hidden="true">
-            <path
-              d="M20 11a8 8 0 10-2.3 5.7M20 4v7h-7"
-              fill="none"
-              stroke="currentColor"
-              stroke-width="1.9"
-              stroke-linecap="round"
-              stroke-linejoin="round"
-            />
-          </svg>
+          <LineIcon d="M20 11a8 8 0 10-2.3 5.7M20 4v7h-7" size={17} weight={1.9} />
         </button>
         <div class="url-field">
           <span class="url-origin" title={fragment.sandboxUrl}>
@@ -77,16 +69,7 @@ export function PreviewPane({ fragment, nonce, onReload }: { fragment: Fragment;
           title="Open in a new tab"
           data-testid="preview-open"
         >
-          <svg viewBox="0 0 24 24" width="17" height="17" aria-hidden="true">
-            <path
-              d="M14 4h6v6M20 4l-9 9M18 14v5a1 1 0 01-1 1H5a1 1 0 01-1-1V7a1 1 0 011-1h5"
-              fill="none"
-              stroke="currentColor"
-              stroke-width="1.9"
-              stroke-linecap="round"
-              stroke-linejoin="round"
-            />
-          </svg>
+          <LineIcon d="M14 4h6v6M20 4l-9 9M18 14v5a1 1 0 01-1 1H5a1 1 0 01-1-1V7a1 1 0 011-1h5" size={17} weight={1.9} />
         </a>
       </form>
       <div class="frame-wrap">

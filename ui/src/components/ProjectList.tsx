@@ -3,6 +3,7 @@ import { api, errorMessage, type Project } from '../api';
 import { linkClick } from '../router';
 import { absoluteTime, relativeTime, useNow } from '../time';
 import { ConfirmDialog } from './ConfirmDialog';
+import { LineIcon } from './Icon';
 
 export function ProjectList({ initialProjects }: { initialProjects: Project[] | null }) {
   const [projects, setProjects] = useState<Project[] | null>(initialProjects);
@@ -85,16 +86,7 @@ export function ProjectList({ initialProjects }: { initialProjects: Project[] | 
                   data-testid="project-delete"
                   onClick={() => setConfirming(project)}
                 >
-                  <svg viewBox="0 0 24 24" width="17" height="17" aria-hidden="true">
-                    <path
-                      d="M4 7h16M10 11v6M14 11v6M6 7l1 12a2 2 0 002 2h6a2 2 0 002-2l1-12M9 7V4h6v3"
-                      fill="none"
-                      stroke="currentColor"
-                      stroke-width="1.8"
-                      stroke-linecap="round"
-                      stroke-linejoin="round"
-                    />
-                  </svg>
+                  <LineIcon d="M4 7h16M10 11v6M14 11v6M6 7l1 12a2 2 0 002 2h6a2 2 0 002-2l1-12M9 7V4h6v3" size={17} weight={1.8} />
                 </button>
               </li>
             );
