@@ -120,6 +120,15 @@ impl ProjectPath {
     }
 }
 
+/// What one write created, so a failed write can remove it again.
+#[derive(Default)]
+struct Created {
+    /// Prefix lengths of the directories made, outermost first.
+    dirs: Vec<usize>,
+    /// Whether the file itself was made by this write.
+    file: bool,
+}
+
 /// An open descriptor of a project root (the sandbox's merged overlay directory).
 pub struct ProjectRoot {
     fd: OwnedFd,
@@ -157,7 +166,9 @@ impl ProjectRoot {
     }
 
     /// Writes `contents` to `path`, creating parent directories; everything created is owned by
-    /// the sandbox user so code in the sandbox can change it later.
+    /// the sandbox user so code in the sandbox can change it later. A write that fails leaves
+    /// nothing of itself behind: the directories it created (and the file, when it created it)
+    /// are removed again.
     pub fn write_file(&self, path: &ProjectPath, contents: &[u8]) -> Result<()> {
         if path.is_root() {
             return Err(Error::WrongKind {
@@ -165,13 +176,30 @@ impl ProjectRoot {
                 reason: "is the project directory, not a file".into(),
             });
         }
-        self.ensure_dirs(&path.prefix(path.components.len() - 1))?;
+        let mut created = Created::default();
+        let outcome = self.write_creating(path, contents, &mut created);
+        if outcome.is_err() {
+            self.undo(path, &created);
+        }
+        outcome
+    }
+
+    fn write_creating(&self, path: &ProjectPath, contents: &[u8], created: &mut Created) -> Result<()> {
+        self.ensure_dirs(&path.prefix(path.components.len() - 1), &mut created.dirs)?;
         // O_NONBLOCK: opening a FIFO planted by sandbox code must fail instead of hanging us.
-        let fd = self.open_beneath(
-            path,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NONBLOCK,
-            0o644,
-        )?;
+        let flags = libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NONBLOCK;
+        // O_EXCL first, to know whether this write made the file (and so may remove it again).
+        let rel = cstring(path.relative().as_bytes())?;
+        let fd = match openat2(self.fd.as_raw_fd(), &rel, flags | libc::O_CREAT | libc::O_EXCL, 0o644) {
+            Ok(fd) => {
+                created.file = true;
+                fd
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                self.open_beneath(path, flags | libc::O_CREAT, 0o644)?
+            }
+            Err(e) => return Err(map_err(path, e, &self.host_path)),
+        };
         let mut file = File::from(fd);
         let meta = file.metadata().map_err(|e| map_err(path, e, &self.host_path))?;
         if !meta.is_file() {
@@ -190,9 +218,34 @@ impl ProjectRoot {
         Ok(())
     }
 
+    /// Removes what a failed write created: its file, then its directories, deepest first.
+    /// Best effort: a directory that sandbox code has meanwhile put something into stays.
+    fn undo(&self, path: &ProjectPath, created: &Created) {
+        let dir_flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        let remove = |target: &ProjectPath, flags: i32| {
+            let len = target.components.len();
+            let Ok(parent) = self.open_beneath(&target.prefix(len - 1), dir_flags, 0) else {
+                return;
+            };
+            let Ok(name) = cstring(target.components[len - 1].as_bytes()) else {
+                return;
+            };
+            // SAFETY: unlinkat on a directory fd we hold and a single NUL-terminated name, which
+            // cannot traverse anything.
+            unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), flags) };
+        };
+        if created.file {
+            remove(path, 0);
+        }
+        for &len in created.dirs.iter().rev() {
+            remove(&path.prefix(len), libc::AT_REMOVEDIR);
+        }
+    }
+
     /// Creates each missing directory of `dir` (like `mkdir -p`) without following any symlink
-    /// out of the root: every step is re-resolved from the root with `RESOLVE_BENEATH`.
-    fn ensure_dirs(&self, dir: &ProjectPath) -> Result<()> {
+    /// out of the root: every step is re-resolved from the root with `RESOLVE_BENEATH`. The
+    /// prefix lengths of the directories it made are pushed to `created`.
+    fn ensure_dirs(&self, dir: &ProjectPath, created: &mut Vec<usize>) -> Result<()> {
         let dir_flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
         for len in 1..=dir.components.len() {
             let prefix = dir.prefix(len);
@@ -214,6 +267,7 @@ impl ProjectRoot {
                 // Lost a race with sandbox code creating it: fine, re-resolved next round.
                 continue;
             }
+            created.push(len);
             // SAFETY: as above.
             let rc = unsafe {
                 libc::fchownat(
@@ -431,6 +485,75 @@ mod tests {
             assert!(matches!(ProjectPath::parse(p), Err(Error::PathEscape { .. })), "{p}");
         }
         assert!(matches!(ProjectPath::parse("a\0b"), Err(Error::WrongKind { .. })));
+    }
+
+    fn own_ids() -> (u32, u32) {
+        // SAFETY: getuid/getgid cannot fail.
+        unsafe { (libc::getuid(), libc::getgid()) }
+    }
+
+    #[test]
+    fn a_failed_nested_write_leaves_no_directories_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (uid, gid) = own_ids();
+        let r = ProjectRoot::open(dir.path(), uid, gid).unwrap();
+        let long = "n".repeat(300);
+        // The file name is too long for the filesystem: a/b/c are made, then the open fails.
+        let error = r
+            .write_file(&ProjectPath::parse(&format!("a/b/c/{long}")).unwrap(), b"x")
+            .unwrap_err();
+        assert!(!dir.path().join("a").exists(), "left a/ behind after: {error}");
+        // A directory name is too long: a/b are made, then the third one fails.
+        r.write_file(&ProjectPath::parse(&format!("a/b/{long}/file")).unwrap(), b"x")
+            .unwrap_err();
+        assert!(!dir.path().join("a").exists());
+        // Directories that were there before stay; only the new ones go.
+        std::fs::create_dir(dir.path().join("keep")).unwrap();
+        r.write_file(&ProjectPath::parse(&format!("keep/new/{long}")).unwrap(), b"x")
+            .unwrap_err();
+        assert!(dir.path().join("keep").is_dir());
+        assert!(!dir.path().join("keep/new").exists());
+        // A write that works keeps what it made.
+        r.write_file(&ProjectPath::parse("a/b/c/file").unwrap(), b"x").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a/b/c/file")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_write_that_fills_the_disk_leaves_nothing_behind() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: mounting a small tmpfs needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let target = cstring(dir.path().as_os_str().as_bytes()).unwrap();
+        // SAFETY: mount(2) with NUL-terminated strings; checked below.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                c"size=64k".as_ptr().cast(),
+            )
+        };
+        assert_eq!(rc, 0, "mount a tmpfs: {}", io::Error::last_os_error());
+        struct Unmount(CString);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                // SAFETY: umount2 of the path mounted above.
+                unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        let _unmount = Unmount(target);
+        let (uid, gid) = own_ids();
+        let r = ProjectRoot::open(dir.path(), uid, gid).unwrap();
+        let error = r
+            .write_file(&ProjectPath::parse("a/b/c/big.bin").unwrap(), &vec![7u8; 1 << 20])
+            .unwrap_err();
+        assert!(matches!(error, Error::DiskFull { .. }), "{error}");
+        assert!(!dir.path().join("a").exists(), "the failed write left a/ behind");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
