@@ -49,9 +49,19 @@ pub enum Error {
     )]
     FileTooLarge { path: String, size: u64, limit: u64 },
 
-    /// The disk holding the sandbox's writable layer is full.
-    #[error("disk full while writing {path:?}: the sandbox's writable layer (under {}) has no space left; delete files (node_modules, build output) or free space on the host", data_dir.display())]
-    DiskFull { path: String, data_dir: PathBuf },
+    /// The sandbox's disk (its quota) or the host disk holding it is full.
+    #[error(
+        "No space left on device while writing {path:?}: the sandbox's disk is full; delete files (build output, unused packages) to make room"
+    )]
+    DiskFull { path: String },
+
+    /// The host's disk is too full to take another sandbox.
+    #[error("the disk holding {} has {} MiB free, less than the {} MiB kept free for the database and uploads; no new sandbox is created until space is freed", data_dir.display(), free >> 20, reserve >> 20)]
+    HostDiskLow { free: u64, reserve: u64, data_dir: PathBuf },
+
+    /// Loaded sandboxes use the whole memory budget and none of them is idle.
+    #[error("the sandbox memory budget of {} MiB is in use by {busy} busy sandboxes (this one needs about {} MiB); try again when a run has finished", budget >> 20, needed >> 20)]
+    MemoryBudget { budget: u64, needed: u64, busy: usize },
 
     /// A command ran past its timeout; it and every process it started were killed.
     #[error(

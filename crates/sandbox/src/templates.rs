@@ -36,10 +36,18 @@ pub struct TemplateConfig {
     /// Environment for every process of the sandbox.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Memory a sandbox of this template is expected to use once its dev server served a page;
+    /// the memory budget counts a starting sandbox as at least this much.
+    #[serde(default = "default_memory_estimate")]
+    pub memory_estimate_bytes: u64,
 }
 
 fn default_port() -> u16 {
     3000
+}
+
+fn default_memory_estimate() -> u64 {
+    64 << 20
 }
 
 /// A template on disk.
@@ -178,6 +186,7 @@ impl Templates {
             ),
             port: 3000,
             env: BTreeMap::from([("PORT".to_string(), "3000".to_string())]),
+            memory_estimate_bytes: 8 << 20,
         };
         let config_json = serde_json::to_string_pretty(&config).map_err(|e| Error::InvalidTemplate {
             name: "static".into(),

@@ -331,21 +331,28 @@ impl Cgroup {
 
     /// Processes the kernel OOM-killed in the sandbox because it hit its memory limit.
     pub fn oom_kills(&self) -> u64 {
-        let read = |p: PathBuf| fs::read_to_string(p).unwrap_or_default();
-        let field = |text: String, key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
-                .unwrap_or(0)
-        };
         match &self.layout {
-            CgroupLayout::V1 { root } => field(
-                read(Self::v1_dir(root, "memory", &self.id).join("memory.oom_control")),
-                "oom_kill ",
+            CgroupLayout::V1 { root } => stat_field(
+                &Self::v1_dir(root, "memory", &self.id).join("memory.oom_control"),
+                "oom_kill",
             ),
-            CgroupLayout::V2 { root } => field(
-                read(root.join("forgeai").join(&self.id).join("memory.events")),
-                "oom_kill ",
-            ),
+            CgroupLayout::V2 { root } => {
+                stat_field(&root.join("forgeai").join(&self.id).join("memory.events"), "oom_kill")
+            }
+        }
+    }
+
+    /// Memory the kernel cannot reclaim without swap: anonymous pages and tmpfs (`/tmp`).
+    pub fn unreclaimable_bytes(&self) -> u64 {
+        match &self.layout {
+            CgroupLayout::V1 { root } => {
+                let stat = Self::v1_dir(root, "memory", &self.id).join("memory.stat");
+                stat_field(&stat, "total_rss") + stat_field(&stat, "total_shmem")
+            }
+            CgroupLayout::V2 { root } => {
+                let stat = root.join("forgeai").join(&self.id).join("memory.stat");
+                stat_field(&stat, "anon") + stat_field(&stat, "shmem")
+            }
         }
     }
 }
@@ -365,4 +372,16 @@ fn enable_v2_controllers(dir: &Path) -> Result<()> {
 
 fn write(path: &Path, value: &str) -> Result<()> {
     fs::write(path, value).ctx(|| format!("write {value:?} to {}", path.display()))
+}
+
+/// The value of `key` in a cgroup file of `key value` lines; 0 when absent or unreadable.
+fn stat_field(path: &Path, key: &str) -> u64 {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok()).flatten()
+        })
+        .unwrap_or(0)
 }

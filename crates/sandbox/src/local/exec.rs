@@ -8,8 +8,13 @@
 //! powers never reach sandbox code, and files it creates are owned by the sandbox uid on disk.
 //!
 //! Before dropping root the child also enters a private mount namespace in which the other
-//! sandboxes' mounts are detached (see [`super::mounts`]), the sandbox's own project and home
-//! being bound first to staging directories that bwrap binds from.
+//! sandboxes' mounts are detached (see [`super::mounts`]), the sandbox's own project, home,
+//! generated /etc files and template support files being bound first to staging directories
+//! under [`STAGE_DIR`] that bwrap binds from. So the unprivileged bwrap never walks a path of
+//! the data dir, which may sit under a directory only root can enter (a mode-700 home).
+//!
+//! bwrap reads its options from a pipe (`--args`), not its command line: pid 1 of the
+//! sandbox is bwrap, and its `/proc/1/cmdline` would otherwise show host paths.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
@@ -25,9 +30,26 @@ use crate::provider::{HOME_DIR, PROJECT_DIR};
 /// Where a template's support files (e.g. the static server script) appear, read-only.
 pub const TEMPLATE_SUPPORT_DIR: &str = "/opt/forgeai-template";
 
-/// Entries of [`SpawnSpec::stage_dir`] the sandbox's home and project are bound to.
-pub const STAGE_HOME: &str = "home";
-pub const STAGE_PROJECT: &str = "project";
+/// Root-owned directory of empty mount points, shared by every spawn (each binds into it in its
+/// own mount namespace).
+pub const STAGE_DIR: &str = "/run/forgeai/stage";
+/// Entries of [`STAGE_DIR`] the sandbox's home, project, /etc files and template support
+/// files are bound to.
+const STAGE_HOME: &str = "home";
+const STAGE_PROJECT: &str = "project";
+const STAGE_ETC: &str = "etc";
+const STAGE_SUPPORT: &str = "support";
+
+/// Creates [`STAGE_DIR`] and its mount points.
+pub fn ensure_stage_dir() -> Result<()> {
+    for name in ["", STAGE_HOME, STAGE_PROJECT, STAGE_ETC, STAGE_SUPPORT] {
+        let dir = Path::new(STAGE_DIR).join(name);
+        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .ctx(|| format!("chmod {}", dir.display()))?;
+    }
+    Ok(())
+}
 
 /// Host paths shown read-only inside every sandbox when they exist: the OS's programs and
 /// libraries and the few /etc files they need (dynamic linker cache, TLS roots, alternatives).
@@ -67,9 +89,6 @@ pub struct SpawnSpec {
     pub cgroup_procs: Vec<PathBuf>,
     /// `<data_dir>/sandboxes`, detached in the child's mount namespace.
     pub sandboxes_dir: PathBuf,
-    /// Root-owned directory with empty `home/` and `project/`, where the child binds this
-    /// sandbox's home and project before detaching the sandboxes dir.
-    pub stage_dir: PathBuf,
     pub uid: u32,
     pub gid: u32,
     /// Sandbox-wide environment (template env + create options).
@@ -81,6 +100,8 @@ pub struct Prepared {
     pub command: tokio::process::Command,
     /// Kept open until spawn: the child setns()es into it.
     _netns: File,
+    /// Kept open until spawn: bwrap reads its options from it.
+    _options: io::PipeReader,
 }
 
 impl SpawnSpec {
@@ -92,8 +113,18 @@ impl SpawnSpec {
                 self.netns.display()
             )
         })?;
+        let (options, mut options_writer) = io::pipe().ctx(|| "create a pipe for bwrap's options".into())?;
+        let mut encoded = Vec::with_capacity(4096);
+        for arg in self.bwrap_args(cwd) {
+            encoded.extend_from_slice(arg.as_bytes());
+            encoded.push(0);
+        }
+        // Far below a pipe's capacity, so this never blocks before bwrap reads.
+        io::Write::write_all(&mut options_writer, &encoded).ctx(|| "write bwrap's options".into())?;
+        drop(options_writer);
+        let options_fd = options.as_raw_fd();
         let mut cmd = tokio::process::Command::new(&self.bwrap);
-        cmd.args(self.bwrap_args(cwd));
+        cmd.arg("--args").arg(options_fd.to_string());
         cmd.arg("--").arg("/bin/bash").arg("-c").arg(script);
 
         // Only what we set reaches the sandbox: the host's environment may hold secrets.
@@ -117,10 +148,15 @@ impl SpawnSpec {
                 .map_err(|_| Error::io("sandbox path contains a NUL byte", io::ErrorKind::InvalidInput.into()))
         };
         // (source, staging target) binds, then the trees to detach.
-        let binds = [
-            (c(&self.merged)?, c(&self.stage_dir.join(STAGE_PROJECT))?),
-            (c(&self.home)?, c(&self.stage_dir.join(STAGE_HOME))?),
+        let stage = Path::new(STAGE_DIR);
+        let mut binds = vec![
+            (c(&self.merged)?, c(&stage.join(STAGE_PROJECT))?),
+            (c(&self.home)?, c(&stage.join(STAGE_HOME))?),
+            (c(&self.etc_dir)?, c(&stage.join(STAGE_ETC))?),
         ];
+        if let Some(support) = &self.support {
+            binds.push((c(support)?, c(&stage.join(STAGE_SUPPORT))?));
+        }
         let detach = [
             c(&self.sandboxes_dir)?,
             c(self.netns.parent().unwrap_or(Path::new("/run/netns")))?,
@@ -130,6 +166,10 @@ impl SpawnSpec {
         // system calls on data prepared before the fork; it allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
+                // The options pipe is close-on-exec like every descriptor we open; bwrap needs it.
+                if libc::fcntl(options_fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
                 if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -189,6 +229,7 @@ impl SpawnSpec {
         Ok(Prepared {
             command: cmd,
             _netns: netns,
+            _options: options,
         })
     }
 
@@ -227,22 +268,23 @@ impl SpawnSpec {
                 Err(_) => {}
             }
         }
+        let stage = Path::new(STAGE_DIR);
         for f in ["passwd", "group", "hosts", "hostname", "resolv.conf"] {
             a.push("--ro-bind".into());
-            a.push(self.etc_dir.join(f).into_os_string());
+            a.push(stage.join(STAGE_ETC).join(f).into_os_string());
             a.push(format!("/etc/{f}").into());
         }
         a.extend(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"].map(OsString::from));
         // The staging binds the child made of `home` and `merged` (see `prepare`).
         a.push("--bind".into());
-        a.push(self.stage_dir.join(STAGE_HOME).into_os_string());
+        a.push(stage.join(STAGE_HOME).into_os_string());
         a.push(HOME_DIR.into());
         a.push("--bind".into());
-        a.push(self.stage_dir.join(STAGE_PROJECT).into_os_string());
+        a.push(stage.join(STAGE_PROJECT).into_os_string());
         a.push(PROJECT_DIR.into());
-        if let Some(support) = &self.support {
+        if self.support.is_some() {
             a.push("--ro-bind".into());
-            a.push(support.clone().into_os_string());
+            a.push(stage.join(STAGE_SUPPORT).into_os_string());
             a.push(TEMPLATE_SUPPORT_DIR.into());
         }
         // Nothing outside the explicit mounts may be written, not even bwrap's root tmpfs.

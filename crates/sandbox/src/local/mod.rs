@@ -1,27 +1,28 @@
 //! The local sandbox provider: overlayfs clones of template directories, processes under
 //! bubblewrap as an unprivileged user, one network namespace and one cgroup per sandbox.
 //!
-//! On disk, sandbox `<id>` is `<data_dir>/sandboxes/<id>/` with `upper/` and `work/` (the
-//! overlay's writable layer), `merged/` (the mount point), `home/` (the user's home) and
-//! `state.json` (what is needed to bring it back after forgeai or the host restarted).
-//! Everything else — the mount, network namespace, nftables chains, cgroup and processes — is
-//! runtime state that [`LocalProvider::connect`](crate::SandboxProvider::connect) rebuilds
-//! from those files when it finds a sandbox that is not running.
+//! On disk, sandbox `<id>` is `<data_dir>/sandboxes/<id>/` (see [`layout`]): its files, on a
+//! filesystem of its own that enforces the disk quota, and `state.json`. Everything else — the
+//! mounts, network namespace, firewall entry, cgroup and processes — is runtime state that
+//! [`LocalProvider::connect`](crate::SandboxProvider::connect) rebuilds from those files when it
+//! finds a sandbox that is not running.
 
 mod build;
 mod cgroup;
 mod devserver;
+mod disk;
 mod exec;
+mod layout;
+mod memory;
 mod mounts;
 mod net;
+mod output;
 mod paths;
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::CString;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, Weak};
@@ -29,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 
 pub(crate) use build::build_forgeai_v1;
 pub use cgroup::{CgroupLayout, Limits};
@@ -39,16 +39,16 @@ pub use paths::MAX_READ_BYTES;
 use self::cgroup::Cgroup;
 use self::devserver::DevServer;
 use self::exec::SpawnSpec;
+use self::layout::Dirs;
 use self::net::{Network, SandboxNet};
 use self::paths::{ProjectPath, ProjectRoot};
 use crate::error::{Error, IoContext, Result};
 use crate::preview::{PreviewTarget, Upstream};
 use crate::provider::{
     CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, EntryInfo,
-    OutputCallback, OutputChunk, PROJECT_DIR, SandboxInfo, SandboxProvider, SandboxStatus, Stream, preview_host,
-    validate_id,
+    PROJECT_DIR, SandboxInfo, SandboxProvider, SandboxStatus, Stream, preview_host, validate_id,
 };
-use crate::templates::{DEFAULT_SANDBOX_UID, Template, Templates, ensure_traversable_dir};
+use crate::templates::{DEFAULT_SANDBOX_UID, Template, Templates};
 
 /// Settings of the local provider.
 #[derive(Debug, Clone)]
@@ -71,6 +71,19 @@ pub struct LocalConfig {
     pub max_output_bytes: usize,
     /// How often idle sandboxes are looked for.
     pub reap_interval: Duration,
+    /// Size of each sandbox's own filesystem (its writes, `node_modules` installs and home);
+    /// `None` puts sandbox files on the data dir's filesystem without a quota.
+    pub disk_bytes: Option<u64>,
+    /// A sandbox is not created while the data dir's filesystem has less free space than this,
+    /// so the database and uploads always have room.
+    pub min_free_disk_bytes: u64,
+    /// Anonymous memory all loaded sandboxes may use together; the least recently used idle
+    /// sandboxes are unloaded to stay within it. `None`: no budget.
+    pub memory_budget_bytes: Option<u64>,
+    /// Idle sandboxes are unloaded (processes stopped, memory given back) after this long.
+    pub idle_unload: Duration,
+    /// How long a sandbox start waits for busy sandboxes to free budget before failing.
+    pub memory_wait: Duration,
 }
 
 impl LocalConfig {
@@ -87,9 +100,19 @@ impl LocalConfig {
             bwrap: PathBuf::from("/usr/bin/bwrap"),
             max_output_bytes: 1024 * 1024,
             reap_interval: Duration::from_secs(1),
+            disk_bytes: Some(DEFAULT_DISK_BYTES),
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
+            memory_budget_bytes: Some(memory::half_of_machine_memory()),
+            idle_unload: Duration::from_secs(30 * 60),
+            memory_wait: Duration::from_secs(60),
         }
     }
 }
+
+/// Default size of a sandbox's filesystem.
+pub const DEFAULT_DISK_BYTES: u64 = 2 << 30;
+/// Default free space kept on the data dir's filesystem.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 2 << 30;
 
 /// What `state.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,33 +126,9 @@ struct PersistedState {
     envs: BTreeMap<String, String>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
-}
-
-/// Paths of one sandbox.
-#[derive(Debug, Clone)]
-struct Dirs {
-    root: PathBuf,
-    upper: PathBuf,
-    work: PathBuf,
-    merged: PathBuf,
-    home: PathBuf,
-    state: PathBuf,
-    dev_log: PathBuf,
-}
-
-impl Dirs {
-    fn new(sandboxes: &Path, id: &str) -> Self {
-        let root = sandboxes.join(id);
-        Dirs {
-            upper: root.join("upper"),
-            work: root.join("work"),
-            merged: root.join("merged"),
-            home: root.join("home"),
-            state: root.join("state.json"),
-            dev_log: root.join("dev.log"),
-            root,
-        }
-    }
+    /// Size of the sandbox's own filesystem; absent for sandboxes made without a quota.
+    #[serde(default)]
+    disk_bytes: Option<u64>,
 }
 
 /// The runtime side of a loaded sandbox.
@@ -138,6 +137,9 @@ struct Live {
     cgroup: Cgroup,
     spec: Arc<SpawnSpec>,
     dev: Option<DevServer>,
+    loaded_at: Instant,
+    /// The template's memory estimate (see [`memory`]).
+    memory_estimate: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,12 +225,15 @@ struct Inner {
     sandboxes_dir: PathBuf,
     /// Makes `sandboxes_dir` a mount point, so spawns can detach all overlays at once.
     sandboxes_mount: Arc<mounts::SandboxesMount>,
-    /// Staging mount points for the spawning child (see [`SpawnSpec::stage_dir`]).
-    stage_dir: PathBuf,
     etc_dir: PathBuf,
+    /// Blank filesystem images sandbox disks are copied from.
+    disks_dir: PathBuf,
     net: Network,
     cgroups: CgroupLayout,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// One sandbox start at a time decides what to unload for the memory budget.
+    admission: tokio::sync::Mutex<()>,
+    reserved: Mutex<memory::Reserved>,
 }
 
 /// The local provider. Cheap to clone; all clones share sandboxes.
@@ -408,17 +413,23 @@ impl LocalProvider {
         let slot = self.inner.slot(id)?;
         let mut life = slot.life.lock().await;
         self.inner.unload_locked(&slot, &mut life).await?;
-        let upper = slot.dirs.upper.clone();
+        let dirs = slot.dirs.clone();
+        let (uid, gid) = (self.inner.cfg.uid, self.inner.cfg.gid);
         let dest = dest.to_path_buf();
-        blocking(move || match std::fs::rename(&upper, &dest) {
-            // The sandboxes directory is its own mount point (see `mounts.rs`), so a rename out
-            // of it crosses mounts even on one filesystem: copy, keeping owners and modes.
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                let (from, to) = (upper.display().to_string(), dest.display().to_string());
-                net::run(Path::new("/bin/cp"), &["-a", "--reflink=auto", &from, &to], None)?;
-                std::fs::remove_dir_all(&upper).ctx(|| format!("remove {from} after copying it"))
-            }
-            moved => moved.ctx(|| format!("move {} to {}", upper.display(), dest.display())),
+        blocking(move || {
+            // The writable layer is on the sandbox's own disk, unmounted with the rest.
+            dirs.mount_writable(uid, gid)?;
+            let upper = &dirs.upper;
+            let moved = match std::fs::rename(upper, &dest) {
+                // The sandbox disk, or the sandboxes directory as its own mount point (see
+                // `mounts.rs`), make this cross mounts: copy, keeping owners and modes.
+                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                    let (from, to) = (upper.display().to_string(), dest.display().to_string());
+                    net::run(Path::new("/bin/cp"), &["-a", "--reflink=auto", &from, &to], None).map(|_| ())
+                }
+                moved => moved.ctx(|| format!("move {} to {}", upper.display(), dest.display())),
+            };
+            moved.and(dirs.unmount_all())
         })
         .await
     }
@@ -473,36 +484,27 @@ impl Inner {
                 });
             }
         }
-        ensure_traversable_dir(&data_dir)?;
-        check_ancestors_traversable(&data_dir)?;
         let sandboxes_dir = data_dir.join("sandboxes");
-        ensure_traversable_dir(&sandboxes_dir)?;
-        ensure_traversable_dir(&Templates::dir(&data_dir))?;
-        let stage_dir = data_dir.join("mnt");
-        for d in [
-            stage_dir.clone(),
-            stage_dir.join(exec::STAGE_HOME),
-            stage_dir.join(exec::STAGE_PROJECT),
-        ] {
-            std::fs::create_dir_all(&d).ctx(|| format!("create {}", d.display()))?;
-            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))
-                .ctx(|| format!("chmod {}", d.display()))?;
-        }
+        std::fs::create_dir_all(&sandboxes_dir).ctx(|| format!("create {}", sandboxes_dir.display()))?;
+        exec::ensure_stage_dir()?;
         let sandboxes_mount = Arc::new(mounts::SandboxesMount::new(sandboxes_dir.clone()));
         let etc_dir = data_dir.join("etc");
         exec::write_etc(&etc_dir, cfg.uid, cfg.gid)?;
         std::fs::set_permissions(&etc_dir, std::fs::Permissions::from_mode(0o755))
             .ctx(|| format!("chmod {}", etc_dir.display()))?;
+        let disks_dir = data_dir.join("disks");
         Ok(Inner {
             cfg,
             data_dir,
             sandboxes_dir,
             sandboxes_mount,
-            stage_dir,
             etc_dir,
+            disks_dir,
             net,
             cgroups,
             slots: Mutex::new(HashMap::new()),
+            admission: tokio::sync::Mutex::new(()),
+            reserved: Mutex::new(memory::Reserved::default()),
         })
     }
 
@@ -513,15 +515,16 @@ impl Inner {
         if let Some(s) = slots.get(id) {
             return Ok(s.clone());
         }
-        let dirs = Dirs::new(&self.sandboxes_dir, id);
-        let state = match std::fs::read_to_string(&dirs.state) {
+        let state_path = Dirs::new(&self.sandboxes_dir, id, false).state;
+        let state = match std::fs::read_to_string(&state_path) {
             Ok(text) => serde_json::from_str::<PersistedState>(&text).map_err(|e| Error::State {
-                path: dirs.state.clone(),
+                path: state_path.clone(),
                 reason: format!("unreadable ({e}); kill the sandbox and create a new one"),
             })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::Gone { id: id.into() }),
-            Err(e) => return Err(Error::io(format!("read {}", dirs.state.display()), e)),
+            Err(e) => return Err(Error::io(format!("read {}", state_path.display()), e)),
         };
+        let dirs = Dirs::new(&self.sandboxes_dir, id, state.disk_bytes.is_some());
         let slot = Arc::new(Slot {
             id: id.to_string(),
             activity: Mutex::new(Activity {
@@ -576,18 +579,27 @@ impl Inner {
         let template_name = lock(&slot.state).template.clone();
         let data_dir = self.data_dir.clone();
         let template = blocking(move || Template::load(&data_dir, &template_name)).await?;
+        let reserved = self.admit(template.config.memory_estimate_bytes).await?;
+        let started = self.start_locked(slot, life, template).await;
+        self.unreserve(reserved);
+        started
+    }
+
+    async fn start_locked(&self, slot: &Arc<Slot>, life: &mut Life, template: Template) -> Result<()> {
         let dirs = slot.dirs.clone();
         let lower = template.project_dir();
         let cgroup = Cgroup::new(self.cgroups.clone(), &slot.id);
         let limits = self.cfg.limits.clone();
         let short = slot.short().to_string();
+        let (uid, gid) = (self.cfg.uid, self.cfg.gid);
         let net = {
             let cgroup = cgroup.clone();
             let network = self.net.clone();
             let sandboxes_mount = self.sandboxes_mount.clone();
             blocking(move || {
                 sandboxes_mount.ensure();
-                mount_overlay(&lower, &dirs)?;
+                dirs.mount_writable(uid, gid)?;
+                layout::mount_overlay(&lower, &dirs)?;
                 // Leftover processes of a previous run (forgeai restarted without a reboot).
                 if cgroup.exists() {
                     cgroup.kill_all()?;
@@ -618,7 +630,6 @@ impl Inner {
             netns: net.netns_path(),
             cgroup_procs: cgroup.procs_files(),
             sandboxes_dir: self.sandboxes_dir.clone(),
-            stage_dir: self.stage_dir.clone(),
             uid: self.cfg.uid,
             gid: self.cfg.gid,
             envs,
@@ -628,7 +639,14 @@ impl Inner {
             .dev_command
             .clone()
             .map(|cmd| DevServer::start(spec.clone(), cmd, slot.dirs.dev_log.clone()));
-        life.live = Some(Live { net, cgroup, spec, dev });
+        life.live = Some(Live {
+            net,
+            cgroup,
+            spec,
+            dev,
+            loaded_at: Instant::now(),
+            memory_estimate: template.config.memory_estimate_bytes,
+        });
         life.phase = Phase::Running;
         lock(&slot.state).status = SandboxStatus::Running;
         slot.save_state()?;
@@ -665,7 +683,7 @@ impl Inner {
         let network = self.net.clone();
         blocking(move || {
             let r1 = cgroup.destroy();
-            let r2 = unmount(&dirs.merged);
+            let r2 = dirs.unmount_all();
             network.teardown(&short, &dirs.root);
             r1.and(r2)
         })
@@ -673,6 +691,7 @@ impl Inner {
     }
 
     async fn reap(&self) {
+        self.enforce_budget().await;
         let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
         for slot in slots {
             let idle = {
@@ -721,88 +740,6 @@ fn write_state(path: &Path, state: &PersistedState) -> Result<()> {
     std::fs::rename(&tmp, path).ctx(|| format!("replace {}", path.display()))
 }
 
-/// bwrap runs as the sandbox user and must be able to walk down to the sandbox directories.
-fn check_ancestors_traversable(dir: &Path) -> Result<()> {
-    for anc in dir.ancestors().skip(1) {
-        let meta = std::fs::metadata(anc).ctx(|| format!("stat {}", anc.display()))?;
-        if meta.mode() & 0o001 == 0 {
-            return Err(Error::Unsupported {
-                what: format!(
-                    "the sandbox user cannot reach the data dir: {} is mode {:o}",
-                    anc.display(),
-                    meta.mode() & 0o7777
-                ),
-                hint: "put the data dir under a directory others may traverse (e.g. /var/lib/forgeai), or chmod o+x it"
-                    .into(),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn is_mounted(path: &Path) -> bool {
-    // A mount point has a different device than its parent directory.
-    let (Ok(m), Some(Ok(p))) = (std::fs::metadata(path), path.parent().map(std::fs::metadata)) else {
-        return false;
-    };
-    m.dev() != p.dev()
-}
-
-fn mount_overlay(lower: &Path, dirs: &Dirs) -> Result<()> {
-    if is_mounted(&dirs.merged) {
-        return Ok(());
-    }
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        dirs.upper.display(),
-        dirs.work.display()
-    );
-    let target = CString::new(dirs.merged.as_os_str().as_bytes())
-        .map_err(|_| Error::io("mount path contains NUL", io::ErrorKind::InvalidInput.into()))?;
-    let data = CString::new(opts.clone())
-        .map_err(|_| Error::io("mount options contain NUL", io::ErrorKind::InvalidInput.into()))?;
-    // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::mount(
-            c"overlay".as_ptr(),
-            target.as_ptr(),
-            c"overlay".as_ptr(),
-            0,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        let err = io::Error::last_os_error();
-        return Err(Error::io(
-            format!(
-                "mount overlay on {} ({opts}); overlayfs needs root and a kernel with overlay support",
-                dirs.merged.display()
-            ),
-            err,
-        ));
-    }
-    Ok(())
-}
-
-fn unmount(path: &Path) -> Result<()> {
-    if !is_mounted(path) {
-        return Ok(());
-    }
-    let target = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::io("mount path contains NUL", io::ErrorKind::InvalidInput.into()))?;
-    // SAFETY: umount2(2) with a NUL-terminated path. MNT_DETACH: sandbox mount namespaces that
-    // are still being torn down may hold it for a moment; the host view goes away now.
-    let rc = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-    if rc != 0 {
-        return Err(Error::io(
-            format!("unmount {}", path.display()),
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
-}
-
 fn new_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     // Starts with a letter so ids never look like numbers in host names.
@@ -812,75 +749,6 @@ fn new_id() -> String {
         id.push(ALPHABET[rand::random_range(0..ALPHABET.len())] as char);
     }
     id
-}
-
-/// Incremental UTF-8 decoding for streamed output: a character split across reads is held
-/// back until its remaining bytes arrive.
-#[derive(Default)]
-struct Utf8Stream {
-    carry: Vec<u8>,
-}
-
-impl Utf8Stream {
-    fn push(&mut self, bytes: &[u8]) -> String {
-        self.carry.extend_from_slice(bytes);
-        match std::str::from_utf8(&self.carry) {
-            Ok(s) => {
-                let s = s.to_string();
-                self.carry.clear();
-                s
-            }
-            Err(e) if e.error_len().is_none() && self.carry.len() - e.valid_up_to() < 4 => {
-                let valid = e.valid_up_to();
-                let s = String::from_utf8_lossy(&self.carry[..valid]).into_owned();
-                self.carry.drain(..valid);
-                s
-            }
-            Err(_) => {
-                let s = String::from_utf8_lossy(&self.carry).into_owned();
-                self.carry.clear();
-                s
-            }
-        }
-    }
-}
-
-/// Reads one output stream: forwards chunks to the callback and keeps the last `max` bytes.
-async fn pump(
-    mut reader: impl tokio::io::AsyncRead + Unpin,
-    stream: Stream,
-    callback: Option<OutputCallback>,
-    max: usize,
-) -> (Vec<u8>, bool) {
-    let mut kept: Vec<u8> = Vec::new();
-    let mut truncated = false;
-    let mut decoder = Utf8Stream::default();
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if let Some(cb) = &callback {
-            let data = decoder.push(&buf[..n]);
-            if !data.is_empty() {
-                cb(&OutputChunk { stream, data });
-            }
-        }
-        kept.extend_from_slice(&buf[..n]);
-        // Amortised: trim only when twice the limit, keeping the tail.
-        if kept.len() > 2 * max {
-            let cut = kept.len() - max;
-            kept.drain(..cut);
-            truncated = true;
-        }
-    }
-    if kept.len() > max {
-        let cut = kept.len() - max;
-        kept.drain(..cut);
-        truncated = true;
-    }
-    (kept, truncated)
 }
 
 fn resolve_cwd(cwd: Option<&str>) -> Result<String> {
@@ -913,7 +781,20 @@ impl SandboxProvider for LocalProvider {
         let (uid, gid) = (inner.cfg.uid, inner.cfg.gid);
         let sandboxes = inner.sandboxes_dir.clone();
         let state_template = tpl.name.clone();
+        let (disk_bytes, min_free) = (inner.cfg.disk_bytes, inner.cfg.min_free_disk_bytes);
+        let (data_dir, disks_dir) = (inner.data_dir.clone(), inner.disks_dir.clone());
         let (id, dirs) = blocking(move || {
+            let free = disk::free_bytes(&data_dir)?;
+            if free < min_free {
+                return Err(Error::HostDiskLow {
+                    free,
+                    reserve: min_free,
+                    data_dir,
+                });
+            }
+            let blank = disk_bytes
+                .map(|bytes| disk::blank_image(&disks_dir, bytes))
+                .transpose()?;
             // Ids are random; the first 10 characters name the network devices and must be
             // unique among the sandboxes on this machine's data dir.
             let existing: Vec<String> = std::fs::read_dir(&sandboxes)
@@ -929,27 +810,8 @@ impl SandboxProvider for LocalProvider {
                     break id;
                 }
             };
-            let dirs = Dirs::new(&sandboxes, &id);
-            let make = || -> Result<()> {
-                std::fs::create_dir(&dirs.root).ctx(|| format!("create {}", dirs.root.display()))?;
-                std::fs::set_permissions(&dirs.root, std::fs::Permissions::from_mode(0o711))
-                    .ctx(|| format!("chmod {}", dirs.root.display()))?;
-                for (d, mode, owned) in [
-                    (&dirs.upper, 0o755, true),
-                    (&dirs.work, 0o700, false),
-                    (&dirs.merged, 0o755, true),
-                    (&dirs.home, 0o750, true),
-                ] {
-                    std::fs::create_dir(d).ctx(|| format!("create {}", d.display()))?;
-                    std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
-                        .ctx(|| format!("chmod {}", d.display()))?;
-                    if owned {
-                        std::os::unix::fs::chown(d, Some(uid), Some(gid)).ctx(|| format!("chown {}", d.display()))?;
-                    }
-                }
-                Ok(())
-            };
-            if let Err(e) = make() {
+            let dirs = Dirs::new(&sandboxes, &id, blank.is_some());
+            if let Err(e) = dirs.create(blank.as_deref(), uid, gid) {
                 let _ = std::fs::remove_dir_all(&dirs.root);
                 return Err(e);
             }
@@ -964,6 +826,7 @@ impl SandboxProvider for LocalProvider {
             status: SandboxStatus::Running,
             envs: options.envs,
             metadata: options.metadata,
+            disk_bytes,
         };
         if let Err(e) = write_state(&dirs.state, &state) {
             let _ = std::fs::remove_dir_all(&dirs.root);
@@ -1006,11 +869,11 @@ impl SandboxProvider for LocalProvider {
         let out = child
             .stdout
             .take()
-            .map(|s| tokio::spawn(pump(s, Stream::Stdout, options.on_output.clone(), max)));
+            .map(|s| tokio::spawn(output::pump(s, Stream::Stdout, options.on_output.clone(), max)));
         let err = child
             .stderr
             .take()
-            .map(|s| tokio::spawn(pump(s, Stream::Stderr, options.on_output.clone(), max)));
+            .map(|s| tokio::spawn(output::pump(s, Stream::Stderr, options.on_output.clone(), max)));
         let limit = options.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
         let status = match tokio::time::timeout(limit, child.wait()).await {
             Ok(status) => Some(status.ctx(|| format!("wait for a command in sandbox {id}"))?),
@@ -1061,14 +924,7 @@ impl SandboxProvider for LocalProvider {
     async fn write_file(&self, id: &str, path: &str, contents: &[u8]) -> Result<()> {
         let p = ProjectPath::parse(path)?;
         let data = contents.to_vec();
-        let data_dir = self.inner.data_dir.clone();
-        self.with_root(id, move |root| {
-            root.write_file(&p, &data).map_err(|e| match e {
-                Error::DiskFull { path, .. } => Error::DiskFull { path, data_dir },
-                e => e,
-            })
-        })
-        .await
+        self.with_root(id, move |root| root.write_file(&p, &data)).await
     }
 
     async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>> {
@@ -1110,23 +966,22 @@ impl SandboxProvider for LocalProvider {
         life.phase = Phase::Dead;
         lock(&self.inner.slots).remove(id);
         result?;
-        let root = slot.dirs.root.clone();
-        let merged = slot.dirs.merged.clone();
+        let dirs = slot.dirs.clone();
         blocking(move || {
             // Never recurse into a still-mounted project: that would delete through the mount.
-            if is_mounted(&merged) {
+            if let Some(mounted) = dirs.any_mounted() {
                 return Err(Error::io(
                     format!(
                         "{} is still mounted; not removing the sandbox's files",
-                        merged.display()
+                        mounted.display()
                     ),
                     io::ErrorKind::ResourceBusy.into(),
                 ));
             }
-            match std::fs::remove_dir_all(&root) {
+            match std::fs::remove_dir_all(&dirs.root) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::io(format!("remove {}", root.display()), e)),
+                Err(e) => Err(Error::io(format!("remove {}", dirs.root.display()), e)),
             }
         })
         .await?;

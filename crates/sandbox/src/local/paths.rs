@@ -132,8 +132,6 @@ struct Created {
 /// An open descriptor of a project root (the sandbox's merged overlay directory).
 pub struct ProjectRoot {
     fd: OwnedFd,
-    /// Host path of the root, only for messages.
-    host_path: PathBuf,
     uid: u32,
     gid: u32,
 }
@@ -152,17 +150,12 @@ impl ProjectRoot {
         }
         // SAFETY: fd was just returned by open(2) and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(ProjectRoot {
-            fd,
-            host_path: dir.to_path_buf(),
-            uid,
-            gid,
-        })
+        Ok(ProjectRoot { fd, uid, gid })
     }
 
     fn open_beneath(&self, path: &ProjectPath, flags: i32, mode: u32) -> Result<OwnedFd> {
         let rel = cstring(path.relative().as_bytes())?;
-        openat2(self.fd.as_raw_fd(), &rel, flags, mode).map_err(|e| map_err(path, e, &self.host_path))
+        openat2(self.fd.as_raw_fd(), &rel, flags, mode).map_err(|e| map_err(path, e))
     }
 
     /// Writes `contents` to `path`, creating parent directories; everything created is owned by
@@ -198,10 +191,10 @@ impl ProjectRoot {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 self.open_beneath(path, flags | libc::O_CREAT, 0o644)?
             }
-            Err(e) => return Err(map_err(path, e, &self.host_path)),
+            Err(e) => return Err(map_err(path, e)),
         };
         let mut file = File::from(fd);
-        let meta = file.metadata().map_err(|e| map_err(path, e, &self.host_path))?;
+        let meta = file.metadata().map_err(|e| map_err(path, e))?;
         if !meta.is_file() {
             return Err(Error::WrongKind {
                 path: path.original.clone(),
@@ -209,12 +202,11 @@ impl ProjectRoot {
             });
         }
         // Truncate only after the checks above, so a directory or device is never touched.
-        file.set_len(0).map_err(|e| map_err(path, e, &self.host_path))?;
-        file.write_all(contents)
-            .map_err(|e| map_err(path, e, &self.host_path))?;
+        file.set_len(0).map_err(|e| map_err(path, e))?;
+        file.write_all(contents).map_err(|e| map_err(path, e))?;
         // Data must reach the disk's accounting now so a full disk is reported to this caller.
-        file.sync_data().map_err(|e| map_err(path, e, &self.host_path))?;
-        fchown(file.as_raw_fd(), self.uid, self.gid).map_err(|e| map_err(path, e, &self.host_path))?;
+        file.sync_data().map_err(|e| map_err(path, e))?;
+        fchown(file.as_raw_fd(), self.uid, self.gid).map_err(|e| map_err(path, e))?;
         Ok(())
     }
 
@@ -262,7 +254,7 @@ impl ProjectRoot {
             if rc != 0 {
                 let err = io::Error::last_os_error();
                 if err.raw_os_error() != Some(libc::EEXIST) {
-                    return Err(map_err(&prefix, err, &self.host_path));
+                    return Err(map_err(&prefix, err));
                 }
                 // Lost a race with sandbox code creating it: fine, re-resolved next round.
                 continue;
@@ -279,7 +271,7 @@ impl ProjectRoot {
                 )
             };
             if rc != 0 {
-                return Err(map_err(&prefix, io::Error::last_os_error(), &self.host_path));
+                return Err(map_err(&prefix, io::Error::last_os_error()));
             }
         }
         Ok(())
@@ -289,7 +281,7 @@ impl ProjectRoot {
     pub fn read_file(&self, path: &ProjectPath) -> Result<Vec<u8>> {
         let fd = self.open_beneath(path, libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK, 0)?;
         let mut file = File::from(fd);
-        let meta = file.metadata().map_err(|e| map_err(path, e, &self.host_path))?;
+        let meta = file.metadata().map_err(|e| map_err(path, e))?;
         if meta.is_dir() {
             return Err(Error::WrongKind {
                 path: path.original.clone(),
@@ -314,7 +306,7 @@ impl ProjectRoot {
         (&mut file)
             .take(MAX_READ_BYTES)
             .read_to_end(&mut buf)
-            .map_err(|e| map_err(path, e, &self.host_path))?;
+            .map_err(|e| map_err(path, e))?;
         Ok(buf)
     }
 
@@ -329,16 +321,16 @@ impl ProjectRoot {
         let fd = self.open_beneath(dir, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)?;
         // Reading through /proc/self/fd keeps us on the descriptor resolved beneath the root.
         let proc_path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        let entries = std::fs::read_dir(&proc_path).map_err(|e| map_err(dir, e, &self.host_path))?;
+        let entries = std::fs::read_dir(&proc_path).map_err(|e| map_err(dir, e))?;
         let mut names: Vec<(String, EntryKind, u64)> = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| map_err(dir, e, &self.host_path))?;
+            let entry = entry.map_err(|e| map_err(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let meta = match std::fs::symlink_metadata(proc_path.join(entry.file_name())) {
                 Ok(m) => m,
                 // Deleted between readdir and stat by sandbox code: skip it.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(map_err(dir, e, &self.host_path)),
+                Err(e) => return Err(map_err(dir, e)),
             };
             let ft = meta.file_type();
             let kind = if ft.is_symlink() {
@@ -418,7 +410,7 @@ fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
 }
 
 /// Turns errno values into the errors callers act on.
-fn map_err(path: &ProjectPath, err: io::Error, root: &Path) -> Error {
+fn map_err(path: &ProjectPath, err: io::Error) -> Error {
     let p = || path.original.clone();
     match err.raw_os_error() {
         Some(libc::EXDEV) => Error::PathEscape {
@@ -442,10 +434,7 @@ fn map_err(path: &ProjectPath, err: io::Error, root: &Path) -> Error {
             path: p(),
             reason: "is a FIFO or device, not a regular file".into(),
         },
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::DiskFull {
-            path: p(),
-            data_dir: root.to_path_buf(),
-        },
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::DiskFull { path: p() },
         _ => Error::io(format!("access {:?} in the project", path.original), err),
     }
 }

@@ -1,0 +1,278 @@
+//! A kernel-enforced disk quota per sandbox: the sandbox's writable state (overlay upper and
+//! work dirs, the user's home) lives on an ext4 filesystem of its own, in a sparse image file
+//! mounted through a loop device. A write past the quota fails with ENOSPC inside that
+//! filesystem only; the host's filesystem, and with it the database, never fills up from a
+//! sandbox.
+//!
+//! A blank image is made once per size with `mkfs.ext4` (there is no maintained Rust crate
+//! that formats ext4) and each sandbox gets a sparse copy of it, which costs about a
+//! millisecond; only the blocks the sandbox writes take space on the host.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, IoContext, Result};
+
+/// Bytes per inode of sandbox filesystems: `node_modules` trees are many small files, so more
+/// inodes than ext4's default of one per 16 KiB.
+const BYTES_PER_INODE: &str = "8192";
+
+/// The blank image of `bytes` bytes under `disks_dir`, formatted on first use.
+pub fn blank_image(disks_dir: &Path, bytes: u64) -> Result<PathBuf> {
+    let path = disks_dir.join(format!("blank-ext4-{bytes}.img"));
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(disks_dir).ctx(|| format!("create {}", disks_dir.display()))?;
+    // Formatted under a temporary name and renamed: concurrent creators each make their own,
+    // and a half-formatted image is never taken for a blank one.
+    let tmp = disks_dir.join(format!(".blank-ext4-{bytes}.{}.tmp", std::process::id()));
+    let file = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+    file.set_len(bytes)
+        .ctx(|| format!("size {} to {bytes} bytes", tmp.display()))?;
+    drop(file);
+    let mkfs = find_mkfs();
+    let out = Command::new(&mkfs)
+        .args(["-q", "-F", "-m", "0", "-i", BYTES_PER_INODE])
+        .args([
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+            "-L",
+            "sandbox",
+        ])
+        .arg(&tmp)
+        .output()
+        .ctx(|| format!("run {} (Debian package e2fsprogs)", mkfs.display()))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::Tool {
+            command: format!("{} {}", mkfs.display(), tmp.display()),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    std::fs::rename(&tmp, &path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+    Ok(path)
+}
+
+fn find_mkfs() -> PathBuf {
+    ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("mkfs.ext4"))
+}
+
+/// Copies `from` to a new file `to`, keeping holes: only the formatted metadata blocks of a
+/// blank image are written.
+pub fn sparse_copy(from: &Path, to: &Path) -> Result<()> {
+    let src = File::open(from).ctx(|| format!("open {}", from.display()))?;
+    let dst = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .ctx(|| format!("create {}", to.display()))?;
+    let len = src.metadata().ctx(|| format!("stat {}", from.display()))?.len();
+    dst.set_len(len).ctx(|| format!("size {}", to.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos: i64 = 0;
+    let end = len as i64;
+    while pos < end {
+        // SAFETY: lseek on a descriptor we own.
+        let data = unsafe { libc::lseek(src.as_raw_fd(), pos, libc::SEEK_DATA) };
+        if data < 0 {
+            let err = io::Error::last_os_error();
+            // ENXIO: no data after `pos`, the rest is a hole.
+            if err.raw_os_error() == Some(libc::ENXIO) {
+                break;
+            }
+            return Err(Error::io(format!("seek data in {}", from.display()), err));
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(src.as_raw_fd(), data, libc::SEEK_HOLE) };
+        let hole = if hole < 0 { end } else { hole };
+        let mut at = data;
+        while at < hole {
+            let n = ((hole - at) as usize).min(buf.len());
+            src.read_exact_at(&mut buf[..n], at as u64)
+                .ctx(|| format!("read {}", from.display()))?;
+            dst.write_all_at(&buf[..n], at as u64)
+                .ctx(|| format!("write {}", to.display()))?;
+            at += n as i64;
+        }
+        pos = hole;
+    }
+    Ok(())
+}
+
+// From <linux/loop.h>.
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+const LO_FLAGS_DIRECT_IO: u32 = 16;
+
+#[repr(C)]
+struct LoopInfo64 {
+    device: u64,
+    inode: u64,
+    rdevice: u64,
+    offset: u64,
+    sizelimit: u64,
+    number: u32,
+    encrypt_type: u32,
+    encrypt_key_size: u32,
+    flags: u32,
+    file_name: [u8; 64],
+    crypt_name: [u8; 64],
+    encrypt_key: [u8; 32],
+    init: [u64; 2],
+}
+
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+/// Mounts the ext4 image at `target` (nosuid, nodev) through a fresh loop device. The device
+/// is set to clear itself, so unmounting the filesystem also frees the device.
+pub fn mount_image(image: &Path, target: &Path) -> Result<()> {
+    let backing = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .ctx(|| format!("open disk image {}", image.display()))?;
+    let control = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/loop-control")
+        .ctx(|| "open /dev/loop-control (the kernel's loop device support is needed for disk quotas)".into())?;
+    // Another process may take the free device between GET_FREE and CONFIGURE: try again.
+    for _ in 0..64 {
+        // SAFETY: ioctl without argument on a descriptor we own.
+        let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
+        if n < 0 {
+            return Err(Error::io("find a free loop device", io::Error::last_os_error()));
+        }
+        let dev_path = PathBuf::from(format!("/dev/loop{n}"));
+        let device = match OpenOptions::new().read(true).write(true).open(&dev_path) {
+            Ok(d) => d,
+            // The device node may appear a moment after GET_FREE created the device.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("open {}", dev_path.display()), e)),
+        };
+        match configure(&device, &backing) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+            Err(e) => {
+                return Err(Error::io(
+                    format!("attach {} to {}", image.display(), dev_path.display()),
+                    e,
+                ));
+            }
+        }
+        let result = mount_ext4(&dev_path, target);
+        // Closing the last descriptor of an auto-clearing device that is not mounted frees it.
+        drop(device);
+        return result;
+    }
+    Err(Error::io(
+        format!("attach {} to a loop device", image.display()),
+        io::Error::other("every free loop device was taken by others"),
+    ))
+}
+
+fn configure(device: &File, backing: &File) -> io::Result<()> {
+    let mut config = LoopConfig {
+        fd: backing.as_raw_fd() as u32,
+        block_size: 0,
+        // SAFETY: all-zero bytes are a valid value of this plain C struct.
+        info: unsafe { std::mem::zeroed() },
+        reserved: [0; 8],
+    };
+    // Direct I/O keeps the image's blocks out of the host page cache (the filesystem inside
+    // has its own); not every backing filesystem allows it.
+    for flags in [LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO, LO_FLAGS_AUTOCLEAR] {
+        config.info.flags = flags;
+        // SAFETY: LOOP_CONFIGURE reads a `struct loop_config` that lives across the call.
+        if unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE, &config as *const LoopConfig) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINVAL) || flags & LO_FLAGS_DIRECT_IO == 0 {
+            return Err(err);
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn mount_ext4(device: &Path, target: &Path) -> Result<()> {
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| Error::io("mount path contains NUL", io::ErrorKind::InvalidInput.into()))
+    };
+    let (source, dest) = (c(device)?, c(target)?);
+    // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            dest.as_ptr(),
+            c"ext4".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME,
+            c"errors=remount-ro".as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(Error::io(
+            format!("mount the sandbox disk {} on {}", device.display(), target.display()),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Free bytes for unprivileged writers on the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> Result<u64> {
+    let c = CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| Error::io("path contains NUL", io::ErrorKind::InvalidInput.into()))?;
+    // SAFETY: statvfs fills the struct we pass; all-zero is a valid initial value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` outlives the call.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(Error::io(
+            format!("statvfs {}", dir.display()),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_copy_keeps_data_and_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        let file = File::create(&from).unwrap();
+        file.set_len(64 << 20).unwrap();
+        file.write_all_at(b"head", 0).unwrap();
+        file.write_all_at(b"middle", 32 << 20).unwrap();
+        drop(file);
+        let to = dir.path().join("to");
+        sparse_copy(&from, &to).unwrap();
+        assert_eq!(std::fs::read(&from).unwrap(), std::fs::read(&to).unwrap());
+        use std::os::unix::fs::MetadataExt;
+        // 512-byte blocks actually allocated: far less than the 64 MiB length.
+        assert!(std::fs::metadata(&to).unwrap().blocks() * 512 < 4 << 20);
+    }
+}
