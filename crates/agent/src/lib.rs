@@ -26,6 +26,7 @@
 mod agent;
 mod coding;
 mod error;
+mod limits;
 mod naming;
 mod network;
 mod schema;
@@ -38,10 +39,11 @@ pub use coding::{
     CODING_AGENT_NAME, CODING_AGENT_PROMPT, CODING_MAX_ITER, CommandOutput, CreateOrUpdateFilesArgs,
     CreateOrUpdateFilesTool, FileToWrite, ImageAttribution, ImageError, ImageOrientation, ImageProvider, ImagePurpose,
     PROJECT_ROOT, ProjectWorkspace, ReadFilesArgs, ReadFilesTool, SavedImage, TerminalArgs, TerminalTool,
-    UnconfiguredImages, UnsplashImageArgs, UnsplashImageTool, WorkspaceError, coding_agent, coding_network,
-    normalize_project_path,
+    UnconfiguredImages, UnsplashImageArgs, UnsplashImageTool, WorkspaceError, coding_agent, coding_agent_with_limits,
+    coding_network, coding_network_with_limits, normalize_project_path,
 };
 pub use error::{AgentError, ToolError};
+pub use limits::{SizeLimits, format_bytes, truncate_middle};
 pub use naming::{FALLBACK_TITLE, NAMING_PROMPT, clean_title, generate_title};
 pub use network::{
     FirstAgentRouter, Network, NetworkInput, NetworkResult, RouteContext, Router, STATUS_TOPIC, extract_task_summary,

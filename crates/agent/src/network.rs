@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::agent::Agent;
 use crate::error::{AgentError, ToolError};
+use crate::limits::{SizeLimits, format_bytes, truncate_middle};
 use crate::state::{NetworkState, StateChanges};
 use crate::tool::{DynTool, ToolContext};
 
@@ -150,6 +151,7 @@ pub struct Network {
     max_iter: u32,
     status_channel: Option<String>,
     status_topic: String,
+    limits: SizeLimits,
 }
 
 impl Network {
@@ -163,6 +165,7 @@ impl Network {
             max_iter: DEFAULT_MAX_ITER,
             status_channel: None,
             status_topic: STATUS_TOPIC.to_owned(),
+            limits: SizeLimits::default(),
         }
     }
 
@@ -193,6 +196,13 @@ impl Network {
     /// Publishes tool statuses under this topic instead of [`STATUS_TOPIC`].
     pub fn status_topic(mut self, topic: impl Into<String>) -> Self {
         self.status_topic = topic.into();
+        self
+    }
+
+    /// The size limits of tool calls and of the results sent back to the model (the default
+    /// is [`SizeLimits::default`]).
+    pub fn limits(mut self, limits: SizeLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -243,7 +253,7 @@ impl Network {
             }
             let summary = response.content.as_deref().and_then(extract_task_summary);
             if response.content.is_some() || !response.tool_calls.is_empty() {
-                transcript.push(response.to_message());
+                transcript.push(self.transcript_message(&response));
             }
             for (call_index, call) in response.tool_calls.iter().enumerate() {
                 let output = self
@@ -300,10 +310,33 @@ impl Network {
         .await
     }
 
+    /// The assistant turn as it goes back to the model: the arguments of a tool call over the
+    /// size limit are replaced by a note, or every later model call would carry them again.
+    fn transcript_message(&self, response: &ChatResponse) -> Message {
+        let mut tool_calls = response.tool_calls.clone();
+        for call in &mut tool_calls {
+            if call.arguments.len() > self.limits.max_tool_call_bytes {
+                call.arguments = serde_json::json!({
+                    "omitted": format!(
+                        "{} of arguments, over the limit of {} per tool call",
+                        format_bytes(call.arguments.len()),
+                        format_bytes(self.limits.max_tool_call_bytes)
+                    )
+                })
+                .to_string();
+            }
+        }
+        Message::Assistant {
+            content: response.content.clone(),
+            tool_calls,
+        }
+    }
+
     /// One tool call. Calls that cannot run (unknown tool, arguments that are
-    /// not JSON or do not fit the parameters) are answered with an error for
-    /// the model and need no step: the answer follows from the journaled model
-    /// response alone, so a replay computes the same one.
+    /// not JSON or do not fit the parameters, arguments over the size limit)
+    /// are answered with an error for the model and need no step: the answer
+    /// follows from the journaled model response alone, so a replay computes
+    /// the same one.
     async fn call_tool(
         &self,
         ctx: &RunContext,
@@ -313,6 +346,17 @@ impl Network {
         call: &ToolCall,
         state: &mut NetworkState,
     ) -> Result<String, StepError> {
+        if call.arguments.len() > self.limits.max_tool_call_bytes {
+            tracing::warn!(tool = %call.name, bytes = call.arguments.len(), "the model sent a tool call over the size limit");
+            return Ok(format!(
+                "Error: this `{}` call has {} of arguments; one tool call may carry at most {}. Nothing was done. \
+                 Split the work into several smaller calls (for files: fewer files per call, and no file over its own \
+                 size limit).",
+                call.name,
+                format_bytes(call.arguments.len()),
+                format_bytes(self.limits.max_tool_call_bytes)
+            ));
+        }
         let Some(tool) = agent.find_tool(&call.name) else {
             tracing::warn!(tool = %call.name, "the model called an unknown tool");
             return Ok(format!(
@@ -338,8 +382,11 @@ impl Network {
         }
         let step = format!("{}/iter-{iteration}/tool-{call_index}-{}", agent.name(), tool.name());
         let snapshot: &NetworkState = state;
+        let max_result = self.limits.max_tool_result_bytes;
         let record: ToolStepRecord = ctx
-            .step(&step, || run_tool(tool, prepared.args.clone(), ctx.run_id(), snapshot))
+            .step(&step, || {
+                run_tool(tool, prepared.args.clone(), ctx.run_id(), snapshot, max_result)
+            })
             .await?;
         if record.is_error {
             tracing::info!(tool = tool.name(), output = %record.output, "tool call failed");
@@ -356,13 +403,14 @@ async fn run_tool(
     args: Value,
     run_id: &str,
     state: &NetworkState,
+    max_result_bytes: usize,
 ) -> Result<ToolStepRecord, StepError> {
     let mut tool_ctx = ToolContext::new(run_id, state);
     let outcome = tool.call(args, &mut tool_ctx).await;
     let changes = tool_ctx.into_changes();
     match outcome {
         Ok(output) => Ok(ToolStepRecord {
-            output,
+            output: truncate_middle(&output, max_result_bytes),
             is_error: false,
             changes,
         }),
@@ -373,7 +421,7 @@ async fn run_tool(
         // Whatever was written before the failure stays written, so the
         // changes are kept with the error.
         Err(error) => Ok(ToolStepRecord {
-            output: format!("Error: {error}"),
+            output: truncate_middle(&format!("Error: {error}"), max_result_bytes),
             is_error: true,
             changes,
         }),
@@ -387,6 +435,7 @@ impl std::fmt::Debug for Network {
             .field("max_iter", &self.max_iter)
             .field("status_channel", &self.status_channel)
             .field("status_topic", &self.status_topic)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }

@@ -21,6 +21,7 @@ pub use tools::{
 pub use workspace::{CommandOutput, PROJECT_ROOT, ProjectWorkspace, WorkspaceError, normalize_project_path};
 
 use crate::agent::Agent;
+use crate::limits::SizeLimits;
 use crate::network::{Network, project_channel};
 
 /// The coding agent's name: the prefix of its step ids.
@@ -31,10 +32,19 @@ pub const CODING_MAX_ITER: u32 = 20;
 
 /// The coding agent with its four tools, on the coder model.
 pub fn coding_agent(workspace: Arc<dyn ProjectWorkspace>, images: Arc<dyn ImageProvider>) -> Agent {
+    coding_agent_with_limits(workspace, images, SizeLimits::default())
+}
+
+/// [`coding_agent`] with its file tools held to `limits`.
+pub fn coding_agent_with_limits(
+    workspace: Arc<dyn ProjectWorkspace>,
+    images: Arc<dyn ImageProvider>,
+    limits: SizeLimits,
+) -> Agent {
     Agent::new(CODING_AGENT_NAME, CODING_AGENT_PROMPT, ModelRole::Coder)
         .tool(TerminalTool::new(workspace.clone()))
-        .tool(CreateOrUpdateFilesTool::new(workspace.clone()))
-        .tool(ReadFilesTool::new(workspace))
+        .tool(CreateOrUpdateFilesTool::new(workspace.clone()).max_file_bytes(limits.max_file_bytes))
+        .tool(ReadFilesTool::new(workspace).max_result_bytes(limits.max_tool_result_bytes))
         .tool(UnsplashImageTool::new(images))
 }
 
@@ -46,7 +56,19 @@ pub fn coding_network(
     images: Arc<dyn ImageProvider>,
     project_id: &str,
 ) -> Network {
-    Network::new(llm, coding_agent(workspace, images))
+    coding_network_with_limits(llm, workspace, images, project_id, SizeLimits::default())
+}
+
+/// [`coding_network`] with its tools and tool results held to `limits`.
+pub fn coding_network_with_limits(
+    llm: LlmClient,
+    workspace: Arc<dyn ProjectWorkspace>,
+    images: Arc<dyn ImageProvider>,
+    project_id: &str,
+    limits: SizeLimits,
+) -> Network {
+    Network::new(llm, coding_agent_with_limits(workspace, images, limits))
         .max_iter(CODING_MAX_ITER)
         .status_channel(project_channel(project_id))
+        .limits(limits)
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::workspace::{ProjectWorkspace, WorkspaceError, normalize_project_path};
 use crate::error::ToolError;
+use crate::limits::{SizeLimits, format_bytes, truncate_middle};
 use crate::tool::{Tool, ToolContext};
 
 /// Most characters of each command stream returned to the model. Build and
@@ -108,12 +109,23 @@ pub struct CreateOrUpdateFilesArgs {
 #[derive(Clone)]
 pub struct CreateOrUpdateFilesTool {
     workspace: Arc<dyn ProjectWorkspace>,
+    max_file_bytes: usize,
 }
 
 impl CreateOrUpdateFilesTool {
-    /// The tool, writing into `workspace`.
+    /// The tool, writing into `workspace` files of at most the default
+    /// [`SizeLimits::max_file_bytes`].
     pub fn new(workspace: Arc<dyn ProjectWorkspace>) -> Self {
-        Self { workspace }
+        Self {
+            workspace,
+            max_file_bytes: SizeLimits::default().max_file_bytes,
+        }
+    }
+
+    /// Refuses files of more than `bytes`.
+    pub fn max_file_bytes(mut self, bytes: usize) -> Self {
+        self.max_file_bytes = bytes;
+        self
     }
 }
 
@@ -142,6 +154,21 @@ impl Tool for CreateOrUpdateFilesTool {
         for file in args.files {
             let path = normalize_project_path(&file.path).map_err(ToolError::InvalidArguments)?;
             files.push((path, file.content));
+        }
+        // And every size, for the same reason.
+        let too_big: Vec<String> = files
+            .iter()
+            .filter(|(_, content)| content.len() > self.max_file_bytes)
+            .map(|(path, content)| format!("`{path}` has {}", format_bytes(content.len())))
+            .collect();
+        if !too_big.is_empty() {
+            return Err(ToolError::InvalidArguments(format!(
+                "{}; a file written by this tool may have at most {}. No file was written. Keep files \
+                 small: split big modules, and load big data or media at run time instead of writing it \
+                 into the project.",
+                too_big.join(", "),
+                format_bytes(self.max_file_bytes)
+            )));
         }
         let mut written = Vec::with_capacity(files.len());
         for (path, content) in files {
@@ -181,12 +208,23 @@ struct FileContent {
 #[derive(Clone)]
 pub struct ReadFilesTool {
     workspace: Arc<dyn ProjectWorkspace>,
+    max_result_bytes: usize,
 }
 
 impl ReadFilesTool {
-    /// The tool, reading from `workspace`.
+    /// The tool, reading from `workspace`, answering at most the default
+    /// [`SizeLimits::max_tool_result_bytes`].
     pub fn new(workspace: Arc<dyn ProjectWorkspace>) -> Self {
-        Self { workspace }
+        Self {
+            workspace,
+            max_result_bytes: SizeLimits::default().max_tool_result_bytes,
+        }
+    }
+
+    /// Shortens the files it answers so that the whole answer stays within `bytes`.
+    pub fn max_result_bytes(mut self, bytes: usize) -> Self {
+        self.max_result_bytes = bytes;
+        self
     }
 }
 
@@ -211,6 +249,12 @@ impl Tool for ReadFilesTool {
             let path = normalize_project_path(&requested).map_err(ToolError::InvalidArguments)?;
             let content = self.workspace.read_file(&path).await?;
             contents.push(FileContent { path, content });
+        }
+        // Each file gets an equal share of the answer (with room for JSON escaping), so the
+        // answer stays valid JSON instead of being cut by the network's own limit.
+        let share = self.max_result_bytes * 3 / 4 / contents.len().max(1);
+        for file in &mut contents {
+            file.content = truncate_middle(&file.content, share);
         }
         serde_json::to_string(&contents)
             .map_err(|error| ToolError::Failed(format!("could not encode the file contents: {error}")))
