@@ -58,8 +58,12 @@ pub async fn login(
     let Ok(Query(LoginQuery { token })) = query else {
         return ApiError::BadRequest("the login URL needs its `token` parameter".into()).into_response();
     };
-    match state.store.consume_login_token(&token).await {
-        Ok(Some((_, session))) => (jar.add(session_cookie(session)), Redirect::to("/")).into_response(),
+    match state
+        .store
+        .consume_login_token(&token, forgeai_store::MAX_SESSION_TTL)
+        .await
+    {
+        Ok(Some(session)) => (jar.add(session_cookie(session.secret)), Redirect::to("/")).into_response(),
         Ok(None) => ApiError::BadRequest(
             "this login link was already used or is not valid; run `forgeai users login <name>` for a new one".into(),
         )

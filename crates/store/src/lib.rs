@@ -23,11 +23,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 mod error;
 mod model;
 
+pub use access::SandboxOwner;
 pub use error::{Error, Result};
 pub use model::{
     AssistantReply, DEFAULT_PROJECT_NAME, Fragment, FragmentUpdate, Message, MessageRole, MessageType,
     MessageWithFragment, NewFragment, Project, UnknownValue, User,
 };
+pub use users::{LOGIN_LINK_TTL, MAX_SESSION_TTL, NewSession, TokenInfo, TokenKind};
 
 /// Runs the same code against whichever pool the store holds. The body is expanded once per
 /// backend, so one piece of query code is type-checked against both databases.
@@ -40,6 +42,7 @@ macro_rules! with_pool {
     };
 }
 
+mod access;
 mod projects;
 mod users;
 

@@ -26,6 +26,9 @@ pub struct Project {
     pub sandbox_id: Option<String>,
     pub image_url: Option<String>,
     pub user_id: String,
+    /// Whether the preview is served to anyone (`true`) or to the owner only.
+    #[serde(default)]
+    pub public: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -127,6 +130,12 @@ pub struct FragmentUpdate {
 pub struct UnknownValue {
     column: &'static str,
     value: String,
+}
+
+impl UnknownValue {
+    pub(crate) fn new(column: &'static str, value: String) -> Self {
+        UnknownValue { column, value }
+    }
 }
 
 impl MessageRole {

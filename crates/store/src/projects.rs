@@ -15,7 +15,8 @@ use crate::{
 
 const MAX_PROJECT_NAME_CHARS: usize = 200;
 
-const PROJECT_COLUMNS: &str = "id, name, name_is_default, sandbox_id, image_url, user_id, created_at, updated_at";
+pub(crate) const PROJECT_COLUMNS: &str =
+    "id, name, name_is_default, sandbox_id, image_url, user_id, public, created_at, updated_at";
 
 impl Store {
     /// Creates a project with its first USER message, in one transaction: if the message is
@@ -35,6 +36,7 @@ impl Store {
             sandbox_id: None,
             image_url: image_url.map(str::to_owned),
             user_id: user_id.to_owned(),
+            public: false,
             created_at: created,
             updated_at: created,
         };

@@ -3,8 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use chrono::Duration;
 use forgeai_store::testing::TestPostgres;
-use forgeai_store::{AssistantReply, DEFAULT_PROJECT_NAME, Error, MessageRole, MessageType, NewFragment, Store};
+use forgeai_store::{
+    AssistantReply, DEFAULT_PROJECT_NAME, Error, LOGIN_LINK_TTL, MAX_SESSION_TTL, MessageRole, MessageType,
+    NewFragment, SandboxOwner, Store, TokenKind,
+};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tempfile::TempDir;
 
@@ -86,6 +90,9 @@ macro_rules! on_both_backends {
 on_both_backends!(
     users_and_api_tokens,
     login_token_is_one_time,
+    sessions_expire_and_tokens_are_listed_and_revoked,
+    login_links_expire,
+    preview_access_lookups,
     projects_ordering_renaming_and_sandbox,
     messages_order_and_history,
     fragments_and_file_merge,
@@ -176,22 +183,226 @@ async fn login_token_is_one_time(db: &Db) {
     // A login token is not a credential by itself.
     assert_eq!(store.authenticate(&login).await.unwrap(), None);
 
-    let (user, session) = store.consume_login_token(&login).await.unwrap().unwrap();
+    let new_session = store
+        .consume_login_token(&login, MAX_SESSION_TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    let (user, session) = (new_session.user, new_session.secret);
     assert_eq!(user, alice);
     assert_ne!(session, login);
     assert_eq!(store.authenticate(&session).await.unwrap(), Some(alice.clone()));
-    assert_eq!(store.consume_login_token(&login).await.unwrap(), None);
+    assert_eq!(store.consume_login_token(&login, MAX_SESSION_TTL).await.unwrap(), None);
     // Nor can a session or API token be used as a login token.
-    assert_eq!(store.consume_login_token(&session).await.unwrap(), None);
+    assert_eq!(
+        store.consume_login_token(&session, MAX_SESSION_TTL).await.unwrap(),
+        None
+    );
     assert_eq!(store.create_login_token("no-such-user").await.unwrap(), None);
 
     let contested = store.create_login_token(&alice.id).await.unwrap().unwrap();
     let (first, second) = tokio::join!(
-        store.consume_login_token(&contested),
-        store.consume_login_token(&contested)
+        store.consume_login_token(&contested, MAX_SESSION_TTL),
+        store.consume_login_token(&contested, MAX_SESSION_TTL)
     );
     let winners = [first.unwrap(), second.unwrap()].into_iter().flatten().count();
     assert_eq!(winners, 1);
+}
+
+async fn sessions_expire_and_tokens_are_listed_and_revoked(db: &Db) {
+    let store = &db.store;
+    let (alice, api_token) = store.create_user("alice").await.unwrap();
+    let (bob, bob_token) = store.create_user("bob").await.unwrap();
+    let before = chrono::Utc::now();
+
+    let (session, secret) = store
+        .create_session(&alice.id, Duration::hours(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.kind, TokenKind::Session);
+    assert_ne!(secret, api_token);
+    let expires = session.expires_at.unwrap();
+    assert!(expires > before + Duration::minutes(59) && expires <= chrono::Utc::now() + Duration::hours(1));
+    let (user, info) = store.authenticate_token(&secret).await.unwrap().unwrap();
+    assert_eq!(user, alice);
+    assert_eq!(info.id, session.id);
+    assert!(info.last_used_at.is_some(), "authenticating notes the use");
+    assert!(store.token_is_live(&alice.id, &session.id).await.unwrap());
+    assert!(!store.token_is_live(&bob.id, &session.id).await.unwrap());
+
+    // A session never lives longer than 30 days, whatever is asked.
+    let (long, _) = store
+        .create_session(&alice.id, Duration::days(400))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(long.expires_at.unwrap() <= chrono::Utc::now() + MAX_SESSION_TTL);
+    assert!(long.expires_at.unwrap() > chrono::Utc::now() + MAX_SESSION_TTL - Duration::minutes(1));
+
+    // An expired session authenticates nothing and is not listed.
+    let (expired, expired_secret) = store
+        .create_session(&alice.id, Duration::seconds(-1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.authenticate(&expired_secret).await.unwrap(), None);
+    assert!(!store.token_is_live(&alice.id, &expired.id).await.unwrap());
+    assert_eq!(
+        store.create_session("no-such-user", Duration::hours(1)).await.unwrap(),
+        None
+    );
+
+    let listed = store.list_tokens(&alice.id).await.unwrap();
+    let kinds: Vec<TokenKind> = listed.iter().map(|token| token.kind).collect();
+    assert_eq!(kinds, [TokenKind::Api, TokenKind::Session, TokenKind::Session]);
+    assert_eq!(listed[1].id, session.id);
+    assert_eq!(listed[0].expires_at, None, "API tokens do not expire");
+    assert!(listed.iter().all(|token| token.id != expired.id));
+    let json = serde_json::to_string(&listed).unwrap();
+    assert!(
+        !json.contains(&api_token) && !json.contains(&secret),
+        "no secret is shown"
+    );
+    assert!(!json.contains("userId"), "{json}");
+    for hash in db.token_hashes().await {
+        assert!(!json.contains(&hash), "no hash is shown");
+    }
+
+    // Revoking: only one's own tokens; a revoked token authenticates nothing.
+    assert!(!store.revoke_token(&bob.id, &session.id).await.unwrap());
+    assert!(store.revoke_token(&alice.id, &session.id).await.unwrap());
+    assert!(!store.revoke_token(&alice.id, &session.id).await.unwrap());
+    assert_eq!(store.authenticate(&secret).await.unwrap(), None);
+    let bob_api = store.list_tokens(&bob.id).await.unwrap()[0].id.clone();
+    assert!(store.revoke_token(&bob.id, &bob_api).await.unwrap());
+    assert_eq!(store.authenticate(&bob_token).await.unwrap(), None);
+
+    // Signing out ends a session by its secret, never an API token.
+    let (_, other) = store
+        .create_session(&alice.id, Duration::hours(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!store.revoke_session(&api_token).await.unwrap());
+    assert_eq!(store.authenticate(&api_token).await.unwrap(), Some(alice.clone()));
+    assert!(store.revoke_session(&other).await.unwrap());
+    assert!(!store.revoke_session(&other).await.unwrap());
+    assert_eq!(store.authenticate(&other).await.unwrap(), None);
+
+    // Another API token works like the first and can be revoked on its own.
+    let (second, second_secret) = store.create_api_token(&alice.id).await.unwrap().unwrap();
+    assert_eq!(second.kind, TokenKind::Api);
+    assert_eq!(store.authenticate(&second_secret).await.unwrap(), Some(alice.clone()));
+    assert!(store.revoke_token(&alice.id, &second.id).await.unwrap());
+    assert_eq!(store.authenticate(&second_secret).await.unwrap(), None);
+    assert_eq!(store.authenticate(&api_token).await.unwrap(), Some(alice));
+}
+
+async fn login_links_expire(db: &Db) {
+    let store = &db.store;
+    let (alice, _) = store.create_user("alice").await.unwrap();
+    let link = store.create_login_token(&alice.id).await.unwrap().unwrap();
+    let listed = store.list_tokens(&alice.id).await.unwrap();
+    let pending = listed.iter().find(|token| token.kind == TokenKind::LoginOnce).unwrap();
+    let ttl = pending.expires_at.unwrap() - pending.created_at;
+    assert_eq!(ttl, LOGIN_LINK_TTL, "a login link lives 15 minutes");
+
+    let expired = store
+        .create_login_token_expiring(&alice.id, Duration::seconds(-1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.consume_login_token(&expired, MAX_SESSION_TTL).await.unwrap(),
+        None
+    );
+    // A longer life than 15 minutes is not granted.
+    store
+        .create_login_token_expiring(&alice.id, Duration::days(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let longest = store
+        .list_tokens(&alice.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|token| token.expires_at)
+        .max()
+        .unwrap();
+    assert!(longest <= chrono::Utc::now() + LOGIN_LINK_TTL);
+
+    let session = store
+        .consume_login_token(&link, Duration::hours(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.user, alice);
+    assert_eq!(session.token.kind, TokenKind::Session);
+    assert_eq!(
+        session.token.expires_at.unwrap() - session.token.created_at,
+        Duration::hours(2)
+    );
+    assert_eq!(store.consume_login_token(&link, MAX_SESSION_TTL).await.unwrap(), None);
+}
+
+async fn preview_access_lookups(db: &Db) {
+    let store = &db.store;
+    let (alice, _) = store.create_user("alice").await.unwrap();
+    let (bob, _) = store.create_user("bob").await.unwrap();
+    let (project, _) = store.create_project(&alice.id, "Build a page", None).await.unwrap();
+    assert!(!project.public, "a preview is private until shared");
+    assert_eq!(store.sandbox_owner("sbx1").await.unwrap(), None);
+    assert!(
+        store
+            .set_project_sandbox(&alice.id, &project.id, Some("sbx1"))
+            .await
+            .unwrap()
+    );
+    let owner = store.sandbox_owner("sbx1").await.unwrap().unwrap();
+    assert_eq!(
+        owner,
+        SandboxOwner {
+            project_id: project.id.clone(),
+            user_id: alice.id.clone(),
+            public: false
+        }
+    );
+
+    assert_eq!(
+        store.set_project_public(&bob.id, &project.id, true).await.unwrap(),
+        None
+    );
+    let shared = store
+        .set_project_public(&alice.id, &project.id, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(shared.public);
+    assert_eq!(shared.id, project.id);
+    assert!(store.sandbox_owner("sbx1").await.unwrap().unwrap().public);
+    assert!(store.get_project(&alice.id, &project.id).await.unwrap().unwrap().public);
+    let unshared = store
+        .set_project_public(&alice.id, &project.id, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!unshared.public);
+    // A sandbox the project moved away from serves no one.
+    assert!(
+        store
+            .set_project_sandbox(&alice.id, &project.id, Some("sbx2"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.sandbox_owner("sbx1").await.unwrap(), None);
+
+    let key = store.server_secret("preview-grant").await.unwrap();
+    assert_eq!(key.len(), 64);
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(store.server_secret("preview-grant").await.unwrap(), key, "made once");
+    assert_ne!(store.server_secret("other").await.unwrap(), key);
 }
 
 async fn projects_ordering_renaming_and_sandbox(db: &Db) {
@@ -711,11 +922,16 @@ async fn bad_urls_are_explained_without_passwords() {
 fn json_uses_the_api_field_names() {
     let project = serde_json::json!({
         "id": "p", "name": "n", "nameIsDefault": true, "sandboxId": null, "imageUrl": null,
-        "userId": "u", "createdAt": "2026-01-02T03:04:05.123456Z",
+        "userId": "u", "public": false, "createdAt": "2026-01-02T03:04:05.123456Z",
         "updatedAt": "2026-01-02T03:04:05.123456Z"
     });
     let parsed: forgeai_store::Project = serde_json::from_value(project.clone()).unwrap();
     assert_eq!(serde_json::to_value(&parsed).unwrap(), project);
+    // Projects written before previews could be shared read as private.
+    let mut older = project.clone();
+    older.as_object_mut().unwrap().remove("public");
+    let parsed: forgeai_store::Project = serde_json::from_value(older).unwrap();
+    assert!(!parsed.public);
 
     let message = serde_json::json!({
         "id": "m", "projectId": "p", "role": "ASSISTANT", "type": "RESULT", "content": "done",
