@@ -91,6 +91,21 @@ impl Cgroup {
         }
     }
 
+    /// Ids of every sandbox cgroup on the machine (of any forgeai data dir).
+    pub fn ids(layout: &CgroupLayout) -> Vec<String> {
+        let parent = match layout {
+            CgroupLayout::V1 { root } => root.join("freezer").join("forgeai"),
+            CgroupLayout::V2 { root } => root.join("forgeai"),
+        };
+        fs::read_dir(parent)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect()
+    }
+
     fn v1_dir(root: &Path, ctrl: &str, id: &str) -> PathBuf {
         root.join(ctrl).join("forgeai").join(id)
     }

@@ -18,6 +18,7 @@ mod mounts;
 mod net;
 mod output;
 mod paths;
+mod reconcile;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -35,6 +36,7 @@ pub(crate) use build::build_forgeai_v1;
 pub use cgroup::{CgroupLayout, Limits};
 pub use net::NetConfig;
 pub use paths::MAX_READ_BYTES;
+pub use reconcile::Reconciled;
 
 use self::cgroup::Cgroup;
 use self::devserver::DevServer;
@@ -84,6 +86,9 @@ pub struct LocalConfig {
     pub idle_unload: Duration,
     /// How long a sandbox start waits for busy sandboxes to free budget before failing.
     pub memory_wait: Duration,
+    /// How often leftovers of sandboxes that are not loaded are looked for (see
+    /// [`LocalProvider::reconcile`]).
+    pub reconcile_interval: Duration,
 }
 
 impl LocalConfig {
@@ -105,6 +110,7 @@ impl LocalConfig {
             memory_budget_bytes: Some(memory::half_of_machine_memory()),
             idle_unload: Duration::from_secs(30 * 60),
             memory_wait: Duration::from_secs(60),
+            reconcile_interval: Duration::from_secs(60),
         }
     }
 }
@@ -262,9 +268,18 @@ impl LocalProvider {
         let cfg2 = cfg.clone();
         let inner = blocking(move || Inner::init(cfg2)).await?;
         let inner = Arc::new(inner);
+        if let Err(e) = inner.reconcile().await {
+            tracing::warn!(error = %e, "cannot remove leftovers of earlier sandboxes");
+        }
         let weak = Arc::downgrade(&inner);
-        tokio::spawn(reaper(weak, cfg.reap_interval));
+        tokio::spawn(reaper(weak, cfg.reap_interval, cfg.reconcile_interval));
         Ok(LocalProvider { inner })
+    }
+
+    /// Removes namespaces, veths, firewall elements, leases, cgroups and mounts that belong to
+    /// no loaded sandbox (also done at start and every `reconcile_interval`).
+    pub async fn reconcile(&self) -> Result<Reconciled> {
+        self.inner.reconcile().await
     }
 
     /// The provider's data directory.
@@ -360,6 +375,21 @@ impl LocalProvider {
             .map_or(0, |d| d.starts()))
     }
 
+    /// Whether the sandbox's processes, mounts and network are up (running or paused), as
+    /// opposed to only its files being on disk.
+    pub async fn loaded(&self, id: &str) -> Result<bool> {
+        let slot = self.inner.slot(id)?;
+        let life = slot.life.lock().await;
+        Ok(matches!(life.phase, Phase::Running | Phase::Paused))
+    }
+
+    /// Memory of the sandbox the kernel cannot reclaim (anonymous and tmpfs pages); what the
+    /// memory budget counts. 0 when it is not loaded.
+    pub fn memory_usage(&self, id: &str) -> Result<u64> {
+        let slot = self.inner.slot(id)?;
+        Ok(Cgroup::new(self.inner.cgroups.clone(), &slot.id).unreclaimable_bytes())
+    }
+
     /// Pids (host view) of every process in the sandbox.
     pub async fn pids(&self, id: &str) -> Result<Vec<i32>> {
         let slot = self.inner.slot(id)?;
@@ -405,6 +435,13 @@ impl LocalProvider {
                 tracing::warn!(id = %slot.id, error = %e, "sandbox did not unload cleanly");
             }
         }
+        // Nothing of forgeai stays mounted after a clean stop.
+        let sandboxes_mount = self.inner.sandboxes_mount.clone();
+        let _ = blocking(move || {
+            sandboxes_mount.release();
+            Ok(())
+        })
+        .await;
     }
 
     /// Stops the sandbox and moves its writable layer to `dest` (same filesystem); used to
@@ -721,11 +758,18 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::Provider(format!("sandbox worker task failed: {e}")))?
 }
 
-async fn reaper(inner: Weak<Inner>, interval: Duration) {
+async fn reaper(inner: Weak<Inner>, interval: Duration, reconcile_interval: Duration) {
+    let mut last_reconcile = Instant::now();
     loop {
         tokio::time::sleep(interval).await;
         let Some(inner) = inner.upgrade() else { return };
         inner.reap().await;
+        if last_reconcile.elapsed() >= reconcile_interval {
+            last_reconcile = Instant::now();
+            if let Err(e) = inner.reconcile().await {
+                tracing::warn!(error = %e, "cannot remove leftovers of sandboxes");
+            }
+        }
     }
 }
 

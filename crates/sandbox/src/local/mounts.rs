@@ -126,8 +126,29 @@ impl SandboxesMount {
         // SAFETY: umount2(2) with a NUL-terminated path.
         if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
             *state = State::Unchecked;
+            return;
+        }
+        // EBUSY with nothing mounted beneath: a sandbox's detached overlay is still referenced
+        // by its dying processes. The bind itself hides nothing, so detaching it is safe.
+        if matches!(mounts_at_or_beneath(&self.dir), Ok((true, false)))
+            // SAFETY: as above.
+            && unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0
+        {
+            *state = State::Unchecked;
         }
     }
+}
+
+/// Mount points strictly beneath `dir`, from this process's mount table.
+pub fn mounts_beneath(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir = dir.as_os_str().as_bytes();
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape)
+        .filter(|point| point.starts_with(dir) && point.get(dir.len()) == Some(&b'/'))
+        .map(|point| PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(point)))
+        .collect()
 }
 
 /// Whether a mount sits exactly at `dir`, and whether any sits beneath it.

@@ -453,6 +453,136 @@ impl Network {
 /// File in a sandbox's directory naming the subnet it leases.
 const LEASE_NOTE: &str = "subnet";
 
+/// A sandbox network found on the machine: from a lease (with the directory holding it), or a
+/// namespace or veth that no lease names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub holder: Option<PathBuf>,
+    pub index: Option<u32>,
+    pub short: String,
+}
+
+impl Network {
+    /// Every lease, and every sandbox namespace or veth that no lease names.
+    pub fn leftovers(&self) -> Vec<Leftover> {
+        let mut found: Vec<Leftover> = fs::read_dir(&self.cfg.lease_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let index: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let holder = PathBuf::from(fs::read_to_string(entry.path()).ok()?);
+                let name = holder.file_name()?.to_str()?;
+                let short = name[..name.len().min(10)].to_string();
+                Some(Leftover {
+                    holder: Some(holder),
+                    index: Some(index),
+                    short,
+                })
+            })
+            .collect();
+        let names = |dir: &str, prefix: &str| -> Vec<String> {
+            fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix(prefix).map(str::to_string))
+                .collect()
+        };
+        let mut unleased: Vec<String> = names(NETNS_DIR, "fa-");
+        unleased.extend(names("/sys/class/net", HOST_IF_PREFIX));
+        unleased.sort();
+        unleased.dedup();
+        for short in unleased {
+            if !found.iter().any(|l| l.short == short) {
+                found.push(Leftover {
+                    holder: None,
+                    index: None,
+                    short,
+                });
+            }
+        }
+        found
+    }
+
+    /// Removes a network found by [`Network::leftovers`]: firewall element, veth, namespace,
+    /// and the lease if it still names the same holder.
+    pub fn remove_leftover(&self, leftover: &Leftover) {
+        let (netns, host_if) = Self::names(&leftover.short);
+        if let Some(index) = leftover.index {
+            let addr = self.addresses(index).1;
+            let t = &self.cfg.table;
+            let _ = run(
+                &self.cfg.nft,
+                &["-f", "-"],
+                Some(&format!(
+                    "delete element inet {t} sb_addrs {{ \"{host_if}\" . {addr} }}\n"
+                )),
+            );
+        }
+        if Path::new("/sys/class/net").join(&host_if).exists() {
+            let _ = run(&self.cfg.ip, &["link", "del", &host_if], None);
+        }
+        if Path::new(NETNS_DIR).join(&netns).exists() {
+            let _ = run(&self.cfg.ip, &["netns", "del", &netns], None);
+        }
+        if let (Some(index), Some(holder)) = (leftover.index, &leftover.holder) {
+            let path = self.cfg.lease_dir.join(index.to_string());
+            if fs::read_to_string(&path).is_ok_and(|h| Path::new(&h) == holder) {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+
+    /// Removes the networks of every lease `owner` holds (its directory may be gone, and with
+    /// it the note naming its lease).
+    pub fn remove_leases_of(&self, owner: &Path) {
+        for leftover in self.leftovers() {
+            if leftover.holder.as_deref() == Some(owner) {
+                self.remove_leftover(&leftover);
+            }
+        }
+    }
+
+    /// Deletes firewall set elements whose veth no longer exists (a veth is created before
+    /// its element and deleted after it, so such an element is stale).
+    pub fn remove_stale_elements(&self) {
+        let t = &self.cfg.table;
+        let Ok(listing) = run(&self.cfg.nft, &["-j", "list", "set", "inet", t, "sb_addrs"], None) else {
+            return;
+        };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&listing) else {
+            return;
+        };
+        let elements = json["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["set"]["elem"].as_array())
+            .flatten();
+        for element in elements {
+            let concat = element["concat"]
+                .as_array()
+                .or_else(|| element["elem"]["val"]["concat"].as_array());
+            let Some([ifname, addr]) = concat.map(Vec::as_slice) else {
+                continue;
+            };
+            let (Some(ifname), Some(addr)) = (ifname.as_str(), addr.as_str()) else {
+                continue;
+            };
+            if !Path::new("/sys/class/net").join(ifname).exists() {
+                let _ = run(
+                    &self.cfg.nft,
+                    &["-f", "-"],
+                    Some(&format!(
+                        "delete element inet {t} sb_addrs {{ \"{ifname}\" . {addr} }}\n"
+                    )),
+                );
+            }
+        }
+    }
+}
+
 /// The host's name servers that a sandbox can reach (loopback resolvers cannot be).
 pub(crate) fn host_name_servers() -> Vec<Ipv4Addr> {
     std::fs::read_to_string("/etc/resolv.conf")

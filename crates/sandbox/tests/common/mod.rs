@@ -141,3 +141,40 @@ where
 pub fn exists(p: impl AsRef<Path>) -> bool {
     p.as_ref().exists()
 }
+
+/// What of sandbox `id` still exists on the machine: its network namespace, veth, firewall
+/// set element for `addr`, cgroup, subnet lease and mounts under `sandbox_dir`.
+pub fn runtime_traces(id: &str, addr: std::net::Ipv4Addr, sandbox_dir: &Path) -> Vec<String> {
+    let short = &id[..id.len().min(10)];
+    let (netns, veth) = (format!("fa-{short}"), format!("fah-{short}"));
+    let mut traces = Vec::new();
+    if exists(format!("/run/netns/{netns}")) {
+        traces.push(format!("netns {netns}"));
+    }
+    if exists(format!("/sys/class/net/{veth}")) {
+        traces.push(format!("veth {veth}"));
+    }
+    if exists(format!("/sys/fs/cgroup/pids/forgeai/{id}")) || exists(format!("/sys/fs/cgroup/forgeai/{id}")) {
+        traces.push("cgroup".into());
+    }
+    let set = std::process::Command::new("nft")
+        .args(["list", "set", "inet", "forgeai", "sb_addrs"])
+        .output()
+        .expect("nft");
+    if String::from_utf8_lossy(&set.stdout).contains(&format!("\"{veth}\" . {addr}")) {
+        traces.push("nft element".into());
+    }
+    let holder = sandbox_dir.to_string_lossy().into_owned();
+    for lease in std::fs::read_dir("/run/forgeai/subnets").expect("lease dir").flatten() {
+        if std::fs::read_to_string(lease.path()).is_ok_and(|h| h == holder) {
+            traces.push(format!("lease {}", lease.file_name().to_string_lossy()));
+        }
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    for line in mountinfo.lines() {
+        if let Some(point) = line.split(' ').nth(4).filter(|p| p.starts_with(&format!("{holder}/"))) {
+            traces.push(format!("mount {point}"));
+        }
+    }
+    traces
+}

@@ -1,0 +1,85 @@
+//! Leftovers of sandboxes whose forgeai died or whose directory was removed are cleaned up by
+//! the next provider on the same data dir, and nothing of another data dir is touched.
+
+mod common;
+
+use common::*;
+use forgeai_sandbox::{LocalConfig, LocalProvider, SandboxProvider};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_dead_provider_and_a_removed_sandbox_dir_are_removed() {
+    require_root();
+    let bystander = Env::new().await;
+    let other_id = bystander.create().await;
+    let (_, other_addr) = bystander.provider.network(&other_id).await.unwrap();
+    let other_dir = bystander
+        .dir
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("sandboxes")
+        .join(&other_id);
+
+    let dir = tempfile::Builder::new()
+        .prefix("forgeai-sbx-reconcile-")
+        .tempdir()
+        .unwrap();
+    let crashed = LocalProvider::new(LocalConfig::new(dir.path())).await.unwrap();
+    crashed.ensure_static_template().await.unwrap();
+    let removed = crashed.create("static", Default::default()).await.unwrap().id;
+    let kept = crashed.create("static", Default::default()).await.unwrap().id;
+    crashed.write_file(&kept, "kept.txt", b"kept").await.unwrap();
+    let mut addrs = Vec::new();
+    for id in [&removed, &kept] {
+        addrs.push(crashed.network(id).await.unwrap().1);
+    }
+    let sandboxes = dir.path().canonicalize().unwrap().join("sandboxes");
+    // The provider goes away without unloading anything, as when forgeai is killed.
+    drop(crashed);
+    assert!(!runtime_traces(&removed, addrs[0], &sandboxes.join(&removed)).is_empty());
+    // Everything of that sandbox's directory but its mount points goes.
+    let _ = std::process::Command::new("rm")
+        .arg("-rf")
+        .arg("--one-file-system")
+        .arg(sandboxes.join(&removed))
+        .status();
+
+    let env = Env::in_dir(dir, |_| {}).await;
+    for (id, addr) in [(&removed, addrs[0]), (&kept, addrs[1])] {
+        let traces = runtime_traces(id, addr, &sandboxes.join(id));
+        assert!(traces.is_empty(), "left of {id}: {traces:?}");
+    }
+    // The sandbox whose directory is intact comes back with its files; the other is gone.
+    assert_eq!(env.run(&kept, "cat kept.txt").await.stdout, "kept");
+    assert!(env.provider.connect(&removed).await.unwrap_err().is_gone());
+    // Another data dir's live sandbox was not touched.
+    let traces = runtime_traces(&other_id, other_addr, &other_dir);
+    assert_eq!(
+        traces.len(),
+        7,
+        "netns, veth, cgroup, element, lease, 2 mounts: {traces:?}"
+    );
+    assert_eq!(bystander.run(&other_id, "echo alive").await.stdout, "alive\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_leaves_no_mount_behind() {
+    let env = Env::new().await;
+    let id = env.create().await;
+    let data_dir = env.dir.path().canonicalize().unwrap();
+    env.provider.shutdown().await;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let ours: Vec<&str> = mountinfo
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .nth(4)
+                .is_some_and(|p| p.starts_with(data_dir.to_str().unwrap()))
+        })
+        .collect();
+    assert!(ours.is_empty(), "{ours:#?}");
+    assert!(
+        env.provider.connect(&id).await.is_ok(),
+        "the sandbox comes back after a shutdown"
+    );
+}
