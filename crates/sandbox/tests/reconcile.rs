@@ -83,3 +83,16 @@ async fn a_clean_shutdown_leaves_no_mount_behind() {
         "the sandbox comes back after a shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_provider_on_the_same_data_dir_leaves_the_owners_sandboxes_alone() {
+    let env = Env::new().await;
+    let id = env.create().await;
+    let (_, addr) = env.provider.network(&id).await.unwrap();
+    let sandbox_dir = env.dir.path().canonicalize().unwrap().join("sandboxes").join(&id);
+    // As `forgeai template build` does next to a running `forgeai serve`.
+    let second = LocalProvider::new(LocalConfig::new(env.dir.path())).await.unwrap();
+    assert_eq!(second.reconcile().await.unwrap(), Default::default());
+    assert_eq!(runtime_traces(&id, addr, &sandbox_dir).len(), 7);
+    assert_eq!(env.run(&id, "echo alive").await.stdout, "alive\n");
+}

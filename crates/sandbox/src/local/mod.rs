@@ -237,6 +237,9 @@ struct Inner {
     net: Network,
     cgroups: CgroupLayout,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Held by the one provider that manages the data dir's sandboxes (`forgeai serve`);
+    /// others on the same data dir (a template build) leave the rest alone when reconciling.
+    owner_lock: Option<std::fs::File>,
     /// One sandbox start at a time decides what to unload for the memory budget.
     admission: tokio::sync::Mutex<()>,
     reserved: Mutex<memory::Reserved>,
@@ -530,7 +533,9 @@ impl Inner {
         std::fs::set_permissions(&etc_dir, std::fs::Permissions::from_mode(0o755))
             .ctx(|| format!("chmod {}", etc_dir.display()))?;
         let disks_dir = data_dir.join("disks");
+        let owner_lock = take_owner_lock(&data_dir.join("sandboxes.lock"))?;
         Ok(Inner {
+            owner_lock,
             cfg,
             data_dir,
             sandboxes_dir,
@@ -770,6 +775,23 @@ async fn reaper(inner: Weak<Inner>, interval: Duration, reconcile_interval: Dura
                 tracing::warn!(error = %e, "cannot remove leftovers of sandboxes");
             }
         }
+    }
+}
+
+/// The data dir's owner lock, or `None` when another provider holds it.
+fn take_owner_lock(path: &Path) -> Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ctx(|| format!("open {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; released when the file is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(Some(file))
+    } else {
+        Ok(None)
     }
 }
 

@@ -29,6 +29,11 @@ pub struct Reconciled {
 impl Inner {
     pub(super) async fn reconcile(self: &Arc<Self>) -> Result<Reconciled> {
         let mut report = Reconciled::default();
+        // Another provider manages this data dir's sandboxes; what looks unloaded here is
+        // theirs.
+        if self.owner_lock.is_none() {
+            return Ok(report);
+        }
         let this = self.clone();
         let (ours, orphans) = blocking(move || Ok(this.find_leftovers())).await?;
         for id in ours {
