@@ -525,7 +525,9 @@ impl Inner {
             }
         }
         let sandboxes_dir = data_dir.join("sandboxes");
-        std::fs::create_dir_all(&sandboxes_dir).ctx(|| format!("create {}", sandboxes_dir.display()))?;
+        for dir in [&sandboxes_dir, &Templates::dir(&data_dir)] {
+            std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+        }
         exec::ensure_stage_dir()?;
         let sandboxes_mount = Arc::new(mounts::SandboxesMount::new(sandboxes_dir.clone()));
         let etc_dir = data_dir.join("etc");
