@@ -30,8 +30,6 @@ cargo build --quiet -p forgeai
 forgeai="${CARGO_TARGET_DIR:-target}/debug/forgeai"
 
 work="$(mktemp -d -t forgeai-schemathesis.XXXXXX)"
-# The local sandbox provider's unprivileged user must be able to traverse the data dir.
-chmod 755 "$work"
 server_pid=""
 cleanup() {
     if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then

@@ -95,7 +95,13 @@ pub fn forgeai(data_dir: &Path, model_url: &str) -> Command {
 
 impl Forgeai {
     pub async fn start(data_dir: &Path, model_url: &str, port: u16) -> Forgeai {
+        Self::start_with(data_dir, model_url, port, &[]).await
+    }
+
+    /// [`Forgeai::start`] with extra environment variables.
+    pub async fn start_with(data_dir: &Path, model_url: &str, port: u16, envs: &[(&str, &str)]) -> Forgeai {
         let child = forgeai(data_dir, model_url)
+            .envs(envs.iter().copied())
             .arg("serve")
             .env("FORGEAI_LISTEN", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
@@ -153,6 +159,11 @@ pub struct DataDir(tempfile::TempDir);
 impl DataDir {
     pub fn new() -> Self {
         Self(tempfile::TempDir::new().expect("temp dir"))
+    }
+
+    /// A data dir inside `parent`.
+    pub fn in_dir(parent: &Path) -> Self {
+        Self(tempfile::TempDir::new_in(parent).expect("temp dir"))
     }
 
     pub fn path(&self) -> &Path {
