@@ -185,7 +185,11 @@ async fn report(
         bail!("{} (project {project_id})", reply.message.content);
     }
     println!("\n{}\n", reply.message.content);
-    if let Some(fragment) = reply.fragment {
+    let fragment = match &reply.fragment {
+        Some(summary) => app.store.get_fragment(&user.id, &summary.id).await?,
+        None => None,
+    };
+    if let Some(fragment) = fragment {
         let changed: Vec<&String> = fragment
             .files
             .iter()

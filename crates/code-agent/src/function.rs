@@ -37,6 +37,12 @@ pub(crate) async fn code_agent(ctx: RunContext, event: Event, agent: Arc<CodeAge
     let saved = ctx
         .step("save-to-db", || agent.save(request, ctx.run_id(), reply.clone()))
         .await?;
+    if let Some(reason) = agent.unfinished(&result) {
+        // The run stored an ERROR message, so it failed: its outcome says so and why.
+        // `code_agent_failed` then finds that message (same id) instead of storing a second
+        // one, and publishes the failure status.
+        return Err(StepError::non_retriable(reason));
+    }
     agent.status(&ctx, request, READY_STATUS).await?;
     Ok(saved)
 }

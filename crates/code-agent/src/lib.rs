@@ -2,6 +2,7 @@
 //! the work it does with the engine, store, agent and sandbox.
 
 mod adapters;
+mod fragment;
 mod function;
 mod steps;
 mod unsplash;
@@ -16,6 +17,7 @@ use forgeai_sandbox::SandboxProvider;
 use forgeai_store::Store;
 use serde::{Deserialize, Serialize};
 
+pub use forgeai_agent::{SizeLimits, format_bytes};
 pub use unsplash::{Photo, Unsplash, UnsplashError};
 
 /// The event that starts a code-agent run.
@@ -66,6 +68,8 @@ pub struct CodeAgentConfig {
     pub sandbox_timeout: Duration,
     /// How long one `terminal` command may run.
     pub command_timeout: Duration,
+    /// Sizes of files, tool calls, tool results and fragments.
+    pub limits: SizeLimits,
 }
 
 impl CodeAgentConfig {
@@ -76,6 +80,7 @@ impl CodeAgentConfig {
             preview_scheme: "http".into(),
             sandbox_timeout: Duration::from_secs(15 * 60),
             command_timeout: Duration::from_secs(5 * 60),
+            limits: SizeLimits::default(),
         }
     }
 }

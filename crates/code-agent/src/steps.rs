@@ -11,6 +11,7 @@ use forgeai_store::{AssistantReply, MessageRole, NewFragment};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::{SandboxWorkspace, UnsplashImages};
+use crate::fragment::fragment_files;
 use crate::{CodeAgent, CodeAgentRequest, FAILED_STATUS, STATUS_TOPIC, project_channel};
 
 /// How many earlier messages the agent sees.
@@ -120,7 +121,9 @@ impl CodeAgent {
             .store
             .latest_fragment(&request.user_id, &request.project_id)
             .await?;
-        Ok(fragment.map(|fragment| fragment.files).unwrap_or_default())
+        // Files a fragment could not keep now (one saved before the limits) are not carried on.
+        let files = fragment.map(|fragment| fragment.files).unwrap_or_default();
+        Ok(fragment_files(&files, &self.config.limits).files)
     }
 
     /// The message, preceded by the design spec of its image if it has one.
@@ -170,7 +173,13 @@ impl CodeAgent {
         } else {
             Arc::new(UnconfiguredImages)
         };
-        forgeai_agent::coding_network(self.llm.clone(), workspace, images, &request.project_id)
+        forgeai_agent::coding_network_with_limits(
+            self.llm.clone(),
+            workspace,
+            images,
+            &request.project_id,
+            self.config.limits,
+        )
     }
 
     pub(crate) async fn sandbox_url(&self, sandbox_id: &str) -> Result<String, StepError> {
@@ -192,7 +201,26 @@ impl CodeAgent {
         Ok(title)
     }
 
+    /// Why the run cannot store a RESULT, if it cannot: the agent did not finish, or left no
+    /// files a fragment keeps.
+    pub(crate) fn unfinished(&self, result: &NetworkResult) -> Option<String> {
+        if !result.completed || result.state.summary.trim().is_empty() {
+            return Some(format!(
+                "the agent stopped after {} iterations without finishing its task (no task summary)",
+                result.iterations
+            ));
+        }
+        if fragment_files(&result.state.files, &self.config.limits)
+            .files
+            .is_empty()
+        {
+            return Some("the agent finished without writing any file a fragment keeps".into());
+        }
+        None
+    }
+
     /// A RESULT with the fragment when the agent finished with a summary and files; else an ERROR.
+    /// The fragment keeps what [`fragment_files`] keeps, and the summary says what it left out.
     pub(crate) fn reply(
         &self,
         request: &CodeAgentRequest,
@@ -202,19 +230,27 @@ impl CodeAgent {
         title: &str,
         input: &AgentInput,
     ) -> AssistantReply {
-        let summary = result.state.summary.trim();
-        if !result.completed || summary.is_empty() || result.state.files.is_empty() {
+        if self.unfinished(result).is_some() {
             return AssistantReply::Error {
                 content: FAILED_STATUS.to_owned(),
             };
         }
+        let kept = fragment_files(&result.state.files, &self.config.limits);
+        let summary = result.state.summary.trim();
+        let content = match kept.note() {
+            Some(note) => {
+                tracing::warn!(project_id = %request.project_id, left_out = ?kept.left_out, "files left out of a fragment");
+                format!("{summary}\n\n{note}")
+            }
+            None => summary.to_owned(),
+        };
         AssistantReply::Result {
-            content: summary.to_owned(),
+            content,
             fragment: NewFragment {
                 sandbox_url: sandbox_url.to_owned(),
                 sandbox_id: Some(sandbox_id.to_owned()),
                 title: title.to_owned(),
-                files: result.state.files.clone(),
+                files: kept.files,
                 image_url: request.image_url.clone(),
                 design_spec: input
                     .design_spec

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Query, State};
 use axum::http::StatusCode;
+use forgeai_code_agent::format_bytes;
 use forgeai_code_agent::{CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest};
 use forgeai_engine::{NewEvent, RunFilter};
-use forgeai_store::{Fragment, Message, MessageWithFragment, Project};
+use forgeai_store::{Fragment, ListedMessage, Message, Project};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -249,15 +250,16 @@ pub async fn delete_project(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A project's messages, oldest first, each with its code fragment (or null).
+/// A project's messages, oldest first, each with a summary of its code fragment (or null):
+/// file paths and sizes, not contents, which come from `GET /api/fragments/{id}`.
 #[utoipa::path(get, path = "/api/messages", tag = "messages", params(MessagesQuery),
-    responses((status = 200, body = [MessageWithFragment]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = [ListedMessage]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn list_messages(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     query: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<MessageWithFragment>>, ApiError> {
+) -> Result<Json<Vec<ListedMessage>>, ApiError> {
     let Query(query) = query?;
     let project_id = parse_id("projectId", &query.project_id)?;
     state
@@ -297,8 +299,27 @@ pub async fn create_message(
     Ok((StatusCode::CREATED, Json(message)))
 }
 
+/// A fragment with its files (path → content).
+#[utoipa::path(get, path = "/api/fragments/{id}", tag = "fragments", params(("id" = String, Path, format = "uuid")),
+    responses((status = 200, body = Fragment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn get_fragment(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Fragment>, ApiError> {
+    let id = parse_id("fragment id", &id)?;
+    state
+        .store
+        .get_fragment(&user.id, &id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("fragment"))
+}
+
 /// Replaces files of a fragment (merging them into its file map) and writes them into the
-/// project's sandbox, so the preview shows them.
+/// project's sandbox, so the preview shows them. A file may have at most `FORGEAI_MAX_FILE_BYTES`
+/// and the merged fragment at most `FORGEAI_MAX_FRAGMENT_BYTES` (413 otherwise, nothing saved).
 #[utoipa::path(patch, path = "/api/fragments/{id}", request_body = UpdateFragment, tag = "fragments",
     params(("id" = String, Path, format = "uuid")),
     responses((status = 200, body = Fragment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -321,10 +342,17 @@ pub async fn update_fragment(
                 "file {path:?} must not contain NUL characters"
             )));
         }
+        if content.len() > state.limits.max_file_bytes {
+            return Err(ApiError::TooLarge(format!(
+                "file {path:?} has {}; a file may have at most {}; nothing was saved",
+                format_bytes(content.len()),
+                format_bytes(state.limits.max_file_bytes)
+            )));
+        }
     }
     let update = state
         .store
-        .merge_fragment_files(&user.id, &id, &body.files)
+        .merge_fragment_files_within(&user.id, &id, &body.files, state.limits.max_fragment_bytes)
         .await?
         .ok_or(ApiError::NotFound("fragment"))?;
     if let (Some(sandboxes), Some(sandbox_id)) = (&state.sandboxes, &update.project_sandbox_id) {
@@ -351,13 +379,29 @@ fn timestamp(ms: Option<i64>) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 fn run_summary(run: forgeai_engine::RunInfo) -> RunSummary {
+    let (status, error) = match outcome_of_legacy_error_reply(&run) {
+        Some(error) => ("failed", Some(error)),
+        None => (run.status.as_str(), run.error),
+    };
     RunSummary {
-        status: run.status.as_str().to_owned(),
+        status: status.to_owned(),
         id: run.id,
         started_at: timestamp(run.started_at),
         ended_at: timestamp(run.ended_at),
-        error: run.error,
+        error,
     }
+}
+
+/// A code-agent run that stored an ERROR message fails (with the reason as its error). Runs of
+/// older versions completed instead, with `{messageId, fragmentId: null}` as their output (a
+/// RESULT always has a fragment): those are shown as the failures they were.
+fn outcome_of_legacy_error_reply(run: &forgeai_engine::RunInfo) -> Option<String> {
+    let output = run.output.as_ref()?;
+    let error_reply = run.status == forgeai_engine::RunStatus::Completed
+        && run.function_id == CODE_AGENT_FUNCTION
+        && output.get("messageId").is_some_and(serde_json::Value::is_string)
+        && output.get("fragmentId").is_some_and(serde_json::Value::is_null);
+    error_reply.then(|| "the run ended with an ERROR message: the agent did not finish its task".to_owned())
 }
 
 /// The code-agent runs of a project, oldest first.
@@ -431,6 +475,35 @@ mod tests {
         for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a\\b"] {
             assert!(validate_file_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_run_that_stored_an_error_message_shows_as_failed() {
+        let run = |status, output: Option<serde_json::Value>| forgeai_engine::RunInfo {
+            id: "r".into(),
+            function_id: CODE_AGENT_FUNCTION.into(),
+            event_id: "e".into(),
+            concurrency_key: Some("p".into()),
+            status,
+            error: None,
+            output,
+            created_at: 0,
+            started_at: Some(0),
+            ended_at: Some(1),
+        };
+        use forgeai_engine::RunStatus::{Completed, Running};
+        let legacy = run_summary(run(
+            Completed,
+            Some(serde_json::json!({"messageId": "r", "fragmentId": null})),
+        ));
+        assert_eq!(legacy.status, "failed");
+        assert!(legacy.error.unwrap().contains("ERROR message"));
+        let result = run_summary(run(
+            Completed,
+            Some(serde_json::json!({"messageId": "r", "fragmentId": "f"})),
+        ));
+        assert_eq!((result.status.as_str(), result.error), ("completed", None));
+        assert_eq!(run_summary(run(Running, None)).status, "running");
     }
 
     #[test]

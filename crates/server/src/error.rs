@@ -2,6 +2,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use forgeai_code_agent::format_bytes;
 use forgeai_engine::error_chain;
 use serde::Serialize;
 
@@ -74,6 +75,12 @@ impl From<forgeai_store::Error> for ApiError {
             forgeai_store::Error::Invalid { .. } | forgeai_store::Error::Rejected(_) => {
                 Self::BadRequest(error.to_string())
             }
+            forgeai_store::Error::FragmentTooLarge { size, limit } => Self::TooLarge(format!(
+                "with this change the fragment's files would have {}, more than the {} a fragment may have; \
+                 nothing was saved",
+                format_bytes(size),
+                format_bytes(limit)
+            )),
             other => Self::Internal(error_chain(&other)),
         }
     }

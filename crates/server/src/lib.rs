@@ -17,6 +17,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use axum::routing::{get, patch, post};
+use forgeai_code_agent::SizeLimits;
 use forgeai_engine::Engine;
 use forgeai_sandbox::SandboxProvider;
 use forgeai_store::Store;
@@ -47,6 +48,8 @@ pub struct AppState {
     metrics: Arc<ops::Metrics>,
     /// Where fragment edits are written so previews show them; none in API-only set-ups.
     sandboxes: Option<Arc<dyn SandboxProvider>>,
+    /// Sizes of fragment files accepted from clients.
+    limits: SizeLimits,
 }
 
 impl AppState {
@@ -57,11 +60,18 @@ impl AppState {
             config: Arc::new(config),
             metrics: Arc::new(ops::Metrics::new()),
             sandboxes: None,
+            limits: SizeLimits::default(),
         }
     }
 
     pub fn with_sandboxes(mut self, sandboxes: Arc<dyn SandboxProvider>) -> Self {
         self.sandboxes = Some(sandboxes);
+        self
+    }
+
+    /// Holds fragment edits to `limits` (per file and per fragment) instead of the defaults.
+    pub fn with_limits(mut self, limits: SizeLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -78,11 +88,15 @@ impl AppState {
 }
 
 const JSON_BODY_LIMIT: usize = 1024 * 1024;
-const FRAGMENT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// The largest body of a fragment edit: a whole fragment, twice over for JSON escapes.
+fn fragment_body_limit(limits: &SizeLimits) -> usize {
+    limits.max_fragment_bytes.saturating_mul(2).saturating_add(64 * 1024)
+}
 const UPLOAD_BODY_LIMIT: usize = uploads::MAX_UPLOAD_BYTES + 64 * 1024;
 
 /// All routes of the server.
 pub fn router(state: AppState) -> Router {
+    let fragment_body_limit = fragment_body_limit(&state.limits);
     let api = Router::new()
         .route("/api/projects", post(api::create_project).get(api::list_projects))
         .route("/api/projects/{id}", get(api::get_project).delete(api::delete_project))
@@ -91,7 +105,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/messages", get(api::list_messages).post(api::create_message))
         .route(
             "/api/fragments/{id}",
-            patch(api::update_fragment).layer(DefaultBodyLimit::max(FRAGMENT_BODY_LIMIT)),
+            patch(api::update_fragment)
+                .layer(DefaultBodyLimit::max(fragment_body_limit))
+                .get(api::get_fragment),
         )
         .route(
             "/api/uploads",

@@ -49,6 +49,10 @@ pub enum Error {
     #[error("the database refused the data: {0}")]
     Rejected(String),
 
+    /// A change would make a fragment's files bigger than its limit; nothing was stored.
+    #[error("the fragment's files would have {size} bytes, more than the {limit} bytes a fragment may have")]
+    FragmentTooLarge { size: usize, limit: usize },
+
     #[error(transparent)]
     Database(sqlx::Error),
 }

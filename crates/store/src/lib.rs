@@ -26,8 +26,8 @@ mod model;
 pub use access::SandboxOwner;
 pub use error::{Error, Result};
 pub use model::{
-    AssistantReply, DEFAULT_PROJECT_NAME, Fragment, FragmentUpdate, Message, MessageRole, MessageType,
-    MessageWithFragment, NewFragment, Project, UnknownValue, User,
+    AssistantReply, DEFAULT_PROJECT_NAME, Fragment, FragmentSummary, FragmentUpdate, ListedMessage, Message,
+    MessageRole, MessageType, MessageWithFragment, NewFragment, Project, UnknownValue, User, files_size,
 };
 pub use users::{LOGIN_LINK_TTL, MAX_SESSION_TTL, NewSession, TokenInfo, TokenKind};
 

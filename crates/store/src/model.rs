@@ -83,7 +83,70 @@ pub struct Fragment {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A message as the chat shows it: with the fragment an ASSISTANT result carries.
+/// Bytes of a fragment's files as its size limit counts them: every path and every content.
+pub fn files_size(files: &BTreeMap<String, String>) -> usize {
+    files.iter().map(|(path, content)| path.len() + content.len()).sum()
+}
+
+impl Fragment {
+    /// The fragment without its file contents.
+    pub fn summary(&self) -> FragmentSummary {
+        let file_sizes: BTreeMap<String, u64> = self
+            .files
+            .iter()
+            .map(|(path, content)| (path.clone(), content.len() as u64))
+            .collect();
+        FragmentSummary {
+            id: self.id.clone(),
+            message_id: self.message_id.clone(),
+            sandbox_url: self.sandbox_url.clone(),
+            sandbox_id: self.sandbox_id.clone(),
+            title: self.title.clone(),
+            size: files_size(&self.files) as u64,
+            file_sizes,
+            image_url: self.image_url.clone(),
+            design_spec: self.design_spec.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// A fragment as a chat listing carries it: everything but the file contents, which come
+/// from `GET /api/fragments/{id}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FragmentSummary {
+    pub id: String,
+    pub message_id: String,
+    pub sandbox_url: String,
+    /// The sandbox the fragment was built in; it may be gone since.
+    pub sandbox_id: Option<String>,
+    pub title: String,
+    /// File path (relative to the project root) → size of its content in bytes.
+    #[sqlx(json)]
+    pub file_sizes: BTreeMap<String, u64>,
+    /// Bytes of all files, paths and contents: what the fragment size limit counts.
+    #[sqlx(skip)]
+    pub size: u64,
+    pub image_url: Option<String>,
+    #[sqlx(json(nullable))]
+    pub design_spec: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A message as the chat lists it: with a summary of the fragment an ASSISTANT result carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ListedMessage {
+    #[serde(flatten)]
+    pub message: Message,
+    /// Named as in the original app's API; its `fileSizes` replace the original's `files`.
+    #[serde(rename = "codeFragment")]
+    pub fragment: Option<FragmentSummary>,
+}
+
+/// A message with the whole fragment an ASSISTANT result carries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageWithFragment {
     #[serde(flatten)]

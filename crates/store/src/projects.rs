@@ -9,8 +9,9 @@ use sqlx::types::Json;
 use sqlx::{Database, Encode, Type};
 
 use crate::{
-    AssistantReply, Backend, DEFAULT_PROJECT_NAME, Error, Fragment, FragmentUpdate, Message, MessageRole, MessageType,
-    MessageWithFragment, NewFragment, Project, Result, Store, new_id, now,
+    AssistantReply, Backend, DEFAULT_PROJECT_NAME, Error, Fragment, FragmentSummary, FragmentUpdate, ListedMessage,
+    Message, MessageRole, MessageType, MessageWithFragment, NewFragment, Project, Result, Store, files_size, new_id,
+    now,
 };
 
 const MAX_PROJECT_NAME_CHARS: usize = 200;
@@ -170,41 +171,76 @@ impl Store {
         Ok(Some(message))
     }
 
-    /// The project's messages, oldest first, each with its fragment. `None` when there is no
-    /// such project.
-    pub async fn list_messages(&self, user_id: &str, project_id: &str) -> Result<Option<Vec<MessageWithFragment>>> {
+    /// The project's messages, oldest first, each with a summary of its fragment (file paths
+    /// and sizes, no contents: the database measures the files, so big ones are never loaded
+    /// here). `None` when there is no such project.
+    pub async fn list_messages(&self, user_id: &str, project_id: &str) -> Result<Option<Vec<ListedMessage>>> {
         if self.get_project(user_id, project_id).await?.is_none() {
             return Ok(None);
         }
-        let (messages, fragments): (Vec<Message>, Vec<Fragment>) = with_pool!(self, pool => {
+        let file_sizes = match self.backend {
+            Backend::Sqlite(_) => {
+                "(SELECT json_group_object(e.key, length(CAST(e.value AS BLOB))) FROM json_each(f.files) e)"
+            }
+            Backend::Postgres(_) => {
+                "(SELECT COALESCE(jsonb_object_agg(e.key, octet_length(e.value)), '{}'::jsonb) \
+                 FROM jsonb_each_text(f.files) e)"
+            }
+        };
+        let fragments_sql = format!(
+            "SELECT f.id, f.message_id, f.sandbox_url, f.sandbox_id, f.title, {file_sizes} AS file_sizes, \
+             f.image_url, f.design_spec, f.created_at, f.updated_at \
+             FROM fragments f JOIN messages m ON m.id = f.message_id WHERE m.project_id = $1"
+        );
+        let (messages, fragments): (Vec<Message>, Vec<FragmentSummary>) = with_pool!(self, pool => {
             let messages = sqlx::query_as(
                 "SELECT * FROM messages WHERE project_id = $1 ORDER BY created_at, id",
             )
             .bind(project_id)
             .fetch_all(pool)
             .await?;
-            let fragments = sqlx::query_as(
-                "SELECT f.* FROM fragments f JOIN messages m ON m.id = f.message_id \
-                 WHERE m.project_id = $1",
-            )
-            .bind(project_id)
-            .fetch_all(pool)
-            .await?;
+            let fragments = sqlx::query_as(&fragments_sql)
+                .bind(project_id)
+                .fetch_all(pool)
+                .await?;
             (messages, fragments)
         });
-        let mut fragments: HashMap<String, Fragment> = fragments
+        let mut fragments: HashMap<String, FragmentSummary> = fragments
             .into_iter()
-            .map(|fragment| (fragment.message_id.clone(), fragment))
+            .map(|mut fragment| {
+                fragment.size = fragment
+                    .file_sizes
+                    .iter()
+                    .map(|(path, size)| path.len() as u64 + size)
+                    .sum();
+                (fragment.message_id.clone(), fragment)
+            })
             .collect();
         Ok(Some(
             messages
                 .into_iter()
-                .map(|message| MessageWithFragment {
+                .map(|message| ListedMessage {
                     fragment: fragments.remove(&message.id),
                     message,
                 })
                 .collect(),
         ))
+    }
+
+    /// One fragment with its files, if the user owns its project.
+    pub async fn get_fragment(&self, user_id: &str, fragment_id: &str) -> Result<Option<Fragment>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT f.* FROM fragments f \
+                 JOIN messages m ON m.id = f.message_id \
+                 JOIN projects p ON p.id = m.project_id \
+                 WHERE f.id = $1 AND p.user_id = $2",
+            )
+            .bind(fragment_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+        }))
     }
 
     /// Up to `limit` of the project's most recent messages, returned oldest first: the
@@ -355,6 +391,21 @@ impl Store {
         fragment_id: &str,
         files: &BTreeMap<String, String>,
     ) -> Result<Option<FragmentUpdate>> {
+        self.merge_fragment_files_within(user_id, fragment_id, files, usize::MAX)
+            .await
+    }
+
+    /// [`Store::merge_fragment_files`], refused with [`Error::FragmentTooLarge`] (storing
+    /// nothing) when the merged files would have more than `max_bytes` (see [`files_size`]).
+    /// The size is checked inside the merge's transaction, so concurrent merges cannot
+    /// together pass the limit.
+    pub async fn merge_fragment_files_within(
+        &self,
+        user_id: &str,
+        fragment_id: &str,
+        files: &BTreeMap<String, String>,
+        max_bytes: usize,
+    ) -> Result<Option<FragmentUpdate>> {
         // One UPDATE merges inside the database, so concurrent merges cannot lose each
         // other's files the way a read-modify-write could.
         let merged = match self.backend {
@@ -378,7 +429,7 @@ impl Store {
             if updated == 0 {
                 return Ok(None);
             }
-            let fragment = sqlx::query_as(
+            let fragment: FragmentUpdate = sqlx::query_as(
                 "SELECT f.*, p.sandbox_id AS project_sandbox_id FROM fragments f \
                  JOIN messages m ON m.id = f.message_id \
                  JOIN projects p ON p.id = m.project_id \
@@ -387,6 +438,11 @@ impl Store {
             .bind(fragment_id)
             .fetch_one(&mut *tx)
             .await?;
+            let size = files_size(&fragment.fragment.files);
+            if size > max_bytes {
+                tx.rollback().await?;
+                return Err(Error::FragmentTooLarge { size, limit: max_bytes });
+            }
             tx.commit().await?;
             Ok(Some(fragment))
         })

@@ -100,7 +100,74 @@ on_both_backends!(
     delete_cascades,
     failed_writes_leave_nothing,
     a_reply_with_a_known_id_is_stored_once,
+    fragments_are_listed_without_their_files,
 );
+
+/// A chat listing measures the files instead of carrying them; the files come one fragment at
+/// a time, to its owner only; a merge past the size limit stores nothing.
+async fn fragments_are_listed_without_their_files(db: &Db) {
+    let store = &db.store;
+    let (alice, _) = store.create_user("alice").await.unwrap();
+    let (bob, _) = store.create_user("bob").await.unwrap();
+    let (project, _) = store.create_project(&alice.id, "Build", None).await.unwrap();
+    let big = "b".repeat(3 * 1024 * 1024);
+    let fragment = store
+        .add_assistant_message(
+            &alice.id,
+            &project.id,
+            result("Big", "sbx", &[("app/page.tsx", "é✓"), ("public/big.txt", &big)]),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .fragment
+        .unwrap();
+    let listed = store.list_messages(&alice.id, &project.id).await.unwrap().unwrap();
+    let summary = listed[1].fragment.clone().unwrap();
+    assert_eq!(summary, fragment.summary());
+    assert_eq!(
+        summary.file_sizes,
+        BTreeMap::from([
+            ("app/page.tsx".to_owned(), 5),
+            ("public/big.txt".to_owned(), big.len() as u64)
+        ]),
+        "sizes are in bytes of UTF-8"
+    );
+    assert_eq!(summary.size, (12 + 5 + 14 + big.len()) as u64);
+    let json = serde_json::to_string(&listed).unwrap();
+    assert!(json.len() < 4096, "the listing has {} bytes", json.len());
+    assert!(!json.contains("bbbb"));
+
+    assert_eq!(
+        store.get_fragment(&alice.id, &fragment.id).await.unwrap(),
+        Some(fragment.clone())
+    );
+    assert_eq!(store.get_fragment(&bob.id, &fragment.id).await.unwrap(), None);
+    assert_eq!(store.get_fragment(&alice.id, "no-such-fragment").await.unwrap(), None);
+
+    // The limit counts the merged files: 3 MiB are there, 2 MiB more would pass 4 MiB.
+    let limit = 4 * 1024 * 1024;
+    let more = files(&[("public/more.txt", &"m".repeat(2 * 1024 * 1024))]);
+    let refused = store
+        .merge_fragment_files_within(&alice.id, &fragment.id, &more, limit)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, Error::FragmentTooLarge { limit: 4194304, .. }),
+        "{refused}"
+    );
+    assert_eq!(
+        store.get_fragment(&alice.id, &fragment.id).await.unwrap(),
+        Some(fragment.clone())
+    );
+    let small = files(&[("app/page.tsx", "v2")]);
+    let update = store
+        .merge_fragment_files_within(&alice.id, &fragment.id, &small, limit)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(update.fragment.files["app/page.tsx"], "v2");
+}
 
 fn files(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
     entries
@@ -620,7 +687,7 @@ async fn fragments_and_file_merge(db: &Db) {
         .map(|m| m.fragment.as_ref().map(|f| f.title.as_str()))
         .collect();
     assert_eq!(attached, [None, Some("Todo app"), None, Some("Todo v2")]);
-    assert_eq!(chat[1].fragment.as_ref(), Some(&first));
+    assert_eq!(chat[1].fragment.as_ref(), Some(&first.summary()));
 
     store
         .set_project_sandbox(&alice.id, &project.id, Some("sbx-2"))

@@ -234,15 +234,24 @@ pub async fn fragments(s: &TestServer) {
     assert_eq!(code["sandboxUrl"], "http://3000-sbx.localhost:4000/");
     assert_eq!(code["sandboxId"], "sbx");
     assert_eq!(code["title"], "Counter app");
-    assert_eq!(
-        code["files"],
-        json!({ "app/page.tsx": "v1", "lib/utils.ts": "export {}" })
-    );
+    // The listing has each file's size, not its content; that comes from the fragment's route.
+    assert_eq!(code["fileSizes"], json!({ "app/page.tsx": 2, "lib/utils.ts": 9 }));
+    assert_eq!(code["size"], 12 + 2 + 12 + 9);
+    assert!(code.get("files").is_none(), "{code}");
     assert_eq!(code["designSpec"], json!({ "meta": { "title": "Counter" } }));
     assert_eq!(code["imageUrl"], Value::Null);
+    let path = format!("/api/fragments/{}", fragment.id);
+    let (status, full) = s.get(&path, token).await;
+    assert_eq!(status, StatusCode::OK, "{full}");
+    assert_eq!(full["id"], fragment.id.as_str());
+    assert_eq!(full["messageId"], reply["id"]);
+    assert_eq!(full["title"], "Counter app");
+    assert_eq!(
+        full["files"],
+        json!({ "app/page.tsx": "v1", "lib/utils.ts": "export {}" })
+    );
 
     // PATCH merges: new content for a known path, new paths added, others kept.
-    let path = format!("/api/fragments/{}", fragment.id);
     let (status, patched) = s
         .call(
             Method::PATCH,
@@ -258,24 +267,67 @@ pub async fn fragments(s: &TestServer) {
         json!({ "app/page.tsx": "v2 ✓", "components/ui/new button.tsx": "n", "lib/utils.ts": "export {}" })
     );
     assert!(time(&patched["updatedAt"]) >= time(&patched["createdAt"]));
+    let (_, full) = s.get(&path, token).await;
+    assert_eq!(full["files"], patched["files"]);
     let (_, messages) = s.get(&format!("/api/messages?projectId={id}"), token).await;
-    assert_eq!(messages[1]["codeFragment"]["files"], patched["files"]);
+    assert_eq!(
+        messages[1]["codeFragment"]["fileSizes"],
+        json!({ "app/page.tsx": 6, "components/ui/new button.tsx": 1, "lib/utils.ts": 9 })
+    );
 
-    // Large files fit (the fragment route allows far more than 1 MB).
-    let big = "x".repeat(3 * 1024 * 1024);
+    // A file may have 1 MiB (more than the 1 MB of other JSON bodies), not one byte more.
+    const MIB: usize = 1024 * 1024;
     let (status, patched) = s
         .call(
             Method::PATCH,
             &path,
             Some(token),
-            Some(json!({ "files": { "public/big.txt": big } })),
+            Some(json!({ "files": { "public/big.txt": "x".repeat(MIB) } })),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        patched["files"]["public/big.txt"].as_str().map(str::len),
-        Some(big.len())
+    assert_eq!(patched["files"]["public/big.txt"].as_str().map(str::len), Some(MIB));
+    let (_, before_refusals) = s.get(&path, token).await;
+    let response = s
+        .request(Method::PATCH, &path, Some(token))
+        .json(&json!({ "files": { "app/page.tsx": "fine", "public/bigger.txt": "x".repeat(MIB + 1) } }))
+        .send()
+        .await
+        .unwrap();
+    let error = expect_error(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert!(
+        error.contains("\"public/bigger.txt\" has 1.0 MiB; a file may have at most 1 MiB"),
+        "{error}"
     );
+    // A fragment may have 8 MiB in all (paths and contents): with six more files of 1 MiB it has
+    // 7 MiB and a little, and a seventh does not fit.
+    let six: serde_json::Map<String, Value> = (0..6)
+        .map(|i| (format!("public/part{i}.txt"), json!("p".repeat(MIB))))
+        .collect();
+    let response = s
+        .request(Method::PATCH, &path, Some(token))
+        .json(&json!({ "files": six }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = s
+        .request(Method::PATCH, &path, Some(token))
+        .json(&json!({ "files": { "public/part6.txt": "p".repeat(MIB) } }))
+        .send()
+        .await
+        .unwrap();
+    let error = expect_error(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert!(
+        error.contains("more than the 8 MiB a fragment may have; nothing was saved"),
+        "{error}"
+    );
+    let (_, after) = s.get(&path, token).await;
+    assert!(after["files"].get("public/part6.txt").is_none() && after["files"].get("public/bigger.txt").is_none());
+    assert_eq!(after["files"]["app/page.tsx"], before_refusals["files"]["app/page.tsx"]);
+    let (_, messages) = s.get(&format!("/api/messages?projectId={id}"), token).await;
+    let size = messages[1]["codeFragment"]["size"].as_u64().unwrap();
+    assert!(size > 7 * MIB as u64 && size < 8 * MIB as u64, "{size}");
 
     // Refused edits change nothing.
     let before = s.stored().await;
@@ -360,6 +412,39 @@ pub async fn fragments(s: &TestServer) {
     let (_, messages) = s.get(&format!("/api/messages?projectId={id}"), token).await;
     assert_eq!(messages[2]["type"], "ERROR");
     assert_eq!(messages[2]["codeFragment"], Value::Null);
+}
+
+/// A fragment saved with a 50 MB file (as before the size limits) no longer makes every listing
+/// of its project that big: the listing stays small, the file comes from the fragment's route.
+pub async fn a_big_fragment_keeps_the_listing_small(s: &TestServer) {
+    let alice = s.user("alice").await;
+    let token = alice.token.as_str();
+    let id = s.create_project(token, "Build a data viewer").await;
+    let big = "d".repeat(50 * 1024 * 1024);
+    let fragment = s
+        .add_fragment(&alice, &id, &[("app/page.tsx", "page"), ("public/data.json", &big)])
+        .await
+        .fragment
+        .unwrap();
+    let response = s
+        .request(Method::GET, &format!("/api/messages?projectId={id}"), Some(token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.bytes().await.unwrap();
+    assert!(body.len() < 4096, "GET /api/messages answered {} bytes", body.len());
+    let messages: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        messages[1]["codeFragment"]["fileSizes"],
+        json!({ "app/page.tsx": 4, "public/data.json": big.len() })
+    );
+    let (status, full) = s.get(&format!("/api/fragments/{}", fragment.id), token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        full["files"]["public/data.json"].as_str().map(str::len),
+        Some(big.len())
+    );
 }
 
 /// Every malformed request is answered 4xx with `{error}`, and none of them stores anything.
@@ -877,6 +962,12 @@ pub async fn other_users_data_is_invisible(s: &TestServer) {
             format!("/api/fragments/{}", fragment.id),
             format!("/api/fragments/{MISSING}"),
             Some(json!({ "files": { "app/page.tsx": "bob was here" } })),
+        ),
+        (
+            Method::GET,
+            format!("/api/fragments/{}", fragment.id),
+            format!("/api/fragments/{MISSING}"),
+            None,
         ),
     ];
     for (method, theirs, nowhere, body) in &probes {

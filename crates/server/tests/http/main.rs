@@ -35,6 +35,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     api::projects_messages_and_runs,
     api::fragments,
+    api::a_big_fragment_keeps_the_listing_small,
     api::rejected_requests_store_nothing,
     api::authentication,
     api::other_users_data_is_invisible,

@@ -62,6 +62,7 @@ pub async fn openapi_document(s: &TestServer) {
         "GET /api/messages",
         "POST /api/messages",
         "PATCH /api/fragments/{id}",
+        "GET /api/fragments/{id}",
         "POST /api/uploads",
         "GET /api/runs/{id}",
         "POST /e/{eventKey}",
