@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use forgeai_code_agent::{CodeAgent, CodeAgentConfig, Unsplash};
+use forgeai_code_agent::{CodeAgent, CodeAgentConfig, SizeLimits, Unsplash};
 use forgeai_engine::{Engine, EngineConfig};
 use forgeai_llm::LlmClient;
 use forgeai_sandbox::{LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, Template};
@@ -26,6 +26,8 @@ pub struct Settings {
     pub preview_domain: String,
     pub public_url: Option<String>,
     pub ui_dir: PathBuf,
+    /// Sizes of files, tool calls, tool results and fragments.
+    pub limits: SizeLimits,
 }
 
 pub async fn open_store(settings: &Settings) -> Result<Store> {
@@ -64,6 +66,7 @@ impl App {
         let llm = LlmClient::from_env().context("invalid model API settings (OPENAI_BASE_URL, OPENAI_API_KEY)")?;
         let mut agent_config = CodeAgentConfig::new(&settings.data_dir);
         agent_config.template = settings.template.clone();
+        agent_config.limits = settings.limits;
         let code_agent = CodeAgent::new(
             store.clone(),
             sandboxes.clone(),
@@ -87,6 +90,7 @@ impl App {
             },
         )
         .with_sandboxes(sandboxes.clone());
+        let state = state.with_limits(settings.limits);
         let proxy = PreviewProxy::new(
             sandboxes.clone(),
             PreviewConfig {

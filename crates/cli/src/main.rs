@@ -2,9 +2,11 @@
 //! previews in one process, run a prompt from the terminal, manage users and templates.
 
 mod app;
+mod limit_args;
 mod run;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -35,6 +37,8 @@ struct Cli {
     /// The web UI's build; by default this checkout's `ui/dist`.
     #[arg(long, global = true, env = "FORGEAI_UI_DIR")]
     ui_dir: Option<PathBuf>,
+    #[command(flatten)]
+    limits: limit_args::LimitArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -72,7 +76,7 @@ enum TemplateCommand {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FORGEAI_LOG")
@@ -80,6 +84,26 @@ async fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    match forgeai().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            report(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error as one line, `error: what failed: because: because` (anyhow's `{:#}`). The stack
+/// trace anyhow captures when `RUST_BACKTRACE` is set is for developers: it is shown only with
+/// debug logging (`FORGEAI_LOG=debug`), never to a person who mistyped a setting.
+fn report(error: &anyhow::Error) {
+    eprintln!("error: {error:#}");
+    if tracing::level_filters::LevelFilter::current() >= tracing::level_filters::LevelFilter::DEBUG {
+        eprintln!("\n{error:?}");
+    }
+}
+
+async fn forgeai() -> Result<()> {
     let cli = Cli::parse();
     let settings = Settings {
         data_dir: cli.data_dir,
@@ -88,6 +112,7 @@ async fn main() -> Result<()> {
         preview_domain: cli.preview_domain,
         public_url: cli.public_url,
         ui_dir: cli.ui_dir.unwrap_or_else(forgeai_server::default_ui_dir),
+        limits: cli.limits.limits(),
     };
     match cli.command {
         Command::Serve => serve(&settings, &cli.listen).await,
