@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
+use forgeai_code_agent::FAILED_STATUS;
 use forgeai_test_support::{MockOpenAi, MockReply};
 use serde_json::json;
 
@@ -37,7 +38,8 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
     assert_eq!(replies[0]["content"], "Built the hello page.");
     let fragment = &replies[0]["codeFragment"];
     assert_eq!(fragment["title"], "Hello Page");
-    assert_eq!(fragment["files"]["index.html"], PAGE);
+    assert_eq!(fragment["fileSizes"], json!({"index.html": PAGE.len()}));
+    assert_eq!(api.fragment_files(fragment).await["index.html"], PAGE);
     let (status, page) = fetch_preview(&server, fragment["sandboxUrl"].as_str().unwrap(), "/").await;
     assert_eq!(
         (status, page.as_str()),
@@ -84,11 +86,12 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
     .await;
     let replies = api.replies(&project_id, 2, Duration::from_secs(60)).await;
     let second = &replies[1]["codeFragment"];
+    let second_files = api.fragment_files(second).await;
     assert_eq!(
-        second["files"]["index.html"], PAGE,
+        second_files["index.html"], PAGE,
         "the follow-up starts from the previous files"
     );
-    assert_eq!(second["files"]["about.html"], "<p>About</p>");
+    assert_eq!(second_files["about.html"], "<p>About</p>");
     assert_eq!(second["sandboxId"], fragment["sandboxId"], "the same sandbox is reused");
     let follow_up_request = model
         .requests()
@@ -382,4 +385,193 @@ async fn a_project_whose_sandbox_is_gone_gets_a_new_one_with_its_files() {
     assert_eq!(page, PAGE, "the previous fragment's files were restored into it");
     let (_, about) = fetch_preview(&server, url, "/about.html").await;
     assert_eq!(about, "<p>About</p>");
+}
+
+impl Api {
+    /// The files of a fragment the chat lists (which carries their sizes only).
+    async fn fragment_files(&self, fragment: &serde_json::Value) -> serde_json::Value {
+        let id = fragment["id"].as_str().expect("fragment id");
+        self.get(&format!("/api/fragments/{id}")).await["files"].clone()
+    }
+
+    /// The bytes `GET path` answers, with its status.
+    async fn get_raw(&self, path: &str, token: &str) -> (u16, Vec<u8>) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.bytes().await.unwrap().to_vec())
+    }
+}
+
+/// The agent says it is done without having written anything: the run stores an ERROR message,
+/// and the runs API shows it as failed (with why), not completed.
+#[tokio::test]
+async fn a_run_that_stores_an_error_message_shows_as_failed() {
+    let _serial = SERIAL.lock().await;
+    let data = DataDir::new();
+    let model = MockOpenAi::with_responder(|body| {
+        if is_naming(body) {
+            return MockReply::text("Nothing");
+        }
+        MockReply::text("<task_summary>Nothing needed doing.</task_summary>")
+    })
+    .await;
+    let token = add_user(data.path(), "alice");
+    let port = free_port();
+    let server = Forgeai::start(data.path(), &model.base_url(), port).await;
+    let api = Api::new(&server, token);
+    let project_id = api.new_project("Do nothing").await;
+    let statuses = api.statuses_until(&project_id, FAILED_STATUS).await;
+    assert!(!statuses.iter().any(|status| status == "Demo is ready"), "{statuses:?}");
+    let replies = api.replies(&project_id, 1, Duration::from_secs(60)).await;
+    assert_eq!(replies.len(), 1, "one message, not one per failure handler");
+    assert_eq!(replies[0]["type"], "ERROR");
+    let runs = api.get(&format!("/api/projects/{project_id}/runs")).await;
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    assert_eq!(runs[0]["id"], replies[0]["id"], "the run's message");
+    assert!(
+        runs[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("finished without writing any file"),
+        "{runs}"
+    );
+    let run = api.get(&format!("/api/runs/{}", runs[0]["id"].as_str().unwrap())).await;
+    assert_eq!(run["status"], "failed");
+
+    // The project goes on: the next prompt that builds something completes.
+    model.set_responder(builder_model("index.html", PAGE));
+    api.post(
+        "/api/messages",
+        json!({"projectId": project_id, "message": "Now build it"}),
+    )
+    .await;
+    let replies = api.replies(&project_id, 2, Duration::from_secs(60)).await;
+    assert_eq!(replies[1]["type"], "RESULT");
+    let runs = api.get(&format!("/api/projects/{project_id}/runs")).await;
+    assert_eq!(runs[1]["status"], "completed", "{runs}");
+    drop(server);
+
+    // `forgeai run` says so too, and exits with an error.
+    model.set_responder(|body| {
+        if is_naming(body) {
+            return MockReply::text("Nothing");
+        }
+        MockReply::text("<task_summary>Nothing needed doing.</task_summary>")
+    });
+    let mut command = forgeai(data.path(), &model.base_url());
+    command
+        .env("FORGEAI_LISTEN", format!("127.0.0.1:{port}"))
+        .args(["run", "Do nothing again"]);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("The run failed: the agent finished without writing any file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("error: {FAILED_STATUS}")), "{stderr}");
+}
+
+/// The scenario: the agent writes a 50 MB file. The call gets a tool error naming the
+/// limit, so does a file over the per-file limit, the run goes on, and the fragment holds only
+/// the small text files (no `node_modules` or `.next`), so listing the chat stays small.
+#[tokio::test]
+async fn a_fifty_megabyte_file_gets_a_tool_error_and_the_run_goes_on() {
+    let _serial = SERIAL.lock().await;
+    let data = DataDir::new();
+    let huge = std::sync::Arc::new("x".repeat(50 * 1024 * 1024));
+    let model = MockOpenAi::with_responder(move |body| {
+        if is_naming(body) {
+            return MockReply::text("Data Page");
+        }
+        match iteration(body) {
+            1 => MockReply::tool_call(
+                "huge",
+                "createOrUpdateFiles",
+                json!({"files": [{"path": "public/data.json", "content": huge.as_str()}]}),
+            ),
+            2 => MockReply::tool_call(
+                "big",
+                "createOrUpdateFiles",
+                json!({"files": [{"path": "public/data.json", "content": "y".repeat(1536 * 1024)}]}),
+            ),
+            3 => MockReply::tool_call(
+                "small",
+                "createOrUpdateFiles",
+                json!({"files": [
+                    {"path": "index.html", "content": PAGE},
+                    {"path": "node_modules/left-pad/index.js", "content": "module.exports = 1"},
+                    {"path": ".next/cache/build.txt", "content": "cache"},
+                ]}),
+            ),
+            _ => MockReply::text("<task_summary>Built the page without the data file.</task_summary>"),
+        }
+    })
+    .await;
+    let token = add_user(data.path(), "alice");
+    let other = add_user(data.path(), "bob");
+    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
+    let api = Api::new(&server, token.clone());
+    let project_id = api.new_project("Build a page with a big data file").await;
+    let replies = api.replies(&project_id, 1, Duration::from_secs(120)).await;
+    assert_eq!(replies[0]["type"], "RESULT", "the run went on: {}", replies[0]);
+    let content = replies[0]["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("Built the page without the data file."),
+        "{content}"
+    );
+    assert!(
+        content.contains("Not kept in this saved version")
+            && content.contains("`node_modules/left-pad/index.js` (installed packages or build output)"),
+        "{content}"
+    );
+
+    let requests: Vec<serde_json::Value> = model.requests().into_iter().filter(|body| !is_naming(body)).collect();
+    let answer = |request: &serde_json::Value, id: &str| {
+        request["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|message| message["role"] == "tool" && message["tool_call_id"] == id)
+            .and_then(|message| message["content"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let huge_answer = answer(&requests[1], "huge");
+    assert!(
+        huge_answer.starts_with("Error:") && huge_answer.contains("at most 4 MiB"),
+        "{huge_answer}"
+    );
+    let big_answer = answer(&requests[2], "big");
+    assert!(
+        big_answer.contains("`public/data.json` has 1.5 MiB; a file written by this tool may have at most 1 MiB"),
+        "{big_answer}"
+    );
+    for request in &requests[1..] {
+        let size = request.to_string().len();
+        assert!(size < 2 * 1024 * 1024, "the 50 MB went back to the model: {size} bytes");
+    }
+
+    let fragment = &replies[0]["codeFragment"];
+    assert_eq!(fragment["fileSizes"], json!({"index.html": PAGE.len()}));
+    assert_eq!(api.fragment_files(fragment).await, json!({"index.html": PAGE}));
+    let (status, body) = api
+        .get_raw(&format!("/api/messages?projectId={project_id}"), &token)
+        .await;
+    assert_eq!(status, 200);
+    assert!(body.len() < 4096, "GET /api/messages answered {} bytes", body.len());
+    let fragment_path = format!("/api/fragments/{}", fragment["id"].as_str().unwrap());
+    assert_eq!(
+        api.get_raw(&fragment_path, &other).await.0,
+        404,
+        "only the owner gets the files"
+    );
+    drop(server);
 }
