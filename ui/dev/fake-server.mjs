@@ -32,6 +32,12 @@ let eventSeq = 0;
 
 const now = () => new Date().toISOString();
 
+function summary({ files, ...rest }) {
+  const fileSizes = Object.fromEntries(Object.entries(files).map(([p, c]) => [p, Buffer.byteLength(c)]));
+  const size = Object.entries(fileSizes).reduce((sum, [p, n]) => sum + Buffer.byteLength(p) + n, 0);
+  return { ...rest, fileSizes, size };
+}
+
 function json(res, status, body) {
   const text = body === undefined ? '' : JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json' });
@@ -240,7 +246,17 @@ async function handle(req, res) {
   if (path === '/api/messages' && method === 'GET') {
     const projectId = url.searchParams.get('projectId');
     if (!projects.has(projectId)) return fail(res, 404, 'project not found');
-    return json(res, 200, messages.filter((x) => x.projectId === projectId));
+    // As the real server: each fragment's file sizes, not its files.
+    return json(
+      res,
+      200,
+      messages.filter((x) => x.projectId === projectId).map((x) => ({ ...x, codeFragment: x.codeFragment && summary(x.codeFragment) })),
+    );
+  }
+  if ((m = /^\/api\/fragments\/([^/]+)$/.exec(path)) && method === 'GET') {
+    const message = messages.find((x) => x.codeFragment?.id === m[1]);
+    if (!message) return fail(res, 404, 'fragment not found');
+    return json(res, 200, message.codeFragment);
   }
   if (path === '/api/messages' && method === 'POST') {
     const { message, projectId, imageUrl } = JSON.parse((await body(req)).toString() || '{}');

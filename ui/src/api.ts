@@ -11,13 +11,17 @@ export interface Project {
   updatedAt: string;
 }
 
+/** A fragment as the chat lists it: its files' paths and sizes; the contents come from `api.getFragment`. */
 export interface Fragment {
   id: string;
   messageId: string;
   sandboxId?: string | null;
   sandboxUrl: string;
   title: string;
-  files: Record<string, string>;
+  /** Path → size of the file in bytes. */
+  fileSizes: Record<string, number>;
+  /** Bytes of all files, paths and contents. */
+  size: number;
   imageUrl?: string | null;
   designSpec?: unknown;
   createdAt: string;
@@ -141,7 +145,8 @@ export const api = {
     }),
 
   updateFragment: (fragmentId: string, files: Record<string, string>) =>
-    request<Fragment>('PATCH', `/api/fragments/${enc(fragmentId)}`, { body: { files } }),
+    request<FragmentWithFiles>('PATCH', `/api/fragments/${enc(fragmentId)}`, { body: { files } }),
+  getFragment: (fragmentId: string) => request<FragmentWithFiles>('GET', `/api/fragments/${enc(fragmentId)}`),
 
   upload: (file: File) => {
     const form = new FormData();
@@ -153,6 +158,23 @@ export const api = {
   // (On reconnects the browser sends Last-Event-ID, which the server prefers.)
   realtimeUrl: (projectId: string) => `/api/projects/${enc(projectId)}/realtime?lastEventId=0`,
 };
+
+/** A fragment with its files, path → content (`GET`/`PATCH /api/fragments/{id}`). */
+export interface FragmentWithFiles extends Omit<Fragment, 'fileSizes' | 'size'> {
+  files: Record<string, string>;
+}
+
+/** What the chat listing would say of `fragment`: sizes instead of contents. */
+export function summaryOf({ files, ...rest }: FragmentWithFiles): Fragment {
+  const encoder = new TextEncoder();
+  const fileSizes: Record<string, number> = {};
+  let size = 0;
+  for (const [path, content] of Object.entries(files)) {
+    fileSizes[path] = encoder.encode(content).length;
+    size += encoder.encode(path).length + fileSizes[path];
+  }
+  return { ...rest, fileSizes, size };
+}
 
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;

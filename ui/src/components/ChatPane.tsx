@@ -163,7 +163,7 @@ function MessageItem({
           </span>
           <span class="fragment-text">
             <span class="fragment-title">{fragment.title || 'Untitled version'}</span>
-            <span class="fragment-sub">{selected ? 'Showing' : 'Show'} · {Object.keys(fragment.files ?? {}).length} files</span>
+            <span class="fragment-sub">{selected ? 'Showing' : 'Show'} · {Object.keys(fragment.fileSizes ?? {}).length} files</span>
           </span>
           <span class="fragment-arrow" aria-hidden="true">
             ›

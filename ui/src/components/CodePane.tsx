@@ -1,12 +1,14 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { errorMessage, type Fragment } from '../api';
+import { useFragmentFiles } from '../fragmentFiles';
 import { CodeEditor } from './CodeEditor';
 import { FileTree } from './FileTree';
 
 interface Props {
   fragment: Fragment;
   drafts: Record<string, string>;
-  setDraft: (path: string, content: string) => void;
+  /** `original` is the saved content, so an edit back to it is no draft. */
+  setDraft: (path: string, content: string, original: string | undefined) => void;
   selectedPath: string | null;
   onSelectPath: (path: string) => void;
   onSave: (files: Record<string, string>) => Promise<void>;
@@ -37,7 +39,9 @@ async function copyText(text: string) {
 }
 
 export function CodePane({ fragment, drafts, setDraft, selectedPath, onSelectPath, onSave }: Props) {
-  const paths = useMemo(() => Object.keys(fragment.files ?? {}), [fragment.files]);
+  // The listing knows the paths; the contents come from the fragment's own route.
+  const { files, error, retry } = useFragmentFiles(fragment);
+  const paths = useMemo(() => Object.keys(fragment.fileSizes ?? {}), [fragment.fileSizes]);
   const path = selectedPath && paths.includes(selectedPath) ? selectedPath : defaultPath(paths);
   const [saving, setSaving] = useState(false);
   const [note, setNote] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
@@ -53,7 +57,7 @@ export function CodePane({ fragment, drafts, setDraft, selectedPath, onSelectPat
     return () => clearTimeout(timer);
   }, [note]);
 
-  const content = path ? (drafts[path] ?? fragment.files[path] ?? '') : '';
+  const content = path ? (drafts[path] ?? files?.[path] ?? '') : '';
 
   async function save() {
     if (!dirtyCount || saving) return;
@@ -102,7 +106,14 @@ export function CodePane({ fragment, drafts, setDraft, selectedPath, onSelectPat
               {note.text}
             </span>
           )}
-          <button type="button" class="btn small" onClick={copy} data-testid="code-copy" aria-label="Copy file contents">
+          <button
+            type="button"
+            class="btn small"
+            onClick={copy}
+            disabled={!files}
+            data-testid="code-copy"
+            aria-label="Copy file contents"
+          >
             Copy
           </button>
           <button
@@ -116,14 +127,30 @@ export function CodePane({ fragment, drafts, setDraft, selectedPath, onSelectPat
             {saving ? 'Saving…' : dirtyCount > 1 ? `Save ${dirtyCount} files` : 'Save'}
           </button>
         </div>
-        {path && (
+        {path && files && (
           <CodeEditor
             key={`${fragment.id}:${path}`}
             path={path}
             value={content}
-            onChange={(value) => setDraft(path, value)}
+            onChange={(value) => setDraft(path, value, files[path])}
             onSave={save}
           />
+        )}
+        {path && !files && (
+          <div class="empty-preview" data-testid="code-loading">
+            {error ? (
+              <>
+                <p class="muted" role="alert">
+                  Could not load the files: {error}
+                </p>
+                <button type="button" class="btn small" onClick={retry}>
+                  Try again
+                </button>
+              </>
+            ) : (
+              <span class="spinner" aria-label="Loading the files" />
+            )}
+          </div>
         )}
       </div>
     </div>

@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { api, ApiError, errorMessage, type Fragment, type Message, type Project, type Run } from '../api';
+import { api, ApiError, errorMessage, summaryOf, type Fragment, type Message, type Project, type Run } from '../api';
+import { rememberFiles } from '../fragmentFiles';
 import { linkClick } from '../router';
 import { Logo } from './App';
 import { ChatPane, type RunStatusView } from './ChatPane';
@@ -297,10 +298,12 @@ export function ProjectPage({ projectId }: { projectId: string }) {
 
   async function saveFiles(fragment: Fragment, files: Record<string, string>) {
     const updated = await api.updateFragment(fragment.id, files);
+    rememberFiles(updated);
     if (!mounted.current) return;
+    const summary = summaryOf(updated);
     setMessages((list) =>
       (list ?? []).map((m) =>
-        m.codeFragment && m.codeFragment.id === fragment.id ? { ...m, codeFragment: { ...m.codeFragment, ...updated } } : m,
+        m.codeFragment && m.codeFragment.id === fragment.id ? { ...m, codeFragment: { ...m.codeFragment, ...summary } } : m,
       ),
     );
     setDrafts((all) => {

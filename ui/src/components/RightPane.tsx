@@ -80,10 +80,10 @@ export function RightPane(props: Props) {
                 <CodePane
                   fragment={fragment}
                   drafts={props.drafts[fragment.id] ?? {}}
-                  setDraft={(path, content) =>
+                  setDraft={(path, content, original) =>
                     props.setDrafts((all) => {
                       const mine = { ...(all[fragment.id] ?? {}) };
-                      if (content === fragment.files[path]) delete mine[path];
+                      if (content === original) delete mine[path];
                       else mine[path] = content;
                       return { ...all, [fragment.id]: mine };
                     })
