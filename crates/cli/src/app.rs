@@ -13,7 +13,7 @@ use forgeai_code_agent::{CodeAgent, CodeAgentConfig, SizeLimits, Unsplash};
 use forgeai_engine::{Engine, EngineConfig};
 use forgeai_llm::LlmClient;
 use forgeai_sandbox::{LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, Template};
-use forgeai_server::{AppState, ServerConfig};
+use forgeai_server::{AppState, PreviewGate, ServerConfig};
 use forgeai_store::Store;
 use tower::ServiceExt;
 
@@ -28,6 +28,7 @@ pub struct Settings {
     pub ui_dir: PathBuf,
     /// Sizes of files, tool calls, tool results and fragments.
     pub limits: SizeLimits,
+    pub access: crate::access_args::AccessArgs,
 }
 
 pub async fn open_store(settings: &Settings) -> Result<Store> {
@@ -46,6 +47,8 @@ pub struct App {
     pub listener_url: String,
     router: Router,
     listener: Option<tokio::net::TcpListener>,
+    /// `/metrics` on a listener of its own (`FORGEAI_METRICS_LISTEN`).
+    metrics: Option<(tokio::net::TcpListener, Router)>,
 }
 
 impl App {
@@ -80,16 +83,19 @@ impl App {
             .await
             .context("cannot start the engine")?;
         let listener_url = format!("http://{address}");
-        let state = AppState::new(
-            store.clone(),
-            engine.clone(),
-            ServerConfig {
-                data_dir: settings.data_dir.clone(),
-                public_url: settings.public_url.clone(),
-                ui_dir: Some(settings.ui_dir.clone()),
-            },
-        )
-        .with_sandboxes(sandboxes.clone());
+        let mut server_config = ServerConfig::new(&settings.data_dir);
+        server_config.public_url = settings.public_url.clone();
+        server_config.ui_dir = Some(settings.ui_dir.clone());
+        server_config.preview_domain = settings.preview_domain.clone();
+        server_config.preview_port = Some(address.port());
+        settings.access.apply(&mut server_config);
+        let state = AppState::new(store.clone(), engine.clone(), server_config).with_sandboxes(sandboxes.clone());
+        let metrics_listener = match &settings.access.metrics_listen {
+            Some(address) => Some(tokio::net::TcpListener::bind(address).await.with_context(|| {
+                format!("cannot listen for metrics on {address} (set FORGEAI_METRICS_LISTEN to another address)")
+            })?),
+            None => None,
+        };
         let state = state.with_limits(settings.limits);
         let proxy = PreviewProxy::new(
             sandboxes.clone(),
@@ -98,8 +104,9 @@ impl App {
                 ..PreviewConfig::default()
             },
         );
+        let metrics = metrics_listener.map(|listener| (listener, forgeai_server::metrics_router(state.clone())));
         let router = Router::new().fallback(dispatch).with_state(Front {
-            proxy,
+            preview: PreviewGate::new(state.clone(), proxy),
             api: forgeai_server::router(state),
         });
         Ok(App {
@@ -109,6 +116,7 @@ impl App {
             listener_url,
             router,
             listener: Some(listener),
+            metrics,
         })
     }
 
@@ -143,12 +151,23 @@ impl App {
     ) -> tokio::task::JoinHandle<Result<()>> {
         let listener = self.listener.take();
         let router = self.router.clone();
+        let metrics = self.metrics.take().map(|(listener, router)| {
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, router).await {
+                    tracing::error!(%error, "the metrics listener failed");
+                }
+            })
+        });
         tokio::spawn(async move {
             let listener = listener.context("the server is already running")?;
-            axum::serve(listener, router)
+            let served = axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown)
                 .await
-                .context("the HTTP server failed")
+                .context("the HTTP server failed");
+            if let Some(metrics) = metrics {
+                metrics.abort();
+            }
+            served
         })
     }
 
@@ -161,14 +180,15 @@ impl App {
 
 #[derive(Clone)]
 struct Front {
-    proxy: Arc<PreviewProxy>,
+    preview: Arc<PreviewGate>,
     api: Router,
 }
 
-/// Requests for `3000-<sandbox>.<domain>` go to the sandbox; everything else to the API.
+/// Requests for `<port>-<sandbox>.<domain>` go to the preview gate (the owner's or a public
+/// preview reaches the sandbox); everything else to the API.
 async fn dispatch(State(front): State<Front>, request: Request) -> Response {
-    if front.proxy.matches(request.headers(), request.uri()) {
-        return front.proxy.handle(request).await;
+    if front.preview.matches(request.headers(), request.uri()) {
+        return front.preview.handle(request).await;
     }
     match front.api.oneshot(request).await {
         Ok(response) => response,

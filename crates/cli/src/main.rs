@@ -1,6 +1,7 @@
 //! `forgeai`: the command line of the self-hostable AI app builder — serve the API, engine and
 //! previews in one process, run a prompt from the terminal, manage users and templates.
 
+mod access_args;
 mod app;
 mod limit_args;
 mod run;
@@ -38,6 +39,8 @@ struct Cli {
     #[arg(long, global = true, env = "FORGEAI_UI_DIR")]
     ui_dir: Option<PathBuf>,
     #[command(flatten)]
+    access: access_args::AccessArgs,
+    #[command(flatten)]
     limits: limit_args::LimitArgs,
     #[command(subcommand)]
     command: Command,
@@ -65,8 +68,12 @@ enum Command {
 enum UsersCommand {
     /// Create a user; prints a new API token as the last line.
     Add { name: String },
-    /// Print a one-time login URL for the web UI.
+    /// Print a one-time login URL for the web UI (it works once, within 15 minutes).
     Login { name: String },
+    /// List a user's tokens (API tokens, browser sessions, unused login links), never their secrets.
+    Tokens { name: String },
+    /// Revoke one of a user's tokens by its id (from `forgeai users tokens`).
+    Revoke { name: String, token_id: String },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +120,7 @@ async fn forgeai() -> Result<()> {
         public_url: cli.public_url,
         ui_dir: cli.ui_dir.unwrap_or_else(forgeai_server::default_ui_dir),
         limits: cli.limits.limits(),
+        access: cli.access,
     };
     match cli.command {
         Command::Serve => serve(&settings, &cli.listen).await,
@@ -136,7 +144,42 @@ fn login_url(base: &str, token: &str) -> String {
 
 async fn users(settings: &Settings, listen: &str, command: UsersCommand) -> Result<()> {
     let store = open_store(settings).await?;
+    let find_user = async |name: &str| {
+        store
+            .find_user_by_name(name)
+            .await?
+            .with_context(|| format!("no user named {name:?}; create one with `forgeai users add {name}`"))
+    };
     match command {
+        UsersCommand::Tokens { name } => {
+            let user = find_user(&name).await?;
+            let tokens = store.list_tokens(&user.id).await?;
+            println!(
+                "{:<36}  {:<10}  {:<20}  {:<20}  last used",
+                "id", "kind", "created", "expires"
+            );
+            let time = |at: Option<chrono::DateTime<chrono::Utc>>| {
+                at.map_or_else(|| "-".to_owned(), |at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+            };
+            for token in tokens {
+                let kind = serde_json::to_value(token.kind)?;
+                println!(
+                    "{:<36}  {:<10}  {:<20}  {:<20}  {}",
+                    token.id,
+                    kind.as_str().unwrap_or_default(),
+                    time(Some(token.created_at)),
+                    time(token.expires_at),
+                    time(token.last_used_at)
+                );
+            }
+        }
+        UsersCommand::Revoke { name, token_id } => {
+            let user = find_user(&name).await?;
+            if !store.revoke_token(&user.id, token_id.trim()).await? {
+                anyhow::bail!("user {name} has no token {token_id}; `forgeai users tokens {name}` lists them");
+            }
+            println!("revoked token {token_id} of {name}");
+        }
         UsersCommand::Add { name } => {
             let (user, token) = store.create_user(&name).await.context("cannot create the user")?;
             println!("created user {} ({})", user.name, user.id);
@@ -144,10 +187,7 @@ async fn users(settings: &Settings, listen: &str, command: UsersCommand) -> Resu
             println!("{token}");
         }
         UsersCommand::Login { name } => {
-            let user = store
-                .find_user_by_name(&name)
-                .await?
-                .with_context(|| format!("no user named {name:?}; create one with `forgeai users add {name}`"))?;
+            let user = find_user(&name).await?;
             let token = store
                 .create_login_token(&user.id)
                 .await?

@@ -169,6 +169,27 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
     report(app, &user, &project.id, &run_id, &files_before).await
 }
 
+/// How long the preview link `forgeai run` prints opens the preview.
+const PREVIEW_LINK_TTL: chrono::Duration = chrono::Duration::days(1);
+
+/// The preview URL with a grant, so that it opens in a browser (previews are private to their
+/// owner). The grant goes through a session of its own, valid a day, which the user can list
+/// and revoke like any other (`forgeai users tokens`).
+async fn granted_preview(app: &App, user: &User, sandbox_id: &str) -> Result<String> {
+    let (session, _) = app
+        .store
+        .create_session(&user.id, PREVIEW_LINK_TTL)
+        .await?
+        .context("the user disappeared")?;
+    let signer = forgeai_server::PreviewSigner::load(&app.store).await?;
+    let (grant, _) = signer.grant(sandbox_id, &user.id, &session.id, PREVIEW_LINK_TTL);
+    let host = forgeai_sandbox::SandboxProvider::host(&*app.sandboxes, sandbox_id, forgeai_server::PREVIEW_PORT);
+    Ok(forgeai_server::preview_access::granted_url(
+        &format!("http://{host}/"),
+        &grant,
+    ))
+}
+
 async fn report(
     app: &App,
     user: &User,
@@ -200,7 +221,15 @@ async fn report(
         for path in changed {
             println!("  {path}");
         }
-        println!("\nPreview: {}", fragment.sandbox_url);
+        let sandbox_id = app
+            .store
+            .get_project(&user.id, project_id)
+            .await?
+            .and_then(|project| project.sandbox_id);
+        match sandbox_id {
+            Some(sandbox_id) => println!("\nPreview: {}", granted_preview(app, user, &sandbox_id).await?),
+            None => println!("\nPreview: {}", fragment.sandbox_url),
+        }
     }
     println!("Project: {project_id} (continue with `forgeai run --project {project_id} \"...\"`)");
     println!(

@@ -6,28 +6,31 @@ mod auth;
 mod error;
 mod events;
 mod ops;
+pub mod preview_access;
 mod realtime;
 mod ui;
 mod uploads;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use forgeai_code_agent::SizeLimits;
 use forgeai_engine::Engine;
 use forgeai_sandbox::SandboxProvider;
 use forgeai_store::Store;
 
 pub use error::ApiError;
-pub use ops::ApiDoc;
+pub use ops::{ApiDoc, metrics_router};
+pub use preview_access::{PREVIEW_PORT, PreviewGate, PreviewSigner};
 pub use ui::default_ui_dir;
 pub use uploads::save_image;
 
-/// Settings of the HTTP server.
+/// Settings of the HTTP server. Start from [`ServerConfig::new`] (or `..Default::default()`).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Where uploads are kept (`<data_dir>/uploads`).
@@ -37,6 +40,35 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// The web UI's build (`index.html` and `assets/`); `None` serves a page saying how to build it.
     pub ui_dir: Option<PathBuf>,
+    /// How long a browser session lives (capped at 30 days).
+    pub session_ttl: Duration,
+    /// `GET /metrics` on the API listener needs `Authorization: Bearer <this>`; without it that
+    /// route answers 404 (metrics can still be served on a listener of their own, see
+    /// [`metrics_router`]).
+    pub metrics_token: Option<String>,
+    /// Preview hosts are `3000-<sandbox>.<preview_domain>[:<preview_port>]`.
+    pub preview_domain: String,
+    pub preview_port: Option<u16>,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            public_url: None,
+            ui_dir: None,
+            session_ttl: auth::MAX_SESSION_TTL,
+            metrics_token: None,
+            preview_domain: "localhost".into(),
+            preview_port: None,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig::new("./.forgeai")
+    }
 }
 
 /// What every handler can reach.
@@ -50,6 +82,8 @@ pub struct AppState {
     sandboxes: Option<Arc<dyn SandboxProvider>>,
     /// Sizes of fragment files accepted from clients.
     limits: SizeLimits,
+    /// Signs preview grants and cookies; its key is made on first use and kept in the database.
+    preview_signer: Arc<tokio::sync::OnceCell<PreviewSigner>>,
 }
 
 impl AppState {
@@ -61,6 +95,7 @@ impl AppState {
             metrics: Arc::new(ops::Metrics::new()),
             sandboxes: None,
             limits: SizeLimits::default(),
+            preview_signer: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -99,7 +134,13 @@ pub fn router(state: AppState) -> Router {
     let fragment_body_limit = fragment_body_limit(&state.limits);
     let api = Router::new()
         .route("/api/projects", post(api::create_project).get(api::list_projects))
-        .route("/api/projects/{id}", get(api::get_project).delete(api::delete_project))
+        .route(
+            "/api/projects/{id}",
+            get(api::get_project)
+                .delete(api::delete_project)
+                .patch(preview_access::update_project),
+        )
+        .route("/api/projects/{id}/preview", get(preview_access::preview_link))
         .route("/api/projects/{id}/runs", get(api::list_runs))
         .route("/api/projects/{id}/realtime", get(realtime::subscribe))
         .route("/api/messages", get(api::list_messages).post(api::create_message))
@@ -119,6 +160,8 @@ pub fn router(state: AppState) -> Router {
         .route("/uploads/{name}", get(uploads::serve))
         .route("/login", get(auth::login))
         .route("/api/session", post(auth::sign_in).delete(auth::sign_out))
+        .route("/api/tokens", get(auth::list_tokens))
+        .route("/api/tokens/{id}", delete(auth::revoke_token))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))

@@ -86,7 +86,36 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     response
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics` on the API listener: only with `Authorization: Bearer <metrics token>`;
+/// 404 when no metrics token is configured, so metrics are never public by default.
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let Some(expected) = state.config.metrics_token.as_deref().filter(|token| !token.is_empty()) else {
+        return crate::ApiError::NotFound("route").into_response();
+    };
+    let given = crate::auth::bearer_token(&headers).unwrap_or_default();
+    if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        return crate::ApiError::Unauthorized.into_response();
+    }
+    encode_metrics(&state)
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// `/metrics` with no credential, for a listener of its own (`FORGEAI_METRICS_LISTEN`), which
+/// the operator keeps off the public network.
+pub fn metrics_router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(state): State<AppState>| async move { encode_metrics(&state) }),
+        )
+        .with_state(state)
+}
+
+fn encode_metrics(state: &AppState) -> Response {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &state.metrics.registry) {
         Ok(()) => (
@@ -121,6 +150,8 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         crate::api::list_messages, crate::api::create_message, crate::api::get_fragment, crate::api::update_fragment,
         crate::api::list_runs, crate::api::get_run, crate::realtime::subscribe, crate::uploads::upload,
         crate::events::send, crate::auth::sign_in, crate::auth::sign_out,
+        crate::auth::list_tokens, crate::auth::revoke_token,
+        crate::preview_access::preview_link, crate::preview_access::update_project,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -70,6 +70,20 @@ pub struct Forgeai {
     child: Child,
     pub url: String,
     pub port: u16,
+    /// The API token of the data dir's first user (see [`add_user`]): [`fetch_preview`] fetches
+    /// previews as their owner, since previews are private.
+    pub owner_token: Option<String>,
+}
+
+/// The first user's API token of each data dir, as [`add_user`] printed it.
+static OWNERS: std::sync::Mutex<Vec<(std::path::PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn owner_token(data_dir: &Path) -> Option<String> {
+    let owners = OWNERS.lock().unwrap();
+    owners
+        .iter()
+        .find(|(dir, _)| dir == data_dir)
+        .map(|(_, token)| token.clone())
 }
 
 pub fn free_port() -> u16 {
@@ -120,7 +134,12 @@ impl Forgeai {
             assert!(Instant::now() < deadline, "forgeai serve did not come up");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Forgeai { child, url, port }
+        Forgeai {
+            child,
+            url,
+            port,
+            owner_token: owner_token(data_dir),
+        }
     }
 
     pub fn kill(&mut self) {
@@ -143,13 +162,18 @@ pub fn add_user(data_dir: &Path, name: &str) -> String {
         .output()
         .expect("users add runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout)
+    let token = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
         .last()
         .unwrap()
         .trim()
-        .to_owned()
+        .to_owned();
+    let mut owners = OWNERS.lock().unwrap();
+    if !owners.iter().any(|(dir, _)| dir == data_dir) {
+        owners.push((data_dir.to_owned(), token.clone()));
+    }
+    token
 }
 
 /// A test's data dir; dropping it kills the sandboxes made in it (they outlive `forgeai serve`
@@ -304,19 +328,21 @@ impl Api {
     }
 }
 
-/// Fetches a preview URL through the server's proxy (no DNS for `*.localhost` here).
+/// Fetches a preview URL through the server's proxy (no DNS for `*.localhost` here), as the
+/// data dir's first user (previews are served to their owner only).
 pub async fn fetch_preview(server: &Forgeai, sandbox_url: &str, path: &str) -> (u16, String) {
     let host = sandbox_url.trim_start_matches("http://").trim_end_matches('/');
     assert!(
         host.starts_with("3000-") && host.ends_with(&format!(".localhost:{}", server.port)),
         "{sandbox_url}"
     );
-    let response = reqwest::Client::new()
+    let mut request = reqwest::Client::new()
         .get(format!("{}{path}", server.url))
-        .header("Host", host)
-        .send()
-        .await
-        .unwrap();
+        .header("Host", host);
+    if let Some(token) = &server.owner_token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 

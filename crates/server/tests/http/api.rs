@@ -794,7 +794,8 @@ pub async fn authentication(s: &TestServer) {
         expect_error(response, StatusCode::BAD_REQUEST).await;
     }
 
-    // Signing in with an API token: it becomes the session cookie; signing out removes it.
+    // Signing in with an API token: a new session becomes the session cookie (never the API
+    // token itself); signing out removes it (crates/server/tests/http/sessions.rs has more).
     let response = s
         .request(Method::POST, "/api/session", None)
         .json(&json!({ "token": format!(" {} ", alice.token) }))
@@ -803,10 +804,8 @@ pub async fn authentication(s: &TestServer) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
-    assert!(
-        set_cookie.starts_with(&format!("forgeai_session={};", alice.token)),
-        "{set_cookie}"
-    );
+    assert!(set_cookie.starts_with("forgeai_session="), "{set_cookie}");
+    assert!(!set_cookie.contains(&alice.token), "{set_cookie}");
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
     let session = set_cookie.split(';').next().unwrap().to_owned();
     let response = s
@@ -869,11 +868,18 @@ pub async fn authentication(s: &TestServer) {
         "{removal}"
     );
 
-    // Health, metrics and the API description need no credentials.
+    // Health and the API description need no credentials; metrics need the metrics token
+    // (crates/server/tests/http/sessions.rs has more).
     let (status, health) = s.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health, json!({ "status": "ok" }));
     let metrics = s.request(Method::GET, "/metrics", None).send().await.unwrap();
+    expect_error(metrics, StatusCode::UNAUTHORIZED).await;
+    let metrics = s
+        .request(Method::GET, "/metrics", Some(crate::harness::METRICS_TOKEN))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
     assert!(
         metrics.headers()[CONTENT_TYPE]

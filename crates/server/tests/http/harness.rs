@@ -3,11 +3,13 @@
 //! publishes a few statuses, so tests can watch runs start without a model or a sandbox.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use forgeai_code_agent::{CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest, STATUS_TOPIC, project_channel};
 use forgeai_engine::{Engine, EngineConfig, Function, RunDetail, RunFilter, StepError};
-use forgeai_server::{AppState, ServerConfig};
+use forgeai_sandbox::{PreviewConfig, PreviewProxy, PreviewTarget, Upstream};
+use forgeai_server::{AppState, PreviewGate, ServerConfig};
 use forgeai_store::testing::TestPostgres;
 use forgeai_store::{AssistantReply, MessageWithFragment, NewFragment, Store};
 use futures::StreamExt;
@@ -31,6 +33,10 @@ pub enum Backend {
 pub struct TestServer {
     /// `http://127.0.0.1:<port>`, no trailing slash.
     pub url: String,
+    pub port: u16,
+    pub backend: Backend,
+    /// Where the preview gate sends what it lets through.
+    pub sandboxes: Arc<EchoSandboxes>,
     pub store: Store,
     pub engine: Engine,
     pub http: reqwest::Client,
@@ -68,8 +74,16 @@ fn stand_in_code_agent() -> Function {
     .concurrency_key("projectId")
 }
 
+/// The bearer token `/metrics` wants on test servers.
+pub const METRICS_TOKEN: &str = "metrics-test-token";
+
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// A server whose config `configure` changed from the test default.
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let data_dir = dir.path().to_path_buf();
         let (store, db_url, postgres) = match backend {
@@ -89,20 +103,35 @@ impl TestServer {
             .start()
             .await
             .expect("engine starts");
-        let state = AppState::new(
-            store.clone(),
-            engine.clone(),
-            ServerConfig {
-                data_dir: data_dir.clone(),
-                public_url: None,
-                ui_dir: None,
-            },
-        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("bound address"));
-        let router = forgeai_server::router(state);
+        let port = listener.local_addr().expect("bound address").port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut config = ServerConfig::new(&data_dir);
+        config.metrics_token = Some(METRICS_TOKEN.into());
+        config.preview_port = Some(port);
+        configure(&mut config);
+        let state = AppState::new(store.clone(), engine.clone(), config);
+        let sandboxes = EchoSandboxes::start().await;
+        let gate = PreviewGate::new(
+            state.clone(),
+            PreviewProxy::new(sandboxes.clone(), PreviewConfig::default()),
+        );
+        let api = forgeai_server::router(state);
+        // As `forgeai serve` dispatches: preview hosts to the gate, the rest to the API.
+        let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (gate, api) = (gate.clone(), api.clone());
+            async move {
+                if gate.matches(request.headers(), request.uri()) {
+                    gate.handle(request).await
+                } else {
+                    tower::ServiceExt::oneshot(api, request)
+                        .await
+                        .unwrap_or_else(|never| match never {})
+                }
+            }
+        });
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.expect("server runs");
         });
@@ -113,6 +142,9 @@ impl TestServer {
             .expect("HTTP client");
         TestServer {
             url,
+            port,
+            backend,
+            sandboxes,
             store,
             engine,
             http,
@@ -315,6 +347,73 @@ impl TestServer {
             request = request.header("Last-Event-ID", id);
         }
         request.send().await.expect("realtime request sent")
+    }
+}
+
+/// Stands in for the sandboxes behind the preview proxy: every sandbox's port is one server
+/// that answers with the request it got (method, URI, headers) as JSON, and sets a cookie of
+/// its own and one named like forgeai's. Counts the requests that reached a sandbox.
+pub struct EchoSandboxes {
+    addr: std::net::SocketAddr,
+    /// `<port>-<sandbox>` of every request the proxy was asked to reach a sandbox for.
+    pub woken: std::sync::Mutex<Vec<String>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl EchoSandboxes {
+    async fn start() -> Arc<EchoSandboxes> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the echo server");
+        let addr = listener.local_addr().expect("bound address");
+        let echo = axum::Router::new().fallback(|request: axum::extract::Request| async move {
+            let headers: Vec<(String, String)> = request
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+                .collect();
+            let body = json!({
+                "method": request.method().as_str(),
+                "uri": request.uri().to_string(),
+                "headers": headers,
+            });
+            (
+                axum::response::AppendHeaders([
+                    ("set-cookie", "app_cookie=1; Path=/"),
+                    ("set-cookie", "forgeai_preview=set-by-the-app; Path=/"),
+                ]),
+                axum::Json(body),
+            )
+        });
+        let server = tokio::spawn(async move {
+            axum::serve(listener, echo).await.expect("echo server runs");
+        });
+        Arc::new(EchoSandboxes {
+            addr,
+            woken: std::sync::Mutex::new(Vec::new()),
+            server,
+        })
+    }
+
+    pub fn woken(&self) -> Vec<String> {
+        self.woken.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl PreviewTarget for EchoSandboxes {
+    async fn upstream(&self, id: &str, port: u16) -> forgeai_sandbox::Result<Upstream> {
+        self.woken.lock().unwrap().push(format!("{port}-{id}"));
+        Ok(Upstream {
+            addr: self.addr,
+            guard: None,
+        })
+    }
+}
+
+impl Drop for EchoSandboxes {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }
 

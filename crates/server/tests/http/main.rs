@@ -6,6 +6,8 @@ mod api;
 mod harness;
 mod inngest;
 mod openapi;
+mod preview;
+mod sessions;
 mod sse;
 mod uploads;
 
@@ -46,4 +48,10 @@ on_both_backends!(
     inngest::event_endpoint,
     inngest::inngest_sdk_sends_events,
     openapi::openapi_document,
+    sessions::sessions_are_revoked_on_sign_out_and_expire,
+    sessions::tokens_are_listed_and_revoked,
+    sessions::metrics_need_a_token_or_their_own_listener,
+    preview::previews_are_served_to_their_owner_only,
+    preview::a_preview_cookie_ends_with_the_session_it_came_from,
+    preview::a_public_preview_is_served_to_anyone,
 );

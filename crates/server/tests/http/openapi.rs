@@ -68,11 +68,30 @@ pub async fn openapi_document(s: &TestServer) {
         "POST /e/{eventKey}",
         "POST /api/session",
         "DELETE /api/session",
+        "PATCH /api/projects/{id}",
+        "GET /api/projects/{id}/preview",
+        "GET /api/tokens",
+        "DELETE /api/tokens/{id}",
     ]
     .into_iter()
     .map(str::to_owned)
     .collect();
     assert_eq!(operations, expected);
+    // Projects say whether their preview is public; token listings never carry a secret.
+    let project = &doc["components"]["schemas"]["Project"];
+    assert_eq!(project["properties"]["public"]["type"], "boolean", "{project}");
+    let token = &doc["components"]["schemas"]["TokenInfo"]["properties"];
+    let fields: BTreeSet<&str> = token.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from(["createdAt", "expiresAt", "id", "kind", "lastUsedAt"]),
+        "{token}"
+    );
+    let view = doc["components"]["schemas"]["TokenView"].to_string();
+    assert!(
+        view.contains("#/components/schemas/TokenInfo") && view.contains("\"current\""),
+        "{view}"
+    );
 
     let mut refs = Vec::new();
     collect_refs(&doc, &mut refs);
