@@ -192,7 +192,32 @@ async function handle(req, res) {
     res.writeHead(204, { 'set-cookie': `${SESSION}=${sessionValue}; Path=/; HttpOnly; SameSite=Lax` });
     return res.end();
   }
+  if (path === '/api/session' && method === 'DELETE') {
+    res.writeHead(204, { 'set-cookie': `${SESSION}=; Path=/; Max-Age=0` });
+    return res.end();
+  }
   if (!authed(req)) return fail(res, 401, 'sign in first');
+  if (path === '/api/tokens' && method === 'GET') {
+    const t = now();
+    return json(res, 200, [
+      { id: 'a1b2c3d4-0000-7000-8000-000000000001', kind: 'api', createdAt: t, expiresAt: null, lastUsedAt: null, current: false },
+      { id: 'a1b2c3d4-0000-7000-8000-000000000002', kind: 'session', createdAt: t, expiresAt: new Date(Date.now() + 30 * 86400e3).toISOString(), lastUsedAt: t, current: true },
+    ]);
+  }
+  if (/^\/api\/tokens\/[^/]+$/.test(path) && method === 'DELETE') {
+    res.writeHead(204);
+    return res.end();
+  }
+  let m0;
+  if ((m0 = /^\/api\/projects\/([^/]+)\/preview$/.exec(path)) && method === 'GET') {
+    // As the real server: the project's preview with a grant (this fake preview ignores it).
+    const project = projects.get(m0[1]);
+    const latest = messages.filter((x) => x.projectId === m0[1] && x.codeFragment).pop();
+    if (!project || !latest) return fail(res, 404, 'preview not found');
+    const url = latest.codeFragment.sandboxUrl.replace(/\/?$/, '/');
+    const expiresAt = new Date(Date.now() + 300e3).toISOString();
+    return json(res, 200, { url, previewUrl: `${url}?forgeai_grant=dev`, grant: 'dev', expiresAt, public: !!project.public });
+  }
 
   let m;
   if (path === '/api/projects' && method === 'GET') {
@@ -213,6 +238,12 @@ async function handle(req, res) {
     const project = projects.get(m[1]);
     if (!project) return fail(res, 404, 'project not found');
     if (method === 'GET') return json(res, 200, project);
+    if (method === 'PATCH') {
+      const { public: isPublic } = JSON.parse((await body(req)).toString() || '{}');
+      if (typeof isPublic !== 'boolean') return fail(res, 400, 'send {"public": true} or {"public": false}');
+      project.public = isPublic;
+      return json(res, 200, project);
+    }
     if (method === 'DELETE') {
       projects.delete(m[1]);
       for (let i = messages.length - 1; i >= 0; i--) if (messages[i].projectId === m[1]) messages.splice(i, 1);

@@ -7,8 +7,31 @@ export interface Project {
   sandboxId?: string | null;
   imageUrl?: string | null;
   userId?: string;
+  /** Whether the preview is served to anyone, not only to its owner. */
+  public?: boolean;
   createdAt: string;
   updatedAt: string;
+}
+
+/** A link that opens a project's preview in this browser (the grant is short-lived). */
+export interface PreviewLink {
+  url: string;
+  previewUrl: string;
+  grant: string;
+  expiresAt: string;
+  public: boolean;
+}
+
+export type TokenKind = 'api' | 'session' | 'login-once';
+
+/** One of the user's tokens; never its secret. */
+export interface Token {
+  id: string;
+  kind: TokenKind;
+  createdAt: string;
+  expiresAt?: string | null;
+  lastUsedAt?: string | null;
+  current: boolean;
 }
 
 /** A fragment as the chat lists it: its files' paths and sizes; the contents come from `api.getFragment`. */
@@ -130,12 +153,18 @@ const enc = encodeURIComponent;
 
 export const api = {
   signIn: (token: string) => request<void>('POST', '/api/session', { body: { token }, quiet401: true }),
+  signOut: () => request<void>('DELETE', '/api/session', { quiet401: true }),
+  listTokens: () => request<Token[]>('GET', '/api/tokens'),
+  revokeToken: (id: string) => request<void>('DELETE', `/api/tokens/${enc(id)}`),
 
   listProjects: (signal?: AbortSignal) => request<Project[]>('GET', '/api/projects', { signal }),
   getProject: (id: string) => request<Project>('GET', `/api/projects/${enc(id)}`),
   createProject: (message: string, imageUrl?: string) =>
     request<Project>('POST', '/api/projects', { body: imageUrl ? { message, imageUrl } : { message } }),
   deleteProject: (id: string) => request<void>('DELETE', `/api/projects/${enc(id)}`),
+  setPublic: (id: string, isPublic: boolean) =>
+    request<Project>('PATCH', `/api/projects/${enc(id)}`, { body: { public: isPublic } }),
+  previewLink: (id: string) => request<PreviewLink>('GET', `/api/projects/${enc(id)}/preview`),
   listRuns: (projectId: string) => request<Run[]>('GET', `/api/projects/${enc(projectId)}/runs`),
 
   listMessages: (projectId: string) => request<Message[]>('GET', `/api/messages?projectId=${enc(projectId)}`),

@@ -21,6 +21,18 @@ page.on('request', (request) => {
   if (host !== '127.0.0.1' && host !== 'localhost' && !host.endsWith('.localhost')) outside.push(request.url());
 });
 const shot = (name) => page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: true });
+/** Retries `check` (which throws until it holds) for up to `ms`. */
+async function eventually(check, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
 const step = (name) => console.log(`browser: ${name}`);
 
 try {
@@ -46,6 +58,35 @@ try {
   step('see the preview iframe show the agent\'s page');
   const preview = page.frameLocator('[data-testid="preview-frame"]');
   await preview.locator('h1').filter({ hasText: 'Hello from forgeai' }).waitFor({ timeout: 30_000 });
+
+  step('the iframe opened the private preview through a grant, traded for a cookie, on the clean URL');
+  const src = await page.getByTestId('preview-frame').getAttribute('src');
+  assert.match(src, /^http:\/\/3000-[a-z0-9]+\.localhost:\d+\/\?forgeai_grant=[\w.-]+$/, src);
+  const previewUrl = src.split('?')[0];
+  const previewFrame = page.frames().find((f) => f.url().startsWith(previewUrl));
+  assert.ok(previewFrame, `a frame on ${previewUrl}: ${page.frames().map((f) => f.url())}`);
+  assert.equal(previewFrame.url(), previewUrl, 'the grant left the address');
+
+  step('another browser is refused the private preview');
+  const stranger = await browser.newContext();
+  const strangerPage = await stranger.newPage();
+  const refused = await strangerPage.goto(previewUrl);
+  assert.equal(refused.status(), 401);
+  assert.match(await strangerPage.content(), /This preview is private/);
+
+  step('shared from the preview bar, anyone can open it; unshared, no one else');
+  await page.getByTestId('preview-public').check();
+  await eventually(async () => {
+    const shared = await strangerPage.goto(previewUrl);
+    assert.equal(shared.status(), 200);
+  });
+  assert.match(await strangerPage.content(), /Hello from forgeai/);
+  await page.getByTestId('preview-public').uncheck();
+  await eventually(async () => {
+    const unshared = await strangerPage.goto(previewUrl);
+    assert.equal(unshared.status(), 401);
+  });
+  await stranger.close();
 
   step('open the code tab and see the file');
   await page.getByTestId('tab-code').click();
@@ -82,6 +123,24 @@ try {
   await page.goto(FORGEAI_URL);
   await page.getByTestId('project-item').first().waitFor();
   await shot('7-phone-home');
+
+  step("the tokens page lists this browser's session; signing out revokes it on the server");
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.getByTestId('nav-tokens').click();
+  await page.getByTestId('tokens-table').waitFor();
+  const current = page.locator('[data-testid="token-row"][data-current="true"]');
+  assert.equal(await current.getAttribute('data-kind'), 'session');
+  assert.ok((await page.locator('[data-testid="token-row"][data-kind="api"]').count()) >= 1, 'the API token is listed');
+  await shot('8-tokens');
+  const session = (await context.cookies(FORGEAI_URL)).find((c) => c.name === 'forgeai_session');
+  assert.ok(session && session.httpOnly, 'an HttpOnly session cookie');
+  const days = (session.expires - Date.now() / 1000) / 86400;
+  assert.ok(days > 29 && days <= 30, `the session cookie expires in 30 days, not ${days}`);
+  await page.getByTestId('sign-out').click();
+  await page.getByTestId('signin-form').waitFor();
+  const replayed = await fetch(`${FORGEAI_URL}/api/projects`, { headers: { cookie: `forgeai_session=${session.value}` } });
+  assert.equal(replayed.status, 401, 'the signed-out session is refused even if its cookie was kept');
+  await shot('9-signed-out');
 
   assert.deepEqual(outside, [], 'the pages loaded nothing from outside this machine');
   console.log('browser: 1 passed, 0 failed');

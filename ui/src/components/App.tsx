@@ -4,6 +4,7 @@ import { linkClick, usePath } from '../router';
 import { Home } from './Home';
 import { ProjectPage } from './ProjectPage';
 import { SignIn } from './SignIn';
+import { TokensPage } from './TokensPage';
 
 type Auth = { state: 'checking' } | { state: 'in'; projects: Project[] | null } | { state: 'out' } | { state: 'error'; message: string };
 
@@ -30,6 +31,15 @@ export function App() {
 
   const projectMatch = /^\/projects\/([^/]+)\/?$/.exec(path);
 
+  const signedOut = useCallback(() => setAuth({ state: 'out' }), []);
+  async function signOut() {
+    try {
+      await api.signOut();
+    } finally {
+      signedOut();
+    }
+  }
+
   let main;
   if (auth.state === 'checking') {
     main = (
@@ -55,6 +65,8 @@ export function App() {
     );
   } else if (path === '/' || path === '/projects' || path === '/projects/') {
     main = <Home initialProjects={auth.projects} />;
+  } else if (path === '/tokens' || path === '/tokens/') {
+    main = <TokensPage onSignedOut={signedOut} />;
   } else if (projectMatch) {
     main = <ProjectPage key={projectMatch[1]} projectId={decodeURIComponent(projectMatch[1])} />;
   } else {
@@ -79,6 +91,16 @@ export function App() {
           <a class="brand" href="/" onClick={(e) => linkClick(e, '/')} aria-label="forgeai home">
             <Logo /> forgeai
           </a>
+          {auth.state === 'in' && (
+            <nav class="topbar-nav" aria-label="Account">
+              <a class="btn ghost small" href="/tokens" onClick={(e) => linkClick(e, '/tokens')} data-testid="nav-tokens">
+                Tokens
+              </a>
+              <button type="button" class="btn ghost small" onClick={() => void signOut()} data-testid="sign-out">
+                Sign out
+              </button>
+            </nav>
+          )}
         </header>
       )}
       <main class="main" id="main">

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import type { Fragment } from '../api';
+import { api, errorMessage, type Fragment, type PreviewLink } from '../api';
 import { LineIcon } from './Icon';
 
 /** The sandbox URL with `path` appended (a leading `/` optional; `?query` and `#hash` kept). */
@@ -11,14 +11,71 @@ export function joinPreviewUrl(base: string, path: string): string {
   return `${root}/${p.replace(/^\/+/, '')}`;
 }
 
-export function PreviewPane({ fragment, nonce, onReload }: { fragment: Fragment; nonce: number; onReload: () => void }) {
+/** `url` with a preview grant: the preview host trades it for its cookie and drops it from the URL. */
+export function withGrant(url: string, grant: string): string {
+  const u = new URL(url);
+  u.searchParams.set('forgeai_grant', grant);
+  return u.toString();
+}
+
+export function PreviewPane({
+  projectId,
+  fragment,
+  nonce,
+  onReload,
+}: {
+  projectId: string;
+  fragment: Fragment;
+  nonce: number;
+  onReload: () => void;
+}) {
   const [path, setPath] = useState('/');
   const [appliedPath, setAppliedPath] = useState('/');
   const [loading, setLoading] = useState(true);
+  // Previews are private: each load gets a fresh short-lived grant for this browser.
+  const [link, setLink] = useState<PreviewLink | null>(null);
+  const [linkError, setLinkError] = useState<string | null>(null);
+  const [shared, setShared] = useState<boolean | null>(null);
+  const [sharing, setSharing] = useState(false);
 
-  const url = fragment.sandboxUrl ? joinPreviewUrl(fragment.sandboxUrl, appliedPath) : '';
+  useEffect(() => {
+    let current = true;
+    setLink(null);
+    setLinkError(null);
+    api
+      .previewLink(projectId)
+      .then((next) => {
+        if (!current) return;
+        setLink(next);
+        setShared(next.public);
+      })
+      .catch((error) => {
+        if (current) setLinkError(errorMessage(error));
+      });
+    return () => {
+      current = false;
+    };
+  }, [projectId, fragment.id, nonce, appliedPath]);
 
-  useEffect(() => setLoading(true), [url, nonce]);
+  const cleanUrl = link ? joinPreviewUrl(link.url, appliedPath) : '';
+  const url = link ? withGrant(cleanUrl, link.grant) : '';
+
+  useEffect(() => setLoading(true), [cleanUrl, nonce]);
+
+  async function share(next: boolean) {
+    const before = shared;
+    setShared(next);
+    setSharing(true);
+    try {
+      const project = await api.setPublic(projectId, next);
+      setShared(!!project.public);
+    } catch (error) {
+      setShared(before);
+      setLinkError(errorMessage(error));
+    } finally {
+      setSharing(false);
+    }
+  }
 
   function go(event: Event) {
     event.preventDefault();
@@ -43,8 +100,8 @@ export function PreviewPane({ fragment, nonce, onReload }: { fragment: Fragment;
           <LineIcon d="M20 11a8 8 0 10-2.3 5.7M20 4v7h-7" size={17} weight={1.9} />
         </button>
         <div class="url-field">
-          <span class="url-origin" title={fragment.sandboxUrl}>
-            {shortOrigin(fragment.sandboxUrl)}
+          <span class="url-origin" title={link?.url ?? fragment.sandboxUrl}>
+            {shortOrigin(link?.url ?? fragment.sandboxUrl)}
           </span>
           <label class="sr-only" for="preview-path">
             Preview path
@@ -60,6 +117,19 @@ export function PreviewPane({ fragment, nonce, onReload }: { fragment: Fragment;
             data-testid="preview-path"
           />
         </div>
+        <label
+          class="share-toggle"
+          title={shared ? 'Anyone with the link can open this preview' : 'Only you can open this preview'}
+        >
+          <input
+            type="checkbox"
+            checked={!!shared}
+            disabled={shared === null || sharing}
+            onChange={(e) => void share(e.currentTarget.checked)}
+            data-testid="preview-public"
+          />
+          Public
+        </label>
         <a
           class="btn ghost icon-btn"
           href={url || undefined}
@@ -76,7 +146,7 @@ export function PreviewPane({ fragment, nonce, onReload }: { fragment: Fragment;
         {url ? (
           <>
             <iframe
-              key={`${nonce}:${url}`}
+              key={`${nonce}:${cleanUrl}`}
               src={url}
               title={`Preview of ${fragment.title || 'the app'}`}
               class="preview-frame"
@@ -91,9 +161,15 @@ export function PreviewPane({ fragment, nonce, onReload }: { fragment: Fragment;
               </div>
             )}
           </>
-        ) : (
+        ) : linkError ? (
           <div class="empty-preview">
-            <p class="muted">This version has no preview URL.</p>
+            <p class="muted" data-testid="preview-error">
+              No preview: {linkError}
+            </p>
+          </div>
+        ) : (
+          <div class="frame-loading" aria-hidden="true">
+            <span class="spinner" />
           </div>
         )}
       </div>

@@ -378,6 +378,7 @@ export function ProjectPage({ projectId }: { projectId: string }) {
       />
       <section class="pane right-pane" aria-label="Preview and code">
         <RightPane
+          projectId={projectId}
           fragment={selected}
           tab={tab}
           onTab={setTab}

@@ -6,6 +6,7 @@ import { PreviewPane } from './PreviewPane';
 export type Drafts = Record<string, Record<string, string>>;
 
 interface Props {
+  projectId: string;
   fragment: Fragment | null;
   tab: 'preview' | 'code';
   onTab: (tab: 'preview' | 'code') => void;
@@ -73,7 +74,12 @@ export function RightPane(props: Props) {
         ) : (
           <>
             <div id="panel-preview" role="tabpanel" aria-labelledby="tab-preview" class="panel" hidden={tab !== 'preview'}>
-              <PreviewPane fragment={fragment} nonce={props.previewNonce} onReload={props.onReload} />
+              <PreviewPane
+                projectId={props.projectId}
+                fragment={fragment}
+                nonce={props.previewNonce}
+                onReload={props.onReload}
+              />
             </div>
             <div id="panel-code" role="tabpanel" aria-labelledby="tab-code" class="panel" hidden={tab !== 'code'}>
               {tab === 'code' && (
