@@ -155,8 +155,11 @@ pub fn mount_image(image: &Path, target: &Path) -> Result<()> {
         .write(true)
         .open("/dev/loop-control")
         .ctx(|| "open /dev/loop-control (the kernel's loop device support is needed for disk quotas)".into())?;
-    // Another process may take the free device between GET_FREE and CONFIGURE: try again.
-    for _ in 0..64 {
+    // GET_FREE answers the same device to everyone until one configures it: within this
+    // process one attach at a time; another process may still take it first, then try again.
+    static ATTACH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let attach = ATTACH.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..1000 {
         // SAFETY: ioctl without argument on a descriptor we own.
         let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
         if n < 0 {
@@ -179,6 +182,7 @@ pub fn mount_image(image: &Path, target: &Path) -> Result<()> {
                 ));
             }
         }
+        drop(attach);
         let result = mount_ext4(&dev_path, target);
         // Closing the last descriptor of an auto-clearing device that is not mounted frees it.
         drop(device);

@@ -15,6 +15,10 @@ use crate::error::{Error, Result};
 /// How long a freshly loaded sandbox is counted as at least its template's estimate.
 pub const WARM_UP: Duration = Duration::from_secs(60);
 
+/// How long a sandbox's memory reading is reused. Well below [`WARM_UP`]: a sandbox that
+/// starts growing counts as its estimate until then.
+const SAMPLE_TTL: Duration = Duration::from_secs(1);
+
 /// Half of the machine's RAM: the default budget.
 pub fn half_of_machine_memory() -> u64 {
     // SAFETY: sysinfo fills the struct we pass; all-zero is a valid initial value.
@@ -158,8 +162,21 @@ impl Inner {
     fn usages(&self) -> Vec<Usage> {
         let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
         let mut usages = Vec::new();
+        let mut samples = lock(&self.memory_samples);
+        samples.retain(|id, _| slots.iter().any(|s| &s.id == id));
+        // Reading a cgroup's memory.stat costs tens of microseconds; with hundreds of
+        // sandboxes starting at once, every admission reading every sandbox's was quadratic.
+        let mut unreclaimable = |id: &str| -> u64 {
+            match samples.get(id) {
+                Some((at, bytes)) if at.elapsed() < SAMPLE_TTL => *bytes,
+                _ => {
+                    let bytes = super::Cgroup::new(self.cgroups.clone(), id).unreclaimable_bytes();
+                    samples.insert(id.to_string(), (Instant::now(), bytes));
+                    bytes
+                }
+            }
+        };
         for slot in slots {
-            let cgroup = super::Cgroup::new(self.cgroups.clone(), &slot.id);
             let (active, last_used) = {
                 let a = lock(&slot.activity);
                 (a.active, a.last)
@@ -167,12 +184,12 @@ impl Inner {
             let (bytes, idle) = match slot.life.try_lock() {
                 Ok(life) => match (&life.phase, &life.live) {
                     (Phase::Running | Phase::Paused, Some(live)) => (
-                        Usage::counted(cgroup.unreclaimable_bytes(), live.memory_estimate, live.loaded_at),
+                        Usage::counted(unreclaimable(&slot.id), live.memory_estimate, live.loaded_at),
                         active == 0,
                     ),
                     _ => continue,
                 },
-                Err(_) => (cgroup.unreclaimable_bytes(), false),
+                Err(_) => (unreclaimable(&slot.id), false),
             };
             usages.push(Usage {
                 id: slot.id.clone(),

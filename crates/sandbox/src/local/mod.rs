@@ -243,6 +243,8 @@ struct Inner {
     /// One sandbox start at a time decides what to unload for the memory budget.
     admission: tokio::sync::Mutex<()>,
     reserved: Mutex<memory::Reserved>,
+    /// Recent memory readings per sandbox (see [`memory`]).
+    memory_samples: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
 /// The local provider. Cheap to clone; all clones share sandboxes.
@@ -549,6 +551,7 @@ impl Inner {
             slots: Mutex::new(HashMap::new()),
             admission: tokio::sync::Mutex::new(()),
             reserved: Mutex::new(memory::Reserved::default()),
+            memory_samples: Mutex::new(HashMap::new()),
         })
     }
 
