@@ -87,6 +87,10 @@ args=(
     # The realtime stream never ends by itself: each successful subscription waits this long.
     --request-timeout 3
     --no-color
+    # Revoking tokens is left out: the fuzzer finds its own token's id in GET /api/tokens and
+    # revokes it, and every later request would be refused (crates/server/tests/http/sessions.rs
+    # covers the route).
+    --exclude-operation-id revoke_token
 )
 if [[ -n "${SCHEMATHESIS_SEED:-}" ]]; then
     args+=(--seed "$SCHEMATHESIS_SEED")

@@ -197,7 +197,7 @@ pub async fn preview_link(
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
     /// `true` serves the preview to anyone; `false` to the owner only (the default).
-    pub public: Option<bool>,
+    pub public: bool,
 }
 
 /// Changes a project: shares its preview with anyone (`{"public": true}`) or unshares it.
@@ -213,14 +213,9 @@ pub async fn update_project(
     ApiJson(body): ApiJson<UpdateProject>,
 ) -> Result<Json<forgeai_store::Project>, ApiError> {
     let id = crate::api::parse_id("project id", &id)?;
-    let Some(public) = body.public else {
-        return Err(ApiError::BadRequest(
-            "nothing to change: send {\"public\": true} or {\"public\": false}".into(),
-        ));
-    };
     state
         .store
-        .set_project_public(&user.id, &id, public)
+        .set_project_public(&user.id, &id, body.public)
         .await?
         .map(Json)
         .ok_or(ApiError::NotFound("project"))
