@@ -1024,3 +1024,87 @@ fn json_uses_the_api_field_names() {
         }
     );
 }
+
+/// A database from before tokens could expire: after the upgrade its API tokens still work
+/// (with an id each), while its sessions and login links, which would never have expired, end.
+async fn upgrade_from_tokens_without_expiry<DB: sqlx::Database>(
+    pool: sqlx::Pool<DB>,
+    mut migrator: sqlx::migrate::Migrator,
+) where
+    for<'c> &'c mut <DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = DB>,
+    <DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> chrono::DateTime<chrono::Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    use sha2::Digest;
+    migrator.migrations = std::borrow::Cow::Owned(vec![migrator.migrations[0].clone()]);
+    migrator.run(&pool).await.unwrap();
+    let hash = |token: &str| -> String {
+        sha2::Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let now = chrono::Utc::now();
+    sqlx::query("INSERT INTO users (id, name, created_at) VALUES ($1, $2, $3)")
+        .bind("u1")
+        .bind("alice")
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (token, kind) in [
+        ("old-api", "api"),
+        ("old-session", "session"),
+        ("old-link", "login-once"),
+    ] {
+        sqlx::query("INSERT INTO api_tokens (token_hash, user_id, kind, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(hash(token).as_str())
+            .bind("u1")
+            .bind(kind)
+            .bind(now)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+}
+
+async fn check_upgraded(store: &Store) {
+    let alice = store
+        .authenticate("old-api")
+        .await
+        .unwrap()
+        .expect("the API token still works");
+    assert_eq!(alice.name, "alice");
+    assert_eq!(store.authenticate("old-session").await.unwrap(), None);
+    assert_eq!(
+        store.consume_login_token("old-link", MAX_SESSION_TTL).await.unwrap(),
+        None
+    );
+    let tokens = store.list_tokens(&alice.id).await.unwrap();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert_eq!(tokens[0].kind, TokenKind::Api);
+    assert_eq!(tokens[0].expires_at, None);
+    assert!(uuid::Uuid::parse_str(&tokens[0].id).is_ok(), "{}", tokens[0].id);
+    assert!(store.revoke_token(&alice.id, &tokens[0].id).await.unwrap());
+    assert_eq!(store.authenticate("old-api").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn upgrading_sqlite_keeps_api_tokens_and_ends_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/forgeai.db?mode=rwc", dir.path().display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    upgrade_from_tokens_without_expiry(pool, sqlx::migrate!("migrations/sqlite")).await;
+    check_upgraded(&Store::open_default(dir.path()).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn upgrading_postgres_keeps_api_tokens_and_ends_sessions() {
+    let postgres = TestPostgres::start().await;
+    let pool = sqlx::PgPool::connect(postgres.url()).await.unwrap();
+    upgrade_from_tokens_without_expiry(pool, sqlx::migrate!("migrations/postgres")).await;
+    check_upgraded(&Store::connect(postgres.url()).await.unwrap()).await;
+}
