@@ -277,6 +277,13 @@ impl Store {
             last_used_at: None,
         };
         let inserted = with_pool!(self, pool => {
+            // Expired tokens are of no use: each new one clears its user's (the table does not
+            // grow with every `forgeai run` or sign-in).
+            sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND expires_at IS NOT NULL AND expires_at <= $2")
+                .bind(user_id)
+                .bind(created_at)
+                .execute(pool)
+                .await?;
             // Inserting through a SELECT makes an unknown user insert nothing instead of
             // tripping the foreign key.
             sqlx::query(

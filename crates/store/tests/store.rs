@@ -315,6 +315,22 @@ async fn sessions_expire_and_tokens_are_listed_and_revoked(db: &Db) {
         .unwrap();
     assert_eq!(store.authenticate(&expired_secret).await.unwrap(), None);
     assert!(!store.token_is_live(&alice.id, &expired.id).await.unwrap());
+    let rows = db.count("api_tokens").await;
+    // The next token made for Alice clears her expired ones (Bob's tokens stay).
+    let (_, next) = store
+        .create_session(&alice.id, Duration::hours(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(db.count("api_tokens").await, rows, "one made, the expired one cleared");
+    let (_, extra) = store
+        .create_session(&alice.id, Duration::hours(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(db.count("api_tokens").await, rows + 1);
+    assert!(store.revoke_session(&next).await.unwrap());
+    assert!(store.revoke_session(&extra).await.unwrap());
     assert_eq!(
         store.create_session("no-such-user", Duration::hours(1)).await.unwrap(),
         None
