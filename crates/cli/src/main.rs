@@ -222,7 +222,10 @@ async fn serve(settings: &Settings, listen: &str) -> Result<()> {
             .create_login_token(&user.id)
             .await?
             .context("the first user disappeared while creating its login link")?;
-        println!("Created the first user `admin`. Open this link to sign in (it works once):");
+        println!(
+            "Created the first user `admin`. Open this link to sign in (it works once, within 15 minutes; \
+             `forgeai users login admin` prints a new one):"
+        );
         println!("{}", login_url(&base_url, &token));
     }
     println!("forgeai is listening on {base_url}");
