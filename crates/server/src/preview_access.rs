@@ -372,13 +372,13 @@ impl PreviewGate {
                 return Ok(Access::Allowed(None));
             }
         }
-        if let Some(token) = bearer_token(headers) {
-            if let Some(user) = self.state.store.authenticate(&token).await? {
-                if user.id == owner.user_id {
-                    return Ok(Access::Allowed(None));
-                }
-                someone_else = true;
+        if let Some(token) = bearer_token(headers)
+            && let Some(user) = self.state.store.authenticate(&token).await?
+        {
+            if user.id == owner.user_id {
+                return Ok(Access::Allowed(None));
             }
+            someone_else = true;
         }
         Ok(if someone_else {
             Access::Forbidden
