@@ -28,6 +28,7 @@ pub struct Settings {
     pub ui_dir: PathBuf,
     /// Sizes of files, tool calls, tool results and fragments.
     pub limits: SizeLimits,
+    pub sandbox: crate::sandbox_args::SandboxArgs,
     pub access: crate::access_args::AccessArgs,
 }
 
@@ -61,6 +62,7 @@ impl App {
         let mut sandbox_config = LocalConfig::new(&settings.data_dir);
         sandbox_config.preview_domain = settings.preview_domain.clone();
         sandbox_config.preview_port = Some(address.port());
+        settings.sandbox.apply(&mut sandbox_config);
         let sandboxes = Arc::new(
             LocalProvider::new(sandbox_config)
                 .await

@@ -5,6 +5,7 @@ mod access_args;
 mod app;
 mod limit_args;
 mod run;
+mod sandbox_args;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,8 @@ struct Cli {
     /// The web UI's build; by default this checkout's `ui/dist`.
     #[arg(long, global = true, env = "FORGEAI_UI_DIR")]
     ui_dir: Option<PathBuf>,
+    #[command(flatten)]
+    sandbox: sandbox_args::SandboxArgs,
     #[command(flatten)]
     access: access_args::AccessArgs,
     #[command(flatten)]
@@ -120,6 +123,7 @@ async fn forgeai() -> Result<()> {
         public_url: cli.public_url,
         ui_dir: cli.ui_dir.unwrap_or_else(forgeai_server::default_ui_dir),
         limits: cli.limits.limits(),
+        sandbox: cli.sandbox,
         access: cli.access,
     };
     match cli.command {
