@@ -6,6 +6,7 @@ mod app;
 mod limit_args;
 mod run;
 mod sandbox_args;
+mod size;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

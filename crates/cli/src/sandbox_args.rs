@@ -1,9 +1,10 @@
 //! The local sandbox provider's limits, from the command line and the environment.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use forgeai_sandbox::LocalConfig;
+
+use crate::size::Limit;
 
 /// Limits every sandbox is held to; see the README's security model.
 #[derive(clap::Args, Debug, Clone)]
@@ -31,37 +32,5 @@ impl SandboxArgs {
             config.memory_budget_bytes = budget.0;
         }
         config.idle_unload = self.sandbox_idle_unload;
-    }
-}
-
-/// A size in bytes (`2GiB`, `512MiB`, `1G`, `1500000`), or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit(pub Option<u64>);
-
-impl FromStr for Limit {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.trim();
-        if text.eq_ignore_ascii_case("off") || text.eq_ignore_ascii_case("none") {
-            return Ok(Limit(None));
-        }
-        text.parse::<bytesize::ByteSize>()
-            .map(|size| Limit(Some(size.as_u64())))
-            .map_err(|_| format!("{text:?} is not a size: write e.g. 2GiB, 512MiB or off"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse_with_units_or_off() {
-        assert_eq!("2GiB".parse(), Ok(Limit(Some(2 << 30))));
-        assert_eq!("512 MiB".parse(), Ok(Limit(Some(512 << 20))));
-        assert_eq!("1500000".parse(), Ok(Limit(Some(1_500_000))));
-        assert_eq!("off".parse(), Ok(Limit(None)));
-        assert!("two gigs".parse::<Limit>().unwrap_err().contains("not a size"));
     }
 }
