@@ -353,18 +353,18 @@ impl Network {
     /// Removes everything `setup` made (best effort: each part is removed independently so a
     /// half-built network is cleaned as well).
     pub fn teardown(&self, short: &str, owner: &Path) {
+        self.remove_devices(short, self.sandbox_addr_of(owner));
+        self.release(owner);
+    }
+
+    /// Removes the firewall element (for the sandbox address `addr`, when known), the veth and
+    /// the namespace of sandbox `short`; each independently, so a half-built network goes too.
+    fn remove_devices(&self, short: &str, addr: Option<Ipv4Addr>) {
         let (netns, host_if) = Self::names(short);
-        let t = &self.cfg.table;
         // Leaving a stale element would let a later sandbox on the same interface name and
         // address through, so it goes first; absent elements are fine.
-        if let Some(addr) = self.sandbox_addr_of(owner) {
-            let _ = run(
-                &self.cfg.nft,
-                &["-f", "-"],
-                Some(&format!(
-                    "delete element inet {t} sb_addrs {{ \"{host_if}\" . {addr} }}\n"
-                )),
-            );
+        if let Some(addr) = addr {
+            self.delete_element(&host_if, &addr.to_string());
         }
         if Path::new("/sys/class/net").join(&host_if).exists() {
             let _ = run(&self.cfg.ip, &["link", "del", &host_if], None);
@@ -372,7 +372,12 @@ impl Network {
         if Path::new(NETNS_DIR).join(&netns).exists() {
             let _ = run(&self.cfg.ip, &["netns", "del", &netns], None);
         }
-        self.release(owner);
+    }
+
+    fn delete_element(&self, host_if: &str, addr: &str) {
+        let t = &self.cfg.table;
+        let rule = format!("delete element inet {t} sb_addrs {{ \"{host_if}\" . {addr} }}\n");
+        let _ = run(&self.cfg.nft, &["-f", "-"], Some(&rule));
     }
 
     /// Takes a free /30: reuses the lease this owner already holds, else claims a free slot
@@ -508,24 +513,7 @@ impl Network {
     /// Removes a network found by [`Network::leftovers`]: firewall element, veth, namespace,
     /// and the lease if it still names the same holder.
     pub fn remove_leftover(&self, leftover: &Leftover) {
-        let (netns, host_if) = Self::names(&leftover.short);
-        if let Some(index) = leftover.index {
-            let addr = self.addresses(index).1;
-            let t = &self.cfg.table;
-            let _ = run(
-                &self.cfg.nft,
-                &["-f", "-"],
-                Some(&format!(
-                    "delete element inet {t} sb_addrs {{ \"{host_if}\" . {addr} }}\n"
-                )),
-            );
-        }
-        if Path::new("/sys/class/net").join(&host_if).exists() {
-            let _ = run(&self.cfg.ip, &["link", "del", &host_if], None);
-        }
-        if Path::new(NETNS_DIR).join(&netns).exists() {
-            let _ = run(&self.cfg.ip, &["netns", "del", &netns], None);
-        }
+        self.remove_devices(&leftover.short, leftover.index.map(|i| self.addresses(i).1));
         if let (Some(index), Some(holder)) = (leftover.index, &leftover.holder) {
             let path = self.cfg.lease_dir.join(index.to_string());
             if fs::read_to_string(&path).is_ok_and(|h| Path::new(&h) == holder) {
@@ -571,13 +559,7 @@ impl Network {
                 continue;
             };
             if !Path::new("/sys/class/net").join(ifname).exists() {
-                let _ = run(
-                    &self.cfg.nft,
-                    &["-f", "-"],
-                    Some(&format!(
-                        "delete element inet {t} sb_addrs {{ \"{ifname}\" . {addr} }}\n"
-                    )),
-                );
+                self.delete_element(ifname, addr);
             }
         }
     }
