@@ -34,8 +34,10 @@ async fn leftovers_of_a_dead_provider_and_a_removed_sandbox_dir_are_removed() {
         addrs.push(crashed.network(id).await.unwrap().1);
     }
     let sandboxes = dir.path().canonicalize().unwrap().join("sandboxes");
-    // The provider goes away without unloading anything, as when forgeai is killed.
+    // The provider goes away without unloading anything, as when forgeai is killed. Its
+    // tasks may hold it for a moment longer; a killed process's lock would be gone at once.
     drop(crashed);
+    wait_for_owner_lock(dir.path()).await;
     assert!(!runtime_traces(&removed, addrs[0], &sandboxes.join(&removed)).is_empty());
     // Everything of that sandbox's directory but its mount points goes.
     let _ = std::process::Command::new("rm")
@@ -52,6 +54,11 @@ async fn leftovers_of_a_dead_provider_and_a_removed_sandbox_dir_are_removed() {
     // The sandbox whose directory is intact comes back with its files; the other is gone.
     assert_eq!(env.run(&kept, "cat kept.txt").await.stdout, "kept");
     assert!(env.provider.connect(&removed).await.unwrap_err().is_gone());
+    assert!(
+        !sandboxes.join(&removed).exists(),
+        "what was left of its directory is gone"
+    );
+    assert_eq!(env.provider.list(), [kept.clone()]);
     // Another data dir's live sandbox was not touched.
     let traces = runtime_traces(&other_id, other_addr, &other_dir);
     assert_eq!(
@@ -95,4 +102,18 @@ async fn a_second_provider_on_the_same_data_dir_leaves_the_owners_sandboxes_alon
     assert_eq!(second.reconcile().await.unwrap(), Default::default());
     assert_eq!(runtime_traces(&id, addr, &sandbox_dir).len(), 7);
     assert_eq!(env.run(&id, "echo alive").await.stdout, "alive\n");
+}
+
+/// Waits until no provider holds the data dir's owner lock.
+async fn wait_for_owner_lock(data_dir: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(data_dir.join("sandboxes.lock")).unwrap();
+    let free = eventually(std::time::Duration::from_secs(10), || async {
+        // SAFETY: flock on a descriptor this function owns; closing it releases the lock.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    })
+    .await;
+    assert!(free, "the dropped provider still holds the data dir");
+    // SAFETY: as above.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
 }

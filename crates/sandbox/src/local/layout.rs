@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use super::disk;
 use crate::error::{Error, IoContext, Result};
 
+/// The file in a sandbox's directory that makes it a sandbox.
+pub(super) const STATE_FILE: &str = "state.json";
+
 /// Paths of one sandbox.
 #[derive(Debug, Clone)]
 pub(super) struct Dirs {
@@ -39,7 +42,7 @@ impl Dirs {
             work: writable.join("work"),
             home: writable.join("home"),
             merged: root.join("merged"),
-            state: root.join("state.json"),
+            state: root.join(STATE_FILE),
             dev_log: root.join("dev.log"),
             root,
         }

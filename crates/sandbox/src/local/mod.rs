@@ -41,7 +41,7 @@ pub use reconcile::Reconciled;
 use self::cgroup::Cgroup;
 use self::devserver::DevServer;
 use self::exec::SpawnSpec;
-use self::layout::Dirs;
+use self::layout::{Dirs, STATE_FILE};
 use self::net::{Network, SandboxNet};
 use self::paths::{ProjectPath, ProjectRoot};
 use crate::error::{Error, IoContext, Result};
@@ -416,6 +416,8 @@ impl LocalProvider {
             .flatten()
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .filter(|id| validate_id(id).is_ok())
+            // A directory without its state is not a sandbox (what is left of a removed one).
+            .filter(|id| self.inner.sandboxes_dir.join(id).join(STATE_FILE).exists())
             .collect();
         ids.sort();
         ids

@@ -132,5 +132,10 @@ impl Inner {
         }
         self.net.teardown(&id[..id.len().min(10)], &dirs.root);
         self.net.remove_leases_of(&dirs.root);
+        // What is left of a sandbox whose state was removed (its mount points) goes too, once
+        // nothing is mounted there any more.
+        if !dirs.state.exists() && dirs.any_mounted().is_none() {
+            let _ = std::fs::remove_dir_all(&dirs.root);
+        }
     }
 }
