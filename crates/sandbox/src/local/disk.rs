@@ -25,21 +25,24 @@ const BYTES_PER_INODE: &str = "8192";
 
 /// The blank image of `bytes` bytes under `disks_dir`, formatted on first use.
 pub fn blank_image(disks_dir: &Path, bytes: u64) -> Result<PathBuf> {
-    let path = disks_dir.join(format!("blank-ext4-{bytes}.img"));
+    // The name says how it was formatted: a blank image of other options is not reused.
+    let path = disks_dir.join(format!("blank-ext4-v2-{bytes}.img"));
     if path.exists() {
         return Ok(path);
     }
     std::fs::create_dir_all(disks_dir).ctx(|| format!("create {}", disks_dir.display()))?;
     // Formatted under a temporary name and renamed: concurrent creators each make their own,
     // and a half-formatted image is never taken for a blank one.
-    let tmp = disks_dir.join(format!(".blank-ext4-{bytes}.{}.tmp", std::process::id()));
+    let tmp = disks_dir.join(format!(".blank-ext4-v2-{bytes}.{}.tmp", std::process::id()));
     let file = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
     file.set_len(bytes)
         .ctx(|| format!("size {} to {bytes} bytes", tmp.display()))?;
     drop(file);
     let mkfs = find_mkfs();
     let out = Command::new(&mkfs)
-        .args(["-q", "-F", "-m", "0", "-i", BYTES_PER_INODE])
+        // No blocks reserved for root or for growing the filesystem: a sandbox disk never
+        // grows, and without the resize reserve a blank image holds 160 KiB of data, not 1.2 MiB.
+        .args(["-q", "-F", "-m", "0", "-i", BYTES_PER_INODE, "-O", "^resize_inode"])
         .args([
             "-E",
             "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
