@@ -470,22 +470,8 @@ pub struct Leftover {
 impl Network {
     /// Every lease, and every sandbox namespace or veth that no lease names.
     pub fn leftovers(&self) -> Vec<Leftover> {
-        let mut found: Vec<Leftover> = fs::read_dir(&self.cfg.lease_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| {
-                let index: u32 = entry.file_name().to_str()?.parse().ok()?;
-                let holder = PathBuf::from(fs::read_to_string(entry.path()).ok()?);
-                let name = holder.file_name()?.to_str()?;
-                let short = name[..name.len().min(10)].to_string();
-                Some(Leftover {
-                    holder: Some(holder),
-                    index: Some(index),
-                    short,
-                })
-            })
-            .collect();
+        // Devices first, leases second: a lease is taken before its devices are made, so a
+        // device seen here whose lease is not found next is not one being set up right now.
         let names = |dir: &str, prefix: &str| -> Vec<String> {
             fs::read_dir(dir)
                 .into_iter()
@@ -498,6 +484,22 @@ impl Network {
         unleased.extend(names("/sys/class/net", HOST_IF_PREFIX));
         unleased.sort();
         unleased.dedup();
+        let mut found: Vec<Leftover> = fs::read_dir(&self.cfg.lease_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let index: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let holder = PathBuf::from(fs::read_to_string(entry.path()).ok()?);
+                let name = holder.file_name()?.to_str()?;
+                let short = name.get(..10).unwrap_or(name).to_string();
+                Some(Leftover {
+                    holder: Some(holder),
+                    index: Some(index),
+                    short,
+                })
+            })
+            .collect();
         for short in unleased {
             if !found.iter().any(|l| l.short == short) {
                 found.push(Leftover {
