@@ -70,6 +70,45 @@ async fn leftovers_of_a_dead_provider_and_a_removed_sandbox_dir_are_removed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_network_and_cgroup_of_a_deleted_data_dir_are_removed_by_any_provider() {
+    require_root();
+    let gone = tempfile::Builder::new().prefix("forgeai-sbx-gone-").tempdir().unwrap();
+    let crashed = LocalProvider::new(LocalConfig::new(gone.path())).await.unwrap();
+    crashed.ensure_static_template().await.unwrap();
+    let id = crashed.create("static", Default::default()).await.unwrap().id;
+    let addr = crashed.network(&id).await.unwrap().1;
+    let sandbox_dir = gone.path().canonicalize().unwrap().join("sandboxes").join(&id);
+    drop(crashed);
+    wait_for_owner_lock(gone.path()).await;
+    // The whole data dir goes, its mounts first (as a reboot would take them).
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|p| p.starts_with(gone.path().canonicalize().unwrap().to_str().unwrap()))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mount in mounts {
+        // Lazily: the sandbox's processes still hold them.
+        let status = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&mount)
+            .status()
+            .unwrap();
+        assert!(status.success(), "umount -l {mount}");
+    }
+    drop(gone);
+    let traces = runtime_traces(&id, addr, &sandbox_dir);
+    assert_eq!(traces.len(), 5, "netns, veth, cgroup, element, lease: {traces:?}");
+
+    // Any provider's reconcile (at its start, or later) removes them.
+    let env = Env::new().await;
+    env.provider.reconcile().await.unwrap();
+    let traces = runtime_traces(&id, addr, &sandbox_dir);
+    assert!(traces.is_empty(), "{traces:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_shutdown_leaves_no_mount_behind() {
     let env = Env::new().await;
     let id = env.create().await;

@@ -58,13 +58,22 @@ impl Inner {
             drop(guard);
             report.sandboxes.push(id);
         }
-        let net = self.net.clone();
+        let this = self.clone();
         report.orphan_networks = blocking(move || {
             let n = orphans.len();
             for leftover in orphans {
-                net.remove_leftover(&leftover);
+                this.net.remove_leftover(&leftover);
+                // The lease named a sandbox directory that is gone: its cgroup is garbage too.
+                let id = leftover
+                    .holder
+                    .as_deref()
+                    .and_then(Path::file_name)
+                    .and_then(|n| n.to_str());
+                if let Some(id) = id.filter(|id| validate_id(id).is_ok()) {
+                    let _ = Cgroup::new(this.cgroups.clone(), id).destroy();
+                }
             }
-            net.remove_stale_elements();
+            this.net.remove_stale_elements();
             Ok(n)
         })
         .await?;
