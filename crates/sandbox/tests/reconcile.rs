@@ -124,10 +124,9 @@ async fn a_clean_shutdown_leaves_no_mount_behind() {
         })
         .collect();
     assert!(ours.is_empty(), "{ours:#?}");
-    assert!(
-        env.provider.connect(&id).await.is_ok(),
-        "the sandbox comes back after a shutdown"
-    );
+    if let Err(e) = env.provider.connect(&id).await {
+        panic!("the sandbox comes back after a shutdown: {e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,7 +111,10 @@ pub fn sparse_copy(from: &Path, to: &Path) -> Result<()> {
         }
         pos = hole;
     }
-    Ok(())
+    // The loop device reads and writes the image with direct I/O. Buffered pages of this copy
+    // still waiting for writeback could land after the filesystem's own first writes and undo
+    // them (seen as a corrupt directory, EBADMSG, on the next mount), so they go to disk now.
+    dst.sync_all().ctx(|| format!("sync {}", to.display()))
 }
 
 // From <linux/loop.h>.
@@ -148,6 +151,22 @@ struct LoopConfig {
 /// Mounts the ext4 image at `target` (nosuid, nodev) through a fresh loop device. The device
 /// is set to clear itself, so unmounting the filesystem also frees the device.
 pub fn mount_image(image: &Path, target: &Path) -> Result<()> {
+    // A filesystem of this image that was detached lazily (its last processes were still
+    // dying) lives on until they are gone, and writes its data back then: mounting the image
+    // a second time meanwhile would show stale files, and two ext4 mounts of one image
+    // corrupt it.
+    let deadline = std::time::Instant::now() + STILL_ATTACHED_WAIT;
+    while attached(image) {
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::io(
+                format!("mount the sandbox disk {}", image.display()),
+                io::Error::other(format!(
+                    "it is still in use from its previous start after {STILL_ATTACHED_WAIT:?}; try again"
+                )),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let backing = OpenOptions::new()
         .read(true)
         .write(true)
@@ -195,6 +214,24 @@ pub fn mount_image(image: &Path, target: &Path) -> Result<()> {
         format!("attach {} to a loop device", image.display()),
         io::Error::other("every free loop device was taken by others"),
     ))
+}
+
+/// How long a start waits for the previous filesystem of its disk image to go away.
+const STILL_ATTACHED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a loop device is attached to `image`.
+fn attached(image: &Path) -> bool {
+    let Ok(devices) = std::fs::read_dir("/sys/block") else {
+        return false;
+    };
+    let image = image.as_os_str().as_bytes();
+    devices.flatten().any(|device| {
+        device.file_name().as_bytes().starts_with(b"loop")
+            && std::fs::read(device.path().join("loop/backing_file")).is_ok_and(|file| {
+                let file = file.strip_suffix(b"\n").unwrap_or(&file);
+                file == image || file.strip_suffix(b" (deleted)") == Some(image)
+            })
+    })
 }
 
 fn configure(device: &File, backing: &File) -> io::Result<()> {

@@ -167,7 +167,7 @@ impl Network {
             let Some(cidr) = fields.get(pos + 1).and_then(|c| parse_cidr(c)) else {
                 continue;
             };
-            if !dev.starts_with(HOST_IF_PREFIX) && overlaps(range, cidr) {
+            if !dev.starts_with(HOST_IF_PREFIX) && device_exists(dev) && overlaps(range, cidr) {
                 return Err(Error::NetworkRangeInUse {
                     range: self.cfg.range(),
                     used_by: format!("address {} on {dev}", fields[pos + 1]),
@@ -188,7 +188,7 @@ impl Network {
                 .and_then(|i| fields.get(i + 1))
                 .copied()
                 .unwrap_or("");
-            if !dev.starts_with(HOST_IF_PREFIX) && overlaps(range, cidr) {
+            if !dev.starts_with(HOST_IF_PREFIX) && device_exists(dev) && overlaps(range, cidr) {
                 return Err(Error::NetworkRangeInUse {
                     range: self.cfg.range(),
                     used_by: format!("route {line:?}"),
@@ -601,6 +601,12 @@ pub(crate) fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Result<
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ip` names a device that vanished while it listed (a sandbox's veth being deleted by
+/// another provider) `if<index>`; such a device uses no range.
+fn device_exists(dev: &str) -> bool {
+    Path::new("/sys/class/net").join(dev).exists()
 }
 
 fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
