@@ -215,17 +215,25 @@ pub fn mount_image(image: &Path, target: &Path) -> Result<()> {
 /// How long a start waits for the previous filesystem of its disk image to go away.
 const STILL_ATTACHED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Whether a loop device is attached to `image`.
+/// Whether a loop device is attached to `image`. Matched on the image's last two path
+/// components (`<sandbox id>/disk.img`): a loop device names its file by the path it has in
+/// its mount, and once the sandboxes dir's own bind mount was detached (a clean stop) that is
+/// a path relative to the detached mount, not the one we know.
 fn attached(image: &Path) -> bool {
     let Ok(devices) = std::fs::read_dir("/sys/block") else {
         return false;
     };
-    let image = image.as_os_str().as_bytes();
+    let mut tail = Vec::new();
+    for part in [image.parent().and_then(Path::file_name), image.file_name()] {
+        tail.push(b'/');
+        tail.extend_from_slice(part.map_or(&[][..], |p| p.as_bytes()));
+    }
     devices.flatten().any(|device| {
         device.file_name().as_bytes().starts_with(b"loop")
             && std::fs::read(device.path().join("loop/backing_file")).is_ok_and(|file| {
                 let file = file.strip_suffix(b"\n").unwrap_or(&file);
-                file == image || file.strip_suffix(b" (deleted)") == Some(image)
+                let file = file.strip_suffix(b" (deleted)").unwrap_or(file);
+                file.ends_with(&tail)
             })
     })
 }
