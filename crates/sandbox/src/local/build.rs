@@ -11,7 +11,6 @@
 //! the shadcn CLI would) so the agent can edit them and Tailwind sees their classes.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -275,23 +274,13 @@ impl BuildLock {
     async fn acquire(templates: &Path) -> Result<BuildLock> {
         let path = templates.join(format!(".{NAME}.lock"));
         tokio::task::spawn_blocking(move || {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .ctx(|| format!("open {}", path.display()))?;
-            // SAFETY: flock(2) on a descriptor we own.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                tracing::info!("another {NAME} build runs in this data dir; waiting for it");
-                // SAFETY: as above; blocks until the other build releases the lock.
-                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                    return Err(Error::io(
-                        format!("lock {}", path.display()),
-                        std::io::Error::last_os_error(),
-                    ));
+            let file = match super::lockfile::try_lock(&path)? {
+                Some(file) => file,
+                None => {
+                    tracing::info!("another {NAME} build runs in this data dir; waiting for it");
+                    super::lockfile::lock(&path)?
                 }
-            }
+            };
             Ok(BuildLock { _file: file })
         })
         .await

@@ -156,7 +156,7 @@ pub(super) fn mount_overlay(lower: &Path, dirs: &Dirs) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn unmount(path: &Path) -> Result<()> {
+fn unmount(path: &Path) -> Result<()> {
     if !is_mounted(path) {
         return Ok(());
     }

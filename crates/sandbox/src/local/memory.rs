@@ -7,6 +7,7 @@
 //! because its dev server has not grown to its working size yet.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Inner, Phase, Slot, lock};
@@ -84,10 +85,6 @@ pub fn plan(budget: u64, needed: u64, loaded: &[Usage]) -> Plan {
     }
 }
 
-/// Memory set aside for sandboxes that are starting, until they count themselves.
-#[derive(Debug, Default)]
-pub struct Reserved(u64);
-
 impl Inner {
     /// Makes room for a sandbox about to load that is expected to use `estimate` bytes:
     /// unloads least recently used idle sandboxes as needed, and waits (up to the configured
@@ -101,7 +98,7 @@ impl Inner {
         loop {
             {
                 let _turn = self.admission.lock().await;
-                let reserved = lock(&self.reserved).0;
+                let reserved = self.reserved.load(Ordering::Relaxed);
                 match plan(budget, estimate.saturating_add(reserved), &self.usages()) {
                     Plan::Unload(ids) => {
                         let mut all = true;
@@ -109,7 +106,7 @@ impl Inner {
                             all &= self.unload_if_idle(&id, "to make room in the memory budget").await;
                         }
                         if all {
-                            lock(&self.reserved).0 += estimate;
+                            self.reserved.fetch_add(estimate, Ordering::Relaxed);
                             return Ok(estimate);
                         }
                     }
@@ -128,8 +125,7 @@ impl Inner {
     }
 
     pub(super) fn unreserve(&self, bytes: u64) {
-        let mut reserved = lock(&self.reserved);
-        reserved.0 = reserved.0.saturating_sub(bytes);
+        self.reserved.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Unloads idle sandboxes that were not used for the idle-unload time, then, if the loaded
@@ -148,7 +144,7 @@ impl Inner {
         let Some(budget) = self.cfg.memory_budget_bytes else {
             return;
         };
-        let reserved = lock(&self.reserved).0;
+        let reserved = self.reserved.load(Ordering::Relaxed);
         if let Plan::Unload(ids) = plan(budget, reserved, &self.usages()) {
             for id in ids {
                 self.unload_if_idle(&id, "the loaded sandboxes outgrew the memory budget")
@@ -162,16 +158,15 @@ impl Inner {
     fn usages(&self) -> Vec<Usage> {
         let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
         let mut usages = Vec::new();
-        let mut samples = lock(&self.memory_samples);
-        samples.retain(|id, _| slots.iter().any(|s| &s.id == id));
         // Reading a cgroup's memory.stat costs tens of microseconds; with hundreds of
         // sandboxes starting at once, every admission reading every sandbox's was quadratic.
-        let mut unreclaimable = |id: &str| -> u64 {
-            match samples.get(id) {
-                Some((at, bytes)) if at.elapsed() < SAMPLE_TTL => *bytes,
+        let unreclaimable = |slot: &Slot| -> u64 {
+            let mut sample = lock(&slot.memory_sample);
+            match *sample {
+                Some((at, bytes)) if at.elapsed() < SAMPLE_TTL => bytes,
                 _ => {
-                    let bytes = super::Cgroup::new(self.cgroups.clone(), id).unreclaimable_bytes();
-                    samples.insert(id.to_string(), (Instant::now(), bytes));
+                    let bytes = super::Cgroup::new(self.cgroups.clone(), &slot.id).unreclaimable_bytes();
+                    *sample = Some((Instant::now(), bytes));
                     bytes
                 }
             }
@@ -184,12 +179,12 @@ impl Inner {
             let (bytes, idle) = match slot.life.try_lock() {
                 Ok(life) => match (&life.phase, &life.live) {
                     (Phase::Running | Phase::Paused, Some(live)) => (
-                        Usage::counted(unreclaimable(&slot.id), live.memory_estimate, live.loaded_at),
+                        Usage::counted(unreclaimable(&slot), live.memory_estimate, live.loaded_at),
                         active == 0,
                     ),
                     _ => continue,
                 },
-                Err(_) => (unreclaimable(&slot.id), false),
+                Err(_) => (unreclaimable(&slot), false),
             };
             usages.push(Usage {
                 id: slot.id.clone(),

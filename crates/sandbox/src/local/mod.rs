@@ -13,6 +13,7 @@ mod devserver;
 mod disk;
 mod exec;
 mod layout;
+mod lockfile;
 mod memory;
 mod mounts;
 mod net;
@@ -26,6 +27,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -178,6 +180,8 @@ struct Slot {
     /// Serialises lifecycle changes (start, pause, resume, kill).
     life: tokio::sync::Mutex<Life>,
     activity: Mutex<Activity>,
+    /// The last reading of its memory and when it was taken (see [`memory`]).
+    memory_sample: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Slot {
@@ -242,9 +246,8 @@ struct Inner {
     owner_lock: Option<std::fs::File>,
     /// One sandbox start at a time decides what to unload for the memory budget.
     admission: tokio::sync::Mutex<()>,
-    reserved: Mutex<memory::Reserved>,
-    /// Recent memory readings per sandbox (see [`memory`]).
-    memory_samples: Mutex<HashMap<String, (Instant, u64)>>,
+    /// Memory set aside for sandboxes that are starting, until they count themselves.
+    reserved: AtomicU64,
 }
 
 /// The local provider. Cheap to clone; all clones share sandboxes.
@@ -539,7 +542,7 @@ impl Inner {
         std::fs::set_permissions(&etc_dir, std::fs::Permissions::from_mode(0o755))
             .ctx(|| format!("chmod {}", etc_dir.display()))?;
         let disks_dir = data_dir.join("disks");
-        let owner_lock = take_owner_lock(&data_dir.join("sandboxes.lock"))?;
+        let owner_lock = lockfile::try_lock(&data_dir.join("sandboxes.lock"))?;
         Ok(Inner {
             owner_lock,
             cfg,
@@ -552,8 +555,7 @@ impl Inner {
             cgroups,
             slots: Mutex::new(HashMap::new()),
             admission: tokio::sync::Mutex::new(()),
-            reserved: Mutex::new(memory::Reserved::default()),
-            memory_samples: Mutex::new(HashMap::new()),
+            reserved: AtomicU64::new(0),
         })
     }
 
@@ -564,7 +566,7 @@ impl Inner {
         if let Some(s) = slots.get(id) {
             return Ok(s.clone());
         }
-        let state_path = Dirs::new(&self.sandboxes_dir, id, false).state;
+        let state_path = self.sandboxes_dir.join(id).join(STATE_FILE);
         let state = match std::fs::read_to_string(&state_path) {
             Ok(text) => serde_json::from_str::<PersistedState>(&text).map_err(|e| Error::State {
                 path: state_path.clone(),
@@ -587,6 +589,7 @@ impl Inner {
                 phase: Phase::Unloaded,
                 live: None,
             }),
+            memory_sample: Mutex::new(None),
         });
         slots.insert(id.to_string(), slot.clone());
         Ok(slot)
@@ -730,13 +733,7 @@ impl Inner {
         let dirs = slot.dirs.clone();
         let short = slot.short().to_string();
         let network = self.net.clone();
-        blocking(move || {
-            let r1 = cgroup.destroy();
-            let r2 = dirs.unmount_all();
-            network.teardown(&short, &dirs.root);
-            r1.and(r2)
-        })
-        .await
+        blocking(move || release_runtime(&cgroup, &dirs, &network, &short)).await
     }
 
     async fn reap(&self) {
@@ -762,6 +759,15 @@ impl Inner {
     }
 }
 
+/// Stops the sandbox's processes and removes its cgroup, mounts and network (each part
+/// independently, so a half-built sandbox is cleaned as well); its files stay.
+fn release_runtime(cgroup: &Cgroup, dirs: &Dirs, network: &Network, short: &str) -> Result<()> {
+    let destroyed = cgroup.destroy();
+    let unmounted = dirs.unmount_all();
+    network.teardown(short, &dirs.root);
+    destroyed.and(unmounted)
+}
+
 /// Runs `f` on tokio's blocking pool: mounts, cgroup writes and `ip`/`nft` calls block, and
 /// must not stall the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -782,23 +788,6 @@ async fn reaper(inner: Weak<Inner>, interval: Duration, reconcile_interval: Dura
                 tracing::warn!(error = %e, "cannot remove leftovers of sandboxes");
             }
         }
-    }
-}
-
-/// The data dir's owner lock, or `None` when another provider holds it.
-fn take_owner_lock(path: &Path) -> Result<Option<std::fs::File>> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .ctx(|| format!("open {}", path.display()))?;
-    // SAFETY: flock on a descriptor we own; released when the file is closed.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        Ok(Some(file))
-    } else {
-        Ok(None)
     }
 }
 

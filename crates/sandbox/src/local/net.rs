@@ -16,7 +16,6 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -200,20 +199,7 @@ impl Network {
 
     /// Creates the shared table once; a lock keeps concurrent providers from both creating it.
     fn ensure_table(&self) -> Result<()> {
-        let lock_path = self.cfg.lease_dir.join("nft.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&lock_path)
-            .ctx(|| format!("open {}", lock_path.display()))?;
-        // SAFETY: flock on a descriptor we hold; released when `lock` is dropped.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::io(
-                format!("lock {}", lock_path.display()),
-                io::Error::last_os_error(),
-            ));
-        }
+        let _lock = super::lockfile::lock(&self.cfg.lease_dir.join("nft.lock"))?;
         let t = &self.cfg.table;
         let listed = Command::new(&self.cfg.nft)
             .args(["list", "table", "inet", t])

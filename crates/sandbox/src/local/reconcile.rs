@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::net::Leftover;
-use super::{Cgroup, Inner, Phase, blocking, layout, lock, mounts};
+use super::{Cgroup, Inner, Phase, blocking, layout, lock, mounts, release_runtime};
 use crate::error::Result;
 use crate::provider::validate_id;
 
@@ -126,20 +126,12 @@ impl Inner {
 
     /// Stops and removes whatever runs for sandbox `id`; its files stay.
     fn remove_runtime_of(&self, id: &str, dirs: Option<layout::Dirs>) {
-        let cgroup = Cgroup::new(self.cgroups.clone(), id);
-        if let Err(e) = cgroup.destroy() {
-            tracing::warn!(%id, error = %e, "cannot remove leftover cgroup");
-        }
         let dirs = dirs.unwrap_or_else(|| layout::Dirs::new(&self.sandboxes_dir, id, true));
-        // Innermost first: the project overlay sits on the sandbox's disk.
-        let mut mounts = mounts::mounts_beneath(&dirs.root);
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-        for mount in mounts {
-            if let Err(e) = layout::unmount(&mount) {
-                tracing::warn!(%id, error = %e, "cannot unmount leftover mount");
-            }
+        let cgroup = Cgroup::new(self.cgroups.clone(), id);
+        if let Err(e) = release_runtime(&cgroup, &dirs, &self.net, &id[..id.len().min(10)]) {
+            tracing::warn!(%id, error = %e, "cannot remove all leftovers of sandbox");
         }
-        self.net.teardown(&id[..id.len().min(10)], &dirs.root);
+        // Its directory may be gone, and with it the note naming its lease.
         self.net.remove_leases_of(&dirs.root);
         // What is left of a sandbox whose state was removed (its mount points) goes too, once
         // nothing is mounted there any more.
