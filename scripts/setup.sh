@@ -3,7 +3,7 @@
 # Postgres tests, Chromium for the browser tests. Idempotent: installs only what is missing.
 set -euo pipefail
 
-packages=(bubblewrap nftables iproute2 busybox procps psmisc postgresql chromium ca-certificates curl)
+packages=(bubblewrap nftables iproute2 e2fsprogs busybox procps psmisc postgresql chromium ca-certificates curl)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -246,9 +246,8 @@ fn configure(device: &File, backing: &File) -> io::Result<()> {
         info: unsafe { std::mem::zeroed() },
         reserved: [0; 8],
     };
-    // Buffered, not direct I/O: the image was just written through the page cache, and direct
-    // writes racing with that copy's writeback lost the filesystem's first writes (EBADMSG on
-    // the next mount); an fsync of every copy instead cost 5 ms per sandbox start.
+    // Buffered I/O: the image was just written through the page cache, and the sandbox's
+    // ext4 keeps its own cache on top.
     config.info.flags = LO_FLAGS_AUTOCLEAR;
     // SAFETY: LOOP_CONFIGURE reads a `struct loop_config` that lives across the call.
     if unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE, &config as *const LoopConfig) } == 0 {
