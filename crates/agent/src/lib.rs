@@ -20,10 +20,14 @@
 //!   its tools `terminal`, `createOrUpdateFiles`, `readFiles` and
 //!   `unsplashImage`, working against the [`ProjectWorkspace`] and
 //!   [`ImageProvider`] traits that the sandbox and Unsplash crates implement.
+//! * [`WorkCheck`]: what looks at the work when an agent says it is done; its findings go back
+//!   to the agent (step `<agent>/iter-<n>/check`), and what is still wrong at the end is part
+//!   of the [`NetworkResult`].
 //! * The naming agent ([`generate_title`]) and the vision step
 //!   ([`extract_design_spec_from_image`], [`build_agent_input`]).
 
 mod agent;
+mod check;
 mod coding;
 mod error;
 mod limits;
@@ -35,12 +39,14 @@ mod tool;
 mod vision;
 
 pub use agent::{Agent, Model};
+pub use check::{CheckOutcome, DEFAULT_CHECK_ROUNDS, WorkCheck};
 pub use coding::{
-    CODING_AGENT_NAME, CODING_AGENT_PROMPT, CODING_MAX_ITER, CommandOutput, CreateOrUpdateFilesArgs,
-    CreateOrUpdateFilesTool, FileToWrite, ImageAttribution, ImageError, ImageOrientation, ImageProvider, ImagePurpose,
-    PROJECT_ROOT, ProjectWorkspace, ReadFilesArgs, ReadFilesTool, SavedImage, TerminalArgs, TerminalTool,
-    UnconfiguredImages, UnsplashImageArgs, UnsplashImageTool, WorkspaceError, coding_agent, coding_agent_with_limits,
-    coding_network, coding_network_with_limits, normalize_project_path,
+    AppCheck, CHECK_STATUS, CODING_AGENT_NAME, CODING_AGENT_PROMPT, CODING_MAX_ITER, CommandOutput,
+    CreateOrUpdateFilesArgs, CreateOrUpdateFilesTool, DevOutput, FileToWrite, ImageAttribution, ImageError,
+    ImageOrientation, ImageProvider, ImagePurpose, PROJECT_ROOT, ProjectWorkspace, ReadFilesArgs, ReadFilesTool,
+    RouteResponse, SavedImage, TerminalArgs, TerminalTool, UnconfiguredImages, UnsplashImageArgs, UnsplashImageTool,
+    WorkspaceError, coding_agent, coding_agent_with_limits, coding_network, coding_network_with_limits,
+    normalize_project_path,
 };
 pub use error::{AgentError, ToolError};
 pub use limits::{SizeLimits, format_bytes, truncate_middle};

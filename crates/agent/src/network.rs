@@ -1,5 +1,6 @@
 //! The network loop: model calls and tool calls as durable engine steps.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use forgeai_engine::{RunContext, StepError};
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::Agent;
+use crate::check::{CheckOutcome, DEFAULT_CHECK_ROUNDS, WorkCheck, fix_request};
 use crate::error::{AgentError, ToolError};
 use crate::limits::{SizeLimits, format_bytes, truncate_middle};
 use crate::state::{NetworkState, StateChanges};
@@ -89,6 +91,13 @@ pub struct NetworkResult {
     /// Tokens used by all model calls of the run, including calls made by an
     /// earlier process and replayed from the journal (they were paid for).
     pub usage: Usage,
+    /// What the network's [`WorkCheck`] still found wrong when the run ended; `None` when the
+    /// last check passed or none ran.
+    #[serde(default)]
+    pub problems: Option<String>,
+    /// Checks made (each a step).
+    #[serde(default)]
+    pub checks: u32,
 }
 
 /// What a [`Router`] decides from.
@@ -142,7 +151,10 @@ struct ToolStepRecord {
 /// by the tool calls it asked for (steps `<agent>/iter-<n>/tool-<i>-<tool>`).
 /// The loop ends after the iteration whose answer holds `<task_summary>` (its
 /// tool calls still run: they are part of the final answer), when the router
-/// returns `None`, or after `max_iter` iterations.
+/// returns `None`, or after `max_iter` iterations. With a [`WorkCheck`], a
+/// summary after files were written is checked first (step
+/// `<agent>/iter-<n>/check`); a failed check goes back to the agent and the
+/// loop goes on, at most `rounds` times.
 #[derive(Clone)]
 pub struct Network {
     llm: LlmClient,
@@ -152,6 +164,8 @@ pub struct Network {
     status_channel: Option<String>,
     status_topic: String,
     limits: SizeLimits,
+    check: Option<Arc<dyn WorkCheck>>,
+    check_rounds: u32,
 }
 
 impl Network {
@@ -166,7 +180,17 @@ impl Network {
             status_channel: None,
             status_topic: STATUS_TOPIC.to_owned(),
             limits: SizeLimits::default(),
+            check: None,
+            check_rounds: DEFAULT_CHECK_ROUNDS,
         }
+    }
+
+    /// Checks the work when an agent gives its summary after a run that wrote files; what the
+    /// check finds goes back to the agent, at most `rounds` times (inside the iteration limit).
+    pub fn check(mut self, check: impl WorkCheck + 'static, rounds: u32) -> Self {
+        self.check = Some(Arc::new(check));
+        self.check_rounds = rounds;
+        self
     }
 
     /// Adds another agent (for a router that uses it).
@@ -225,6 +249,10 @@ impl Network {
         let mut transcript: Vec<Message> = Vec::new();
         let mut result = NetworkResult::default();
         let mut last_agent = None;
+        // Files written by this run, and whether any was written since the last check.
+        let mut changed: BTreeSet<String> = BTreeSet::new();
+        let mut changed_since_check = false;
+        let mut fix_rounds = 0;
 
         for iteration in 1..=self.max_iter {
             let route = RouteContext {
@@ -256,18 +284,55 @@ impl Network {
                 transcript.push(self.transcript_message(&response));
             }
             for (call_index, call) in response.tool_calls.iter().enumerate() {
-                let output = self
+                let (output, written) = self
                     .call_tool(ctx, agent, iteration, call_index, call, &mut state)
                     .await?;
+                changed_since_check |= !written.is_empty();
+                changed.extend(written);
                 transcript.push(Message::tool(call.id.clone(), output));
             }
             if let Some(summary) = summary {
                 state.summary = summary;
                 result.completed = true;
-                break;
+                if !changed_since_check {
+                    break;
+                }
+                changed_since_check = false;
+                let step = format!("{}/iter-{iteration}/check", agent.name());
+                let Some(outcome) = self.check_work(ctx, &step, &changed).await? else {
+                    break;
+                };
+                result.checks += 1;
+                match outcome {
+                    CheckOutcome::Passed => {
+                        result.problems = None;
+                        break;
+                    }
+                    CheckOutcome::Failed { problems } => {
+                        result.problems = Some(problems.clone());
+                        if fix_rounds == self.check_rounds || iteration == self.max_iter {
+                            break;
+                        }
+                        fix_rounds += 1;
+                        transcript.push(Message::user(fix_request(&problems, fix_rounds, self.check_rounds)));
+                        continue;
+                    }
+                }
             }
             if response.tool_calls.is_empty() {
                 transcript.push(Message::user(CONTINUE_PROMPT));
+            }
+        }
+        // The agent ran out of iterations while fixing: the outcome is what the app is like now.
+        let last = last_agent.and_then(|index| self.agents.get(index));
+        if let (Some(agent), Some(_), true) = (last, &result.problems, changed_since_check) {
+            let step = format!("{}/final-check", agent.name());
+            if let Some(outcome) = self.check_work(ctx, &step, &changed).await? {
+                result.checks += 1;
+                result.problems = match outcome {
+                    CheckOutcome::Passed => None,
+                    CheckOutcome::Failed { problems } => Some(problems),
+                };
             }
         }
         if !result.completed {
@@ -345,34 +410,43 @@ impl Network {
         call_index: usize,
         call: &ToolCall,
         state: &mut NetworkState,
-    ) -> Result<String, StepError> {
+    ) -> Result<(String, Vec<String>), StepError> {
         if call.arguments.len() > self.limits.max_tool_call_bytes {
             tracing::warn!(tool = %call.name, bytes = call.arguments.len(), "the model sent a tool call over the size limit");
-            return Ok(format!(
-                "Error: this `{}` call has {} of arguments; one tool call may carry at most {}. Nothing was done. \
-                 Split the work into several smaller calls (for files: fewer files per call, and no file over its own \
-                 size limit).",
-                call.name,
-                format_bytes(call.arguments.len()),
-                format_bytes(self.limits.max_tool_call_bytes)
+            return Ok((
+                format!(
+                    "Error: this `{}` call has {} of arguments; one tool call may carry at most {}. Nothing was done. \
+                     Split the work into several smaller calls (for files: fewer files per call, and no file over its \
+                     own size limit).",
+                    call.name,
+                    format_bytes(call.arguments.len()),
+                    format_bytes(self.limits.max_tool_call_bytes)
+                ),
+                Vec::new(),
             ));
         }
         let Some(tool) = agent.find_tool(&call.name) else {
             tracing::warn!(tool = %call.name, "the model called an unknown tool");
-            return Ok(format!(
-                "Error: there is no tool named `{}`. The available tools are: {}.",
-                call.name,
-                agent.tool_names().join(", ")
+            return Ok((
+                format!(
+                    "Error: there is no tool named `{}`. The available tools are: {}.",
+                    call.name,
+                    agent.tool_names().join(", ")
+                ),
+                Vec::new(),
             ));
         };
         let prepared = match tool.prepare(&call.arguments) {
             Ok(prepared) => prepared,
             Err(problem) => {
                 tracing::warn!(tool = %call.name, %problem, "the model sent bad tool arguments");
-                return Ok(format!(
-                    "Error: {problem}. Call `{}` again with arguments that match its parameters schema: {}",
-                    call.name,
-                    tool.definition().parameters
+                return Ok((
+                    format!(
+                        "Error: {problem}. Call `{}` again with arguments that match its parameters schema: {}",
+                        call.name,
+                        tool.definition().parameters
+                    ),
+                    Vec::new(),
                 ));
             }
         };
@@ -392,7 +466,39 @@ impl Network {
             tracing::info!(tool = tool.name(), output = %record.output, "tool call failed");
         }
         state.apply(&record.changes);
-        Ok(record.output)
+        Ok((record.output, record.changes.files.into_keys().collect()))
+    }
+
+    /// Runs the network's check as step `step`, publishing its status first; `None` when the
+    /// network has no check.
+    async fn check_work(
+        &self,
+        ctx: &RunContext,
+        step: &str,
+        changed: &BTreeSet<String>,
+    ) -> Result<Option<CheckOutcome>, StepError> {
+        let Some(check) = &self.check else {
+            return Ok(None);
+        };
+        if let Some(channel) = &self.status_channel {
+            ctx.publish(channel, &self.status_topic, Value::String(check.status().to_owned()))
+                .await?;
+        }
+        let changed: Vec<String> = changed.iter().cloned().collect();
+        let outcome = ctx
+            .step(step, || async {
+                match check.check(&changed).await {
+                    Ok(outcome) => Ok(outcome),
+                    Err(ToolError::Unavailable(message)) => Err(StepError::retriable(format!(
+                        "the check could not reach the sandbox: {message}"
+                    ))),
+                    Err(error) => Ok(CheckOutcome::Failed {
+                        problems: format!("forgeai could not check the app: {error}"),
+                    }),
+                }
+            })
+            .await?;
+        Ok(Some(outcome))
     }
 }
 
@@ -436,6 +542,7 @@ impl std::fmt::Debug for Network {
             .field("status_channel", &self.status_channel)
             .field("status_topic", &self.status_topic)
             .field("limits", &self.limits)
+            .field("check_rounds", &self.check.as_ref().map(|_| self.check_rounds))
             .finish_non_exhaustive()
     }
 }

@@ -19,7 +19,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use forgeai_agent::{
-    CommandOutput, NetworkInput, NetworkResult, ProjectWorkspace, UnconfiguredImages, WorkspaceError, coding_network,
+    CommandOutput, DevOutput, NetworkInput, NetworkResult, ProjectWorkspace, RouteResponse, UnconfiguredImages,
+    WorkspaceError, coding_network,
 };
 use forgeai_engine::{Engine, EngineConfig, Function, NewEvent, RunFilter};
 use forgeai_llm::{LlmClient, LlmConfig};
@@ -81,6 +82,21 @@ impl ProjectWorkspace for DiskWorkspace {
             std::fs::read_to_string(self.root.join(path))
                 .map_err(|_| WorkspaceError::NotFound { path: path.to_owned() })
         })
+    }
+
+    fn fetch_route<'a>(&'a self, route: &'a str) -> BoxFuture<'a, Result<RouteResponse, WorkspaceError>> {
+        Box::pin(async move {
+            self.append_effect(&format!("fetch {route}")).map_err(failed)?;
+            Ok(RouteResponse {
+                status: Some(200),
+                body: "<h1>ok</h1>".into(),
+                failure: None,
+            })
+        })
+    }
+
+    fn dev_server_output(&self, _from: u64) -> BoxFuture<'_, Result<Option<DevOutput>, WorkspaceError>> {
+        Box::pin(async { Ok(None) })
     }
 }
 
@@ -284,7 +300,8 @@ async fn a_network_killed_in_iteration_three_resumes_without_repeating_model_cal
     // Replayed calls count too: they were paid for.
     assert_eq!(result.usage.total_tokens, 55);
 
-    // Every tool effect happened once (the killed write never happened).
+    // Every tool effect happened once (the killed write never happened), and so did the app
+    // check after the summary.
     let effects = std::fs::read_to_string(dir.path().join("effects.log")).expect("effects log");
     let effects: Vec<&str> = effects.lines().collect();
     assert_eq!(
@@ -293,11 +310,14 @@ async fn a_network_killed_in_iteration_three_resumes_without_repeating_model_cal
             "write src/file-1.ts",
             "write src/file-2.ts",
             "write src/file-3.ts",
-            "write src/file-4.ts"
+            "write src/file-4.ts",
+            "fetch /"
         ]
     );
+    assert_eq!(result.checks, 1);
+    assert_eq!(result.problems, None);
 
-    // Statuses were published once per tool call, replays included.
+    // Statuses were published once per tool call and check, replays included.
     let engine = Engine::builder(EngineConfig::new(dir.path().join("engine")))
         .start()
         .await
@@ -307,5 +327,7 @@ async fn a_network_killed_in_iteration_three_resumes_without_repeating_model_cal
     while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
         statuses.push(message.data);
     }
-    assert_eq!(statuses, vec![json!("Generating project files..."); 4]);
+    let mut expected = vec![json!("Generating project files..."); 4];
+    expected.push(json!("Checking the app..."));
+    assert_eq!(statuses, expected);
 }

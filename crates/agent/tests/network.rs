@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use forgeai_agent::{
-    Agent, CommandOutput, ImageOrientation, ImagePurpose, Network, NetworkInput, NetworkState, WorkspaceError,
-    coding_network,
+    Agent, CommandOutput, ImageOrientation, ImagePurpose, Network, NetworkInput, NetworkState, RouteResponse,
+    WorkspaceError, coding_network,
 };
 use forgeai_engine::{RunStatus, StepStatus};
 use forgeai_llm::{Message, Usage};
@@ -90,11 +90,16 @@ async fn the_loop_runs_tools_until_the_task_summary_and_records_the_files() {
             "code-agent/iter-2/model",
             "code-agent/iter-2/tool-0-readFiles",
             "code-agent/iter-3/model",
+            "code-agent/iter-3/check",
         ]
     );
 
     let requests = mock.requests();
-    assert_eq!(requests.len(), 3, "no model call after the summary");
+    assert_eq!(
+        requests.len(),
+        3,
+        "no model call after the summary and the passed check"
+    );
     let first = messages(&requests[0]);
     assert_eq!(requests[0]["model"], CODER_MODEL);
     assert_eq!(first[0]["role"], "system");
@@ -261,9 +266,10 @@ async fn bad_tool_calls_reach_the_model_as_tool_errors() {
         escape.starts_with("Error: invalid arguments") && escape.contains("leaves the project"),
         "{escape}"
     );
-    assert!(
-        missing.starts_with("Error:") && missing.contains("`nope.ts` does not exist"),
-        "{missing}"
+    let missing: Value = serde_json::from_str(&missing).expect("readFiles answers JSON");
+    assert_eq!(
+        missing,
+        json!([{"path": "nope.ts", "error": "`nope.ts` does not exist"}])
     );
     assert!(short.contains("at least 2 characters"), "{short}");
 
@@ -324,6 +330,7 @@ async fn tools_publish_their_status_on_the_project_channel() {
             &json!("Generating project files..."),
             &json!("Reading project files..."),
             &json!("Downloading images..."),
+            &json!("Checking the app..."),
         ]
     );
     assert!(published.iter().all(|message| message.topic == "projectInfo"));
@@ -484,4 +491,184 @@ async fn streaming_and_non_streaming_give_the_same_result() {
     assert_eq!(streamed.state.files.len(), 1);
     // The conversations sent back to the model are the same too.
     assert_eq!(streamed_requests[1]["messages"], plain_requests[1]["messages"]);
+}
+
+#[tokio::test]
+async fn read_files_answers_each_path_on_its_own() {
+    let mock = MockOpenAi::start([
+        MockReply::tool_call(
+            "read",
+            "readFiles",
+            json!({"files": ["app/page.tsx", "components/ui/button.tsx", "../outside.txt", "lib/utils.ts", "docs"]}),
+        ),
+        MockReply::text("<task_summary>Read.</task_summary>"),
+    ])
+    .await;
+    let workspace = MemoryWorkspace::new();
+    workspace.seed("app/page.tsx", "export default function Page() {}");
+    workspace.seed("components/ui/button.jsx", "export const Button = 1;");
+    workspace.seed("components/ui/button.d.ts", "export declare const Button: number;");
+    workspace.seed("docs/readme.md", "a directory, not a file");
+    let network = coding_network(llm_for(&mock), workspace, Arc::new(RecordingImages::default()), "p1");
+    let harness = Harness::start(network, NetworkInput::new("task")).await;
+    harness.run(json!({})).await;
+
+    let [(id, answer)] = tool_messages(&mock.requests()[1]).try_into().unwrap();
+    assert_eq!(id, "read");
+    let answer: Value = serde_json::from_str(&answer).expect("readFiles answers JSON");
+    assert_eq!(
+        answer,
+        json!([
+            {"path": "app/page.tsx", "content": "export default function Page() {}"},
+            {"path": "components/ui/button.tsx", "error": "`components/ui/button.tsx` does not exist; `components/ui/button.jsx` exists"},
+            {"path": "../outside.txt", "error": "`../outside.txt` leaves the project directory; use a path relative to /home/user/project, such as `app/page.tsx`"},
+            {"path": "lib/utils.ts", "error": "`lib/utils.ts` does not exist"},
+            {"path": "docs", "error": "`docs` is a directory"},
+        ])
+    );
+}
+
+/// A page that does not build, as Next.js answers it, and what its dev server prints.
+fn broken_page() -> (RouteResponse, String) {
+    let body = r#"<html><body><script id="__NEXT_DATA__" type="application/json">{"page":"/_error","err":{"name":"Error","message":"./app/page.tsx:1:1\nModule not found: Can't resolve '@/components/hero'"}}</script></body></html>"#;
+    let printed = " ○ Compiling / ...\n \u{1b}[31m⨯\u{1b}[39m ./app/page.tsx:1:1\nModule not found: Can't resolve '@/components/hero'\n> 1 | import { Hero } from \"@/components/hero\";\n GET / 500 in 2456ms\n";
+    (
+        RouteResponse {
+            status: Some(500),
+            body: body.into(),
+            failure: None,
+        },
+        printed.into(),
+    )
+}
+
+#[tokio::test]
+async fn a_build_error_found_by_the_check_goes_back_to_the_agent_which_fixes_it() {
+    let page = json!({"files": [{"path": "app/page.tsx", "content": "import { Hero } from \"@/components/hero\";"}]});
+    let fix = json!({"files": [{"path": "components/hero.tsx", "content": "export function Hero() { return null; }"}]});
+    let mock = MockOpenAi::start([
+        MockReply::tool_call("write", "createOrUpdateFiles", page),
+        MockReply::text("<task_summary>Built the page.</task_summary>"),
+        MockReply::tool_call("fix", "createOrUpdateFiles", fix),
+        MockReply::text("<task_summary>Built the page and its hero.</task_summary>"),
+    ])
+    .await;
+    let workspace = MemoryWorkspace::new();
+    workspace.pages.lock().unwrap().push(broken_page());
+    let network = coding_network(
+        llm_for(&mock),
+        workspace.clone(),
+        Arc::new(RecordingImages::default()),
+        "p1",
+    );
+    let harness = Harness::start(network, NetworkInput::new("task")).await;
+    let detail = harness.run(json!({})).await;
+    let result = network_result(&detail);
+
+    assert!(result.completed);
+    assert_eq!(result.problems, None, "the second check passed");
+    assert_eq!(result.checks, 2);
+    assert_eq!(result.state.summary, "Built the page and its hero.");
+    assert_eq!(*workspace.fetched.lock().unwrap(), ["/", "/"]);
+    assert_eq!(
+        step_ids(&detail),
+        [
+            "code-agent/iter-1/model",
+            "code-agent/iter-1/tool-0-createOrUpdateFiles",
+            "code-agent/iter-2/model",
+            "code-agent/iter-2/check",
+            "code-agent/iter-3/model",
+            "code-agent/iter-3/tool-0-createOrUpdateFiles",
+            "code-agent/iter-4/model",
+            "code-agent/iter-4/check",
+        ]
+    );
+    // The agent was told what failed, with the file and line, from the page and the dev server.
+    let requests = mock.requests();
+    let told = messages(&requests[2]).last().cloned().unwrap();
+    assert_eq!(told["role"], "user");
+    let told = told["content"].as_str().unwrap();
+    assert!(told.contains("check 1 of 3"), "{told}");
+    assert!(
+        told.contains(
+            "GET / answered HTTP 500:\nError: ./app/page.tsx:1:1\nModule not found: Can't resolve '@/components/hero'"
+        ),
+        "{told}"
+    );
+    assert!(
+        told.contains("The dev server printed:\n./app/page.tsx:1:1\nModule not found"),
+        "{told}"
+    );
+    assert!(!told.contains('\u{1b}'), "no terminal colours: {told:?}");
+}
+
+#[tokio::test]
+async fn an_app_that_stays_broken_ends_with_its_errors_after_three_rounds() {
+    let page = json!({"files": [{"path": "app/page.tsx", "content": "broken"}]});
+    let mut script = vec![MockReply::tool_call("write", "createOrUpdateFiles", page.clone())];
+    for round in 0..4 {
+        script.push(MockReply::text(format!(
+            "<task_summary>Done, take {round}.</task_summary>"
+        )));
+        if round < 3 {
+            script.push(MockReply::tool_call("write", "createOrUpdateFiles", page.clone()));
+        }
+    }
+    let mock = MockOpenAi::start(script).await;
+    let workspace = MemoryWorkspace::new();
+    for _ in 0..4 {
+        workspace.pages.lock().unwrap().push(broken_page());
+    }
+    let network = coding_network(
+        llm_for(&mock),
+        workspace.clone(),
+        Arc::new(RecordingImages::default()),
+        "p1",
+    );
+    let harness = Harness::start(network, NetworkInput::new("task")).await;
+    let result = network_result(&harness.run(json!({})).await);
+
+    assert!(result.completed, "the agent gave its summary");
+    assert_eq!(
+        result.checks, 4,
+        "the first check and one after each of three rounds of fixes"
+    );
+    assert_eq!(mock.remaining(), 0);
+    assert_eq!(mock.requests().len(), 8, "no fourth round");
+    let problems = result.problems.expect("the errors are the outcome");
+    assert!(
+        problems.contains("Module not found: Can't resolve '@/components/hero'"),
+        "{problems}"
+    );
+}
+
+#[tokio::test]
+async fn an_agent_out_of_iterations_while_fixing_is_judged_by_a_final_check() {
+    let page = json!({"files": [{"path": "app/page.tsx", "content": "v"}]});
+    let mut script = vec![
+        MockReply::tool_call("write", "createOrUpdateFiles", page.clone()),
+        MockReply::text("<task_summary>Done.</task_summary>"),
+    ];
+    // Fixes until the iteration limit, never finishing again.
+    script.extend((0..18).map(|_| MockReply::tool_call("write", "createOrUpdateFiles", page.clone())));
+    let mock = MockOpenAi::start(script).await;
+    let workspace = MemoryWorkspace::new();
+    workspace.pages.lock().unwrap().push(broken_page());
+    let network = coding_network(
+        llm_for(&mock),
+        workspace.clone(),
+        Arc::new(RecordingImages::default()),
+        "p1",
+    );
+    let harness = Harness::start(network, NetworkInput::new("task")).await;
+    let detail = harness.run(json!({})).await;
+    let result = network_result(&detail);
+
+    assert_eq!(result.iterations, 20);
+    assert_eq!(result.checks, 2);
+    assert_eq!(result.problems, None, "the final check found the app fixed");
+    assert_eq!(
+        step_ids(&detail).last().map(String::as_str),
+        Some("code-agent/final-check")
+    );
 }

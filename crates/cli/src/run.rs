@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use forgeai_code_agent::{CODE_AGENT_EVENT, CodeAgentRequest, FAILED_STATUS, READY_STATUS, project_channel};
+use forgeai_code_agent::{
+    CODE_AGENT_EVENT, CodeAgentRequest, ERRORS_STATUS, FAILED_STATUS, READY_STATUS, project_channel,
+};
 use forgeai_engine::{NewEvent, RunStatus};
 use forgeai_store::{MessageType, Store, User};
 use futures::StreamExt;
@@ -139,7 +141,7 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
                 let text = status?.data.as_str().unwrap_or_default().to_owned();
                 spinner.println(format!("  {text}"));
                 spinner.set_message(text.clone());
-                if text == READY_STATUS || text == FAILED_STATUS {
+                if [READY_STATUS, ERRORS_STATUS, FAILED_STATUS].contains(&text.as_str()) {
                     break;
                 }
             }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,20 +33,6 @@ fn page_model(body: &Value) -> MockReply {
         ),
         _ => MockReply::text("<task_summary>Wrote the page.</task_summary>"),
     }
-}
-
-/// The forgeai-v1 template of the CI cache, built there first if it is missing.
-fn cached_template() -> Option<PathBuf> {
-    let cache = PathBuf::from(std::env::var_os("FORGEAI_TEMPLATE_CACHE")?);
-    let template = cache.join("templates").join("forgeai-v1");
-    if !template.join("forgeai-template.json").exists() {
-        let built = forgeai(&cache, "http://127.0.0.1:9")
-            .args(["template", "build", "forgeai-v1"])
-            .status()
-            .expect("forgeai template build runs");
-        assert!(built.success(), "building forgeai-v1 into the cache failed");
-    }
-    Some(template)
 }
 
 /// Anonymous and tmpfs memory of every sandbox in `data_dir`, from their cgroups.
@@ -90,14 +76,10 @@ async fn preview_text(server: &Forgeai, api: &Api, sandbox_url: &str) -> (u16, S
 
 #[tokio::test]
 async fn forgeai_v1_projects_beyond_the_memory_budget_all_keep_working() {
-    let Some(template) = cached_template() else {
-        eprintln!("SKIPPED: FORGEAI_TEMPLATE_CACHE is not set (CI sets it; see .ci/run)");
+    let _serial = SERIAL.lock().await;
+    let Some(data) = forgeai_v1_data_dir().await else {
         return;
     };
-    let _serial = SERIAL.lock().await;
-    let data = DataDir::new();
-    std::fs::create_dir_all(data.path().join("templates")).unwrap();
-    std::os::unix::fs::symlink(&template, data.path().join("templates").join("forgeai-v1")).unwrap();
     let model = MockOpenAi::with_responder(page_model).await;
     let port = free_port();
     let token = add_user(data.path(), "alice");

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forgeai_agent::{
-    CommandOutput, ImageError, ImageProvider, ProjectWorkspace, SavedImage, UnsplashImageArgs, WorkspaceError,
+    CommandOutput, DevOutput, ImageError, ImageProvider, ProjectWorkspace, RouteResponse, SavedImage,
+    UnsplashImageArgs, WorkspaceError,
 };
 use forgeai_sandbox::{CommandOptions, Error as SandboxError, SandboxProvider};
 use futures::future::BoxFuture;
@@ -14,6 +15,16 @@ use crate::unsplash::{Unsplash, UnsplashError};
 /// Exit code reported for a command killed by its timeout, as `timeout(1)` does.
 const TIMED_OUT_EXIT_CODE: i32 = 124;
 const IMAGE_DIR: &str = "public/assets/unsplash";
+/// The port of the template's dev server.
+const DEV_SERVER_PORT: u16 = 3000;
+/// How long the dev server may take to answer one route: the first request of a route compiles
+/// it, which takes tens of seconds for a big page on a busy machine.
+const ROUTE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a dev server that is not listening (it is starting or restarting) is waited for.
+const DEV_SERVER_START_WAIT: Duration = Duration::from_secs(60);
+/// curl's exit codes for "could not connect" and "timed out".
+const CURL_COULD_NOT_CONNECT: i32 = 7;
+const CURL_TIMED_OUT: i32 = 28;
 
 fn workspace_error(error: SandboxError) -> WorkspaceError {
     match error {
@@ -79,6 +90,79 @@ impl ProjectWorkspace for SandboxWorkspace {
             String::from_utf8(bytes).map_err(|_| WorkspaceError::Failed(format!("`{path}` is not a text file")))
         })
     }
+
+    /// curl inside the sandbox: the one way to the dev server every provider offers.
+    fn fetch_route<'a>(&'a self, route: &'a str) -> BoxFuture<'a, Result<RouteResponse, WorkspaceError>> {
+        Box::pin(async move {
+            let url = format!("http://127.0.0.1:{DEV_SERVER_PORT}{}", encode_route(route));
+            let command = format!(
+                "curl -sS --globoff --max-time {} -w '\\n%{{http_code}}' '{url}'",
+                ROUTE_TIMEOUT.as_secs()
+            );
+            let options = CommandOptions::default().with_timeout(ROUTE_TIMEOUT + Duration::from_secs(10));
+            let deadline = tokio::time::Instant::now() + DEV_SERVER_START_WAIT;
+            loop {
+                let result = self
+                    .sandboxes
+                    .run_command(&self.sandbox_id, &command, options.clone())
+                    .await
+                    .map_err(workspace_error)?;
+                if result.exit_code == CURL_COULD_NOT_CONNECT && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                if result.exit_code != 0 {
+                    let failure = match result.exit_code {
+                        CURL_COULD_NOT_CONNECT => format!(
+                            "nothing listens on port {DEV_SERVER_PORT} after {}s",
+                            DEV_SERVER_START_WAIT.as_secs()
+                        ),
+                        CURL_TIMED_OUT => format!("no answer within {}s", ROUTE_TIMEOUT.as_secs()),
+                        code => format!("curl exited with {code}: {}", result.stderr.trim()),
+                    };
+                    return Ok(RouteResponse {
+                        status: None,
+                        body: String::new(),
+                        failure: Some(failure),
+                    });
+                }
+                let (body, status) = result.stdout.rsplit_once('\n').unwrap_or(("", &result.stdout));
+                return Ok(RouteResponse {
+                    status: status.trim().parse().ok(),
+                    body: body.to_owned(),
+                    failure: None,
+                });
+            }
+        })
+    }
+
+    fn dev_server_output(&self, from: u64) -> BoxFuture<'_, Result<Option<DevOutput>, WorkspaceError>> {
+        Box::pin(async move {
+            let output = self
+                .sandboxes
+                .dev_server_output(&self.sandbox_id, from)
+                .await
+                .map_err(workspace_error)?;
+            Ok(output.map(|output| DevOutput {
+                text: output.text,
+                end: output.end,
+            }))
+        })
+    }
+}
+
+/// A route as a URL path safe inside single quotes: every byte but unreserved characters and
+/// `/` percent-encoded.
+fn encode_route(route: &str) -> String {
+    let mut encoded = String::with_capacity(route.len());
+    for byte in route.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 pub(crate) struct UnsplashImages {
@@ -160,7 +244,13 @@ impl ImageProvider for UnsplashImages {
 
 #[cfg(test)]
 mod tests {
-    use super::file_stem;
+    use super::{encode_route, file_stem};
+
+    #[test]
+    fn routes_are_encoded_for_the_shell_and_the_url() {
+        assert_eq!(encode_route("/about"), "/about");
+        assert_eq!(encode_route("/it's me/ü"), "/it%27s%20me/%C3%BC");
+    }
 
     #[test]
     fn image_file_names_are_safe_slugs() {

@@ -6,7 +6,7 @@ use forgeai_agent::{NetworkInput, NetworkState};
 use forgeai_engine::{Event, RunContext, StepError};
 
 use crate::steps::SavedReply;
-use crate::{CodeAgent, FAILED_STATUS, READY_STATUS};
+use crate::{CodeAgent, ERRORS_STATUS, FAILED_STATUS, READY_STATUS};
 
 pub(crate) async fn code_agent(ctx: RunContext, event: Event, agent: Arc<CodeAgent>) -> Result<SavedReply, StepError> {
     let request = &CodeAgent::request(&event)?;
@@ -43,7 +43,12 @@ pub(crate) async fn code_agent(ctx: RunContext, event: Event, agent: Arc<CodeAge
         // one, and publishes the failure status.
         return Err(StepError::non_retriable(reason));
     }
-    agent.status(&ctx, request, READY_STATUS).await?;
+    let last_status = if result.problems.is_some() {
+        ERRORS_STATUS
+    } else {
+        READY_STATUS
+    };
+    agent.status(&ctx, request, last_status).await?;
     Ok(saved)
 }
 

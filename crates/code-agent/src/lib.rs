@@ -32,6 +32,12 @@ pub const STATUS_TOPIC: &str = forgeai_agent::STATUS_TOPIC;
 /// The last status of a run that went well.
 pub const READY_STATUS: &str = "Demo is ready";
 
+/// The last status of a run whose app still has errors, and the line its RESULT starts them with.
+pub const APP_ERRORS_NOTE: &str = "The app still has errors that the agent could not fix:";
+
+/// The last status of a run that ended with an app that has errors.
+pub const ERRORS_STATUS: &str = "Ready, but the app has errors";
+
 /// The status (and ERROR message) of a run that failed.
 pub const FAILED_STATUS: &str = "Something went wrong. Please try again.";
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapters::{SandboxWorkspace, UnsplashImages};
 use crate::fragment::fragment_files;
-use crate::{CodeAgent, CodeAgentRequest, FAILED_STATUS, STATUS_TOPIC, project_channel};
+use crate::{APP_ERRORS_NOTE, CodeAgent, CodeAgentRequest, FAILED_STATUS, STATUS_TOPIC, project_channel};
 
 /// How many earlier messages the agent sees.
 const HISTORY_LEN: u32 = 6;
@@ -236,14 +236,15 @@ impl CodeAgent {
             };
         }
         let kept = fragment_files(&result.state.files, &self.config.limits);
-        let summary = result.state.summary.trim();
-        let content = match kept.note() {
-            Some(note) => {
-                tracing::warn!(project_id = %request.project_id, left_out = ?kept.left_out, "files left out of a fragment");
-                format!("{summary}\n\n{note}")
-            }
-            None => summary.to_owned(),
-        };
+        let mut content = result.state.summary.trim().to_owned();
+        if let Some(problems) = &result.problems {
+            tracing::warn!(project_id = %request.project_id, "the app still has errors at the end of the run");
+            content.push_str(&format!("\n\n{APP_ERRORS_NOTE}\n\n{problems}"));
+        }
+        if let Some(note) = kept.note() {
+            tracing::warn!(project_id = %request.project_id, left_out = ?kept.left_out, "files left out of a fragment");
+            content.push_str(&format!("\n\n{note}"));
+        }
         AssistantReply::Result {
             content,
             fragment: NewFragment {
@@ -256,6 +257,7 @@ impl CodeAgent {
                     .design_spec
                     .as_ref()
                     .and_then(|spec| serde_json::to_value(spec).ok()),
+                app_errors: result.problems.clone(),
             },
         }
     }

@@ -24,11 +24,11 @@ mod provider;
 pub mod templates;
 
 pub use error::{Error, Result};
-pub use local::{LocalConfig, LocalProvider};
+pub use local::{LocalConfig, LocalProvider, forgeai_v1_recipe};
 pub use preview::{PreviewConfig, PreviewProxy, PreviewTarget, Upstream};
 pub use provider::{
-    CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, EntryInfo,
-    EntryKind, HOME_DIR, OutputCallback, OutputChunk, PROJECT_DIR, Sandbox, SandboxInfo, SandboxProvider,
-    SandboxStatus, Stream, preview_host, validate_id,
+    CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT,
+    DEV_OUTPUT_MAX_BYTES, DevServerOutput, EntryInfo, EntryKind, HOME_DIR, OutputCallback, OutputChunk, PROJECT_DIR,
+    Sandbox, SandboxInfo, SandboxProvider, SandboxStatus, Stream, preview_host, validate_id,
 };
 pub use templates::{Template, TemplateConfig, Templates, build_template};

@@ -150,6 +150,18 @@ pub struct EntryInfo {
     pub size: u64,
 }
 
+/// The most of a dev server's output [`SandboxProvider::dev_server_output`] returns at once.
+pub const DEV_OUTPUT_MAX_BYTES: u64 = 256 << 10;
+
+/// Part of a dev server's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevServerOutput {
+    /// The text (invalid UTF-8 replaced).
+    pub text: String,
+    /// Where the output ended when it was read: the `from` of the next read.
+    pub end: u64,
+}
+
 /// A sandbox backend: the local overlayfs+bubblewrap provider, or a cloud one.
 ///
 /// Methods take the sandbox id rather than living on a sandbox object so the trait stays
@@ -185,6 +197,14 @@ pub trait SandboxProvider: Send + Sync {
 
     /// Destroys the sandbox and everything in it. Returns false if it did not exist.
     async fn kill(&self, id: &str) -> Result<bool>;
+
+    /// What the template's dev server printed, from byte `from` of its output on (from the start
+    /// when the output is shorter, i.e. the server restarted since), at most the last
+    /// [`DEV_OUTPUT_MAX_BYTES`] of it. `None` when the provider keeps no such output.
+    async fn dev_server_output(&self, id: &str, from: u64) -> Result<Option<DevServerOutput>> {
+        let _ = (id, from);
+        Ok(None)
+    }
 
     /// Writes several files; providers may override this with something faster.
     async fn write_files(&self, id: &str, files: &[(String, Vec<u8>)]) -> Result<()> {

@@ -40,6 +40,10 @@ pub struct TemplateConfig {
     /// the memory budget counts a starting sandbox as at least this much.
     #[serde(default = "default_memory_estimate")]
     pub memory_estimate_bytes: u64,
+    /// The recipe a built-in template was built by (see [`crate::forgeai_v1_recipe`]); a template
+    /// whose recipe differs from the running code's was built by another version of forgeai.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
 }
 
 fn default_port() -> u16 {
@@ -187,6 +191,7 @@ impl Templates {
             port: 3000,
             env: BTreeMap::from([("PORT".to_string(), "3000".to_string())]),
             memory_estimate_bytes: 8 << 20,
+            recipe: None,
         };
         let config_json = serde_json::to_string_pretty(&config).map_err(|e| Error::InvalidTemplate {
             name: "static".into(),

@@ -712,9 +712,6 @@ async fn a_sandbox_shows_no_host_path_in_its_processes() {
     }
 }
 
-/// CI's cache of built templates: a data dir whose `templates/forgeai-v1` survives between runs.
-const TEMPLATE_CACHE_VAR: &str = "FORGEAI_TEMPLATE_CACHE";
-
 /// The real `forgeai-v1` template (Next.js + Tailwind + shadcn/ui): a page written into a
 /// sandbox of it renders in headless Chromium through the preview URL.
 ///
@@ -724,20 +721,21 @@ const TEMPLATE_CACHE_VAR: &str = "FORGEAI_TEMPLATE_CACHE";
 /// so the cache holds nothing but the template.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgeai_v1_template_builds_and_serves() {
-    let cache = match std::env::var_os(TEMPLATE_CACHE_VAR) {
-        Some(v) if !v.is_empty() => std::path::PathBuf::from(v),
-        _ => {
+    let cache = match forgeai_test_support::template_cache() {
+        Some(cache) => cache,
+        None => {
             eprintln!(
-                "SKIPPED forgeai_v1_template_builds_and_serves: {TEMPLATE_CACHE_VAR} is not set. Set it to a directory that \
+                "SKIPPED forgeai_v1_template_builds_and_serves: {} is not set. Set it to a directory that \
                  persists between runs (e.g. $HOME/.cache/forgeai-ci/templates-data) to build the forgeai-v1 template there \
-                 once (~500 MB from npm) and check a page of it renders in headless Chromium."
+                 once (~500 MB from npm) and check a page of it renders in headless Chromium.",
+                forgeai_test_support::TEMPLATE_CACHE_VAR
             );
             return;
         }
     };
     require_root();
     let started = Instant::now();
-    let (template, built) = cached_forgeai_v1(&cache).await;
+    let (template, built) = forgeai_test_support::cached_forgeai_v1(&cache).await;
     eprintln!(
         "forgeai-v1 template {} in {:?}",
         if built { "built" } else { "found in the cache" },
@@ -830,7 +828,12 @@ export default function Page() {{
     assert!(
         rendered,
         "Chromium did not render the page within 2 minutes.\nlast DOM: {last}\ndev server log: {}",
-        env.provider.dev_server_log(&id).await.unwrap()
+        env.provider
+            .dev_server_output(&id, 0)
+            .await
+            .unwrap()
+            .map(|o| o.text)
+            .unwrap_or_default()
     );
     eprintln!(
         "page rendered in Chromium {:?} after the sandbox was created",
@@ -868,121 +871,6 @@ export default function Page() {{
     })
     .await;
     assert!(ok, "edit not served");
-}
-
-/// `forgeai-v1` from the template cache `cache` (a data dir), built into it first when
-/// `Template::load` fails there or the cached one was built by another version of the build
-/// recipe (`src/local/build.rs`); also says whether it was built.
-///
-/// The build runs npm in a sandbox whose files live in the build's data dir, which the sandbox
-/// user must be able to reach — a cache under `$HOME` often is not (`/root` is 0700). So it
-/// builds in a scratch data dir under the temp dir, then moves the finished template into the
-/// cache under a temporary name and renames it into place; the recipe stamp is removed before
-/// and written after, so a template without a matching stamp is never trusted. An interrupted
-/// run leaves at most the scratch dir (whose build sandbox, mounts and files the next build
-/// there sweeps away) and temporary directories the next run removes.
-async fn cached_forgeai_v1(cache: &std::path::Path) -> (forgeai_sandbox::Template, bool) {
-    use forgeai_sandbox::Template;
-    let hash = |v: &dyn Fn(&mut std::hash::DefaultHasher)| {
-        use std::hash::Hasher;
-        let mut h = std::hash::DefaultHasher::new();
-        v(&mut h);
-        format!("{:016x}", h.finish())
-    };
-    let recipe = hash(&|h| std::hash::Hash::hash(include_str!("../src/local/build.rs"), h));
-    let templates = cache.join("templates");
-    std::fs::create_dir_all(&templates).unwrap_or_else(|e| panic!("create {}: {e}", templates.display()));
-    let _lock = FileLock::exclusive(&templates.join(".cache-forgeai-v1.lock"));
-    let stamp = templates.join(".forgeai-v1.recipe");
-    if let Ok(t) = Template::load(cache, "forgeai-v1")
-        && std::fs::read_to_string(&stamp).is_ok_and(|s| s == recipe)
-    {
-        return (t, false);
-    }
-    // Named after the cache so the next run builds in the same place and cleans up after an
-    // interrupted one.
-    let scratch = std::env::temp_dir().join(format!(
-        "forgeai-v1-build-{}",
-        hash(&|h| std::hash::Hash::hash(cache, h))
-    ));
-    eprintln!(
-        "building forgeai-v1 in {} for the cache {} (npm, ~500 MB)",
-        scratch.display(),
-        cache.display()
-    );
-    let built = forgeai_sandbox::build_template("forgeai-v1", &scratch)
-        .await
-        .expect("build forgeai-v1");
-    let (dest, incoming, stale) = (
-        templates.join("forgeai-v1"),
-        templates.join(".incoming-forgeai-v1"),
-        templates.join(".stale-forgeai-v1"),
-    );
-    let remove = |d: &std::path::Path| match std::fs::remove_dir_all(d) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("remove {}: {e}", d.display()),
-        _ => {}
-    };
-    remove(&incoming);
-    remove(&stale);
-    if let Err(e) = std::fs::rename(&built.dir, &incoming) {
-        assert_eq!(
-            e.raw_os_error(),
-            Some(libc::EXDEV),
-            "move {} to {}: {e}",
-            built.dir.display(),
-            incoming.display()
-        );
-        // Another filesystem: copy, keeping the sandbox user's ownership.
-        let st = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&built.dir)
-            .arg(&incoming)
-            .status()
-            .unwrap();
-        assert!(st.success(), "copy {} to {}", built.dir.display(), incoming.display());
-    }
-    let _ = std::fs::remove_file(&stamp);
-    if dest.exists() {
-        std::fs::rename(&dest, &stale).unwrap_or_else(|e| panic!("move {} aside: {e}", dest.display()));
-    }
-    std::fs::rename(&incoming, &dest).unwrap_or_else(|e| panic!("install {}: {e}", dest.display()));
-    std::fs::write(&stamp, &recipe).unwrap_or_else(|e| panic!("write {}: {e}", stamp.display()));
-    remove(&stale);
-    // The build's provider keeps its sandboxes directory mounted on itself (see the crate's
-    // `mounts.rs`); nothing is mounted under it any more, so it can go.
-    let _ = std::process::Command::new("umount")
-        .arg(scratch.join("sandboxes"))
-        .status();
-    remove(&scratch);
-    (
-        Template::load(cache, "forgeai-v1").expect("load the installed template"),
-        true,
-    )
-}
-
-/// An exclusive flock(2) on a file, released on drop (or when the process dies).
-struct FileLock(std::fs::File);
-impl FileLock {
-    fn exclusive(path: &std::path::Path) -> FileLock {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .unwrap();
-        // SAFETY: flock(2) on a descriptor we own. Blocking is fine: the test waits anyway.
-        let rc = tokio::task::block_in_place(|| unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) });
-        assert_eq!(rc, 0, "lock {}", path.display());
-        FileLock(f)
-    }
-}
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: as above.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
 }
 
 /// `target/test-artifacts` (under CARGO_TARGET_DIR when set), created.

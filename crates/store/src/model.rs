@@ -79,6 +79,8 @@ pub struct Fragment {
     pub image_url: Option<String>,
     #[sqlx(json(nullable))]
     pub design_spec: Option<serde_json::Value>,
+    /// The errors the app still had when its run ended; `None` when it rendered.
+    pub app_errors: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -106,6 +108,7 @@ impl Fragment {
             file_sizes,
             image_url: self.image_url.clone(),
             design_spec: self.design_spec.clone(),
+            app_errors: self.app_errors.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -132,6 +135,8 @@ pub struct FragmentSummary {
     pub image_url: Option<String>,
     #[sqlx(json(nullable))]
     pub design_spec: Option<serde_json::Value>,
+    /// The errors the app still had when its run ended; `None` when it rendered.
+    pub app_errors: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -175,6 +180,9 @@ pub struct NewFragment {
     pub files: BTreeMap<String, String>,
     pub image_url: Option<String>,
     pub design_spec: Option<serde_json::Value>,
+    /// The errors the app still had when the run ended (see [`Fragment::app_errors`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_errors: Option<String>,
 }
 
 /// A fragment after its files were changed, with the sandbox its project uses now, which is

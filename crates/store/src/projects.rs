@@ -189,7 +189,7 @@ impl Store {
         };
         let fragments_sql = format!(
             "SELECT f.id, f.message_id, f.sandbox_url, f.sandbox_id, f.title, {file_sizes} AS file_sizes, \
-             f.image_url, f.design_spec, f.created_at, f.updated_at \
+             f.image_url, f.design_spec, f.app_errors, f.created_at, f.updated_at \
              FROM fragments f JOIN messages m ON m.id = f.message_id WHERE m.project_id = $1"
         );
         let (messages, fragments): (Vec<Message>, Vec<FragmentSummary>) = with_pool!(self, pool => {
@@ -479,6 +479,7 @@ fn fragment(message_id: &str, new: NewFragment, created: DateTime<Utc>) -> Fragm
         files: new.files,
         image_url: new.image_url,
         design_spec: new.design_spec,
+        app_errors: new.app_errors,
         created_at: created,
         updated_at: created,
     }
@@ -533,8 +534,8 @@ where
 {
     sqlx::query(
         "INSERT INTO fragments (id, message_id, sandbox_url, sandbox_id, title, files, \
-         image_url, design_spec, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         image_url, design_spec, app_errors, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(fragment.id.as_str())
     .bind(fragment.message_id.as_str())
@@ -544,6 +545,7 @@ where
     .bind(Json(&fragment.files))
     .bind(fragment.image_url.as_deref())
     .bind(fragment.design_spec.as_ref().map(Json))
+    .bind(fragment.app_errors.as_deref())
     .bind(fragment.created_at)
     .bind(fragment.updated_at)
 }

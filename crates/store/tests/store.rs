@@ -100,6 +100,7 @@ on_both_backends!(
     delete_cascades,
     failed_writes_leave_nothing,
     a_reply_with_a_known_id_is_stored_once,
+    app_errors_are_kept_with_the_fragment,
     fragments_are_listed_without_their_files,
 );
 
@@ -186,6 +187,7 @@ fn result(title: &str, sandbox_id: &str, entries: &[(&str, &str)]) -> AssistantR
             files: files(entries),
             image_url: None,
             design_spec: None,
+            app_errors: None,
         },
     }
 }
@@ -215,6 +217,30 @@ async fn a_reply_with_a_known_id_is_stored_once(db: &Db) {
         .await
         .unwrap();
     assert_eq!(foreign, None, "another user's project is not found");
+}
+
+async fn app_errors_are_kept_with_the_fragment(db: &Db) {
+    let store = &db.store;
+    let (alice, _) = store.create_user("alice").await.unwrap();
+    let (project, _) = store.create_project(&alice.id, "Build", None).await.unwrap();
+    let mut reply = result("Broken", "sbx", &[("app/page.tsx", "x")]);
+    if let AssistantReply::Result { fragment, .. } = &mut reply {
+        fragment.app_errors = Some("GET / answered HTTP 500: Module not found".into());
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let saved = store
+        .add_assistant_message_once(&alice.id, &project.id, &id, reply)
+        .await
+        .unwrap()
+        .unwrap();
+    let fragment = saved.fragment.expect("a fragment");
+    let expected = Some("GET / answered HTTP 500: Module not found".to_owned());
+    assert_eq!(fragment.app_errors, expected);
+    let stored = store.get_fragment(&alice.id, &fragment.id).await.unwrap().unwrap();
+    assert_eq!(stored.app_errors, expected);
+    let listed = store.list_messages(&alice.id, &project.id).await.unwrap().unwrap();
+    let summary = listed.iter().find_map(|message| message.fragment.clone()).unwrap();
+    assert_eq!(summary.app_errors, expected, "the chat listing says the app has errors");
 }
 
 async fn users_and_api_tokens(db: &Db) {

@@ -5,6 +5,7 @@
 //!   `127.0.0.1:<random port>` that plays scripted [`MockReply`]s in order (or
 //!   asks a responder closure), streaming or not, and records every request.
 //! * [`MockUnsplash`] — the Unsplash search API, its download tracking and its images.
+//! * [`cached_forgeai_v1`] — the real `forgeai-v1` template from the cache CI keeps.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -21,7 +22,9 @@
 //! ```
 
 mod openai;
+mod template_cache;
 mod unsplash;
 
 pub use openai::{MockOpenAi, MockReply, MockToolCall, RecordedRequest, Responder};
+pub use template_cache::{TEMPLATE_CACHE_VAR, cached_forgeai_v1, template_cache};
 pub use unsplash::{MockUnsplash, TINY_JPEG, UnsplashRequest};

@@ -1,5 +1,6 @@
 //! The `forgeai-v1` coding agent: its prompt, tools and network.
 
+mod app_check;
 mod images;
 mod prompt;
 mod tools;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use forgeai_llm::{LlmClient, ModelRole};
 
+pub use app_check::{AppCheck, CHECK_STATUS};
 pub use images::{
     ImageAttribution, ImageError, ImageOrientation, ImageProvider, ImagePurpose, SavedImage, UnconfiguredImages,
     UnsplashImageArgs, UnsplashImageTool,
@@ -18,9 +20,12 @@ pub use tools::{
     CreateOrUpdateFilesArgs, CreateOrUpdateFilesTool, FileToWrite, ReadFilesArgs, ReadFilesTool, TerminalArgs,
     TerminalTool,
 };
-pub use workspace::{CommandOutput, PROJECT_ROOT, ProjectWorkspace, WorkspaceError, normalize_project_path};
+pub use workspace::{
+    CommandOutput, DevOutput, PROJECT_ROOT, ProjectWorkspace, RouteResponse, WorkspaceError, normalize_project_path,
+};
 
 use crate::agent::Agent;
+use crate::check::DEFAULT_CHECK_ROUNDS;
 use crate::limits::SizeLimits;
 use crate::network::{Network, project_channel};
 
@@ -49,7 +54,8 @@ pub fn coding_agent_with_limits(
 }
 
 /// The network of a coding run for `project_id`: the coding agent, at most
-/// [`CODING_MAX_ITER`] iterations, statuses on the project's channel.
+/// [`CODING_MAX_ITER`] iterations, its work checked through the dev server ([`AppCheck`],
+/// [`DEFAULT_CHECK_ROUNDS`] rounds of fixes), statuses on the project's channel.
 pub fn coding_network(
     llm: LlmClient,
     workspace: Arc<dyn ProjectWorkspace>,
@@ -67,7 +73,8 @@ pub fn coding_network_with_limits(
     project_id: &str,
     limits: SizeLimits,
 ) -> Network {
-    Network::new(llm, coding_agent_with_limits(workspace, images, limits))
+    Network::new(llm, coding_agent_with_limits(workspace.clone(), images, limits))
+        .check(AppCheck::new(workspace), DEFAULT_CHECK_ROUNDS)
         .max_iter(CODING_MAX_ITER)
         .status_channel(project_channel(project_id))
         .limits(limits)

@@ -193,16 +193,23 @@ impl Tool for CreateOrUpdateFilesTool {
 /// Arguments of `readFiles`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 pub struct ReadFilesArgs {
-    /// Paths relative to the project root, e.g. `components/ui/button.tsx`.
+    /// Paths relative to the project root, e.g. `app/page.tsx` or `components/ui/button.jsx`.
     pub files: Vec<String>,
 }
 
-/// One entry of `readFiles`' answer.
+/// One entry of `readFiles`' answer: the file's content, or why it could not be read.
 #[derive(Debug, Serialize)]
 struct FileContent {
     path: String,
-    content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
+
+/// Extensions a module may have; a model that asks for `button.tsx` where `button.jsx` exists is
+/// told so.
+const MODULE_EXTENSIONS: &[&str] = &[".tsx", ".ts", ".jsx", ".js", ".d.ts", ".mjs"];
 
 /// `readFiles`: reads files from the project.
 #[derive(Clone)]
@@ -236,7 +243,7 @@ impl Tool for ReadFilesTool {
     }
 
     fn description(&self) -> &str {
-        "Read files of the project. Paths are relative to the project root (e.g. `components/ui/button.tsx`). Returns a JSON list of {path, content}."
+        "Read files of the project. Paths are relative to the project root (e.g. `app/page.tsx`, `components/ui/button.jsx`). Returns a JSON list with one entry per path: {path, content}, or {path, error} for a file that could not be read."
     }
 
     fn status(&self, _args: &ReadFilesArgs) -> Option<String> {
@@ -244,20 +251,72 @@ impl Tool for ReadFilesTool {
     }
 
     async fn call(&self, args: ReadFilesArgs, _ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        if args.files.is_empty() {
+            return Err(ToolError::InvalidArguments("`files` is empty".into()));
+        }
         let mut contents = Vec::with_capacity(args.files.len());
         for requested in args.files {
-            let path = normalize_project_path(&requested).map_err(ToolError::InvalidArguments)?;
-            let content = self.workspace.read_file(&path).await?;
-            contents.push(FileContent { path, content });
+            let entry = match normalize_project_path(&requested) {
+                Err(problem) => FileContent {
+                    path: requested,
+                    content: None,
+                    error: Some(problem),
+                },
+                Ok(path) => match self.workspace.read_file(&path).await {
+                    Ok(content) => FileContent {
+                        path,
+                        content: Some(content),
+                        error: None,
+                    },
+                    // The sandbox is gone: the whole call is retried, not answered.
+                    Err(error @ WorkspaceError::Unavailable(_)) => return Err(error.into()),
+                    Err(error @ WorkspaceError::NotFound { .. }) => {
+                        let error = match self.existing_alternative(&path).await {
+                            Some(other) => format!("{error}; `{other}` exists"),
+                            None => error.to_string(),
+                        };
+                        FileContent {
+                            path,
+                            content: None,
+                            error: Some(error),
+                        }
+                    }
+                    Err(error) => FileContent {
+                        path,
+                        content: None,
+                        error: Some(error.to_string()),
+                    },
+                },
+            };
+            contents.push(entry);
         }
         // Each file gets an equal share of the answer (with room for JSON escaping), so the
         // answer stays valid JSON instead of being cut by the network's own limit.
         let share = self.max_result_bytes * 3 / 4 / contents.len().max(1);
         for file in &mut contents {
-            file.content = truncate_middle(&file.content, share);
+            if let Some(content) = &mut file.content {
+                *content = truncate_middle(content, share);
+            }
         }
         serde_json::to_string(&contents)
             .map_err(|error| ToolError::Failed(format!("could not encode the file contents: {error}")))
+    }
+}
+
+impl ReadFilesTool {
+    /// The same module under another extension (`button.jsx` for `button.tsx`), if it exists.
+    async fn existing_alternative(&self, path: &str) -> Option<String> {
+        let stem = MODULE_EXTENSIONS
+            .iter()
+            .filter_map(|extension| path.strip_suffix(extension))
+            .min_by_key(|stem| stem.len())?;
+        for extension in MODULE_EXTENSIONS {
+            let candidate = format!("{stem}{extension}");
+            if candidate != path && self.workspace.read_file(&candidate).await.is_ok() {
+                return Some(candidate);
+            }
+        }
+        None
     }
 }
 

@@ -17,6 +17,26 @@ pub struct CommandOutput {
     pub exit_code: i32,
 }
 
+/// The dev server's answer to a request for one route of the app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteResponse {
+    /// The HTTP status; `None` when the dev server gave no answer (see `failure`).
+    pub status: Option<u16>,
+    /// The body (HTML, or the error page).
+    pub body: String,
+    /// Why there is no answer: not listening, timed out, …
+    pub failure: Option<String>,
+}
+
+/// Part of the dev server's output (see [`ProjectWorkspace::dev_server_output`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevOutput {
+    /// The text.
+    pub text: String,
+    /// Where it ended: the `from` of the next read.
+    pub end: u64,
+}
+
 /// Why a workspace operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorkspaceError {
@@ -52,6 +72,14 @@ pub trait ProjectWorkspace: Send + Sync {
 
     /// Reads a text file.
     fn read_file<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<String, WorkspaceError>>;
+
+    /// Asks the app's dev server, from inside the sandbox, for `route` (e.g. `/`, `/about`),
+    /// waiting for it to compile the route.
+    fn fetch_route<'a>(&'a self, route: &'a str) -> BoxFuture<'a, Result<RouteResponse, WorkspaceError>>;
+
+    /// What the dev server printed from byte `from` of its output on; `None` when the sandbox
+    /// keeps no such output.
+    fn dev_server_output(&self, from: u64) -> BoxFuture<'_, Result<Option<DevOutput>, WorkspaceError>>;
 }
 
 /// A path the model gave, made relative to [`PROJECT_ROOT`]: `./` and `.`

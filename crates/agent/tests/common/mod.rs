@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use forgeai_agent::{
-    CommandOutput, ImageAttribution, ImageError, ImageProvider, Network, NetworkInput, NetworkResult, ProjectWorkspace,
-    SavedImage, UnsplashImageArgs, WorkspaceError,
+    CommandOutput, DevOutput, ImageAttribution, ImageError, ImageProvider, Network, NetworkInput, NetworkResult,
+    ProjectWorkspace, RouteResponse, SavedImage, UnsplashImageArgs, WorkspaceError,
 };
 use forgeai_engine::{Engine, EngineConfig, Function, NewEvent, RealtimeMessage, RetryPolicy, RunDetail};
 use forgeai_llm::{LlmClient, LlmConfig};
@@ -47,6 +47,13 @@ pub struct MemoryWorkspace {
     command_handler: Box<CommandHandler>,
     /// Failures handed out by `write_file` before it succeeds, in order.
     pub write_failures: Mutex<Vec<WorkspaceError>>,
+    /// Routes the app check asked for.
+    pub fetched: Mutex<Vec<String>>,
+    /// Answers for the app check, in order, each with what the dev server prints while
+    /// answering it; a fine page once they are used up.
+    pub pages: Mutex<Vec<(RouteResponse, String)>>,
+    /// The dev server's output.
+    pub dev_log: Mutex<String>,
 }
 
 impl MemoryWorkspace {
@@ -69,6 +76,9 @@ impl MemoryWorkspace {
             writes: Mutex::new(Vec::new()),
             command_handler: Box::new(handler),
             write_failures: Mutex::new(Vec::new()),
+            fetched: Mutex::new(Vec::new()),
+            pages: Mutex::new(Vec::new()),
+            dev_log: Mutex::new(String::new()),
         })
     }
 
@@ -106,12 +116,43 @@ impl ProjectWorkspace for MemoryWorkspace {
 
     fn read_file<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<String, WorkspaceError>> {
         Box::pin(async move {
-            self.files
-                .lock()
-                .unwrap()
-                .get(path)
-                .cloned()
-                .ok_or_else(|| WorkspaceError::NotFound { path: path.to_owned() })
+            let files = self.files.lock().unwrap();
+            if let Some(content) = files.get(path) {
+                return Ok(content.clone());
+            }
+            let prefix = format!("{path}/");
+            if files.keys().any(|file| file.starts_with(&prefix)) {
+                return Err(WorkspaceError::Failed(format!("`{path}` is a directory")));
+            }
+            Err(WorkspaceError::NotFound { path: path.to_owned() })
+        })
+    }
+
+    fn fetch_route<'a>(&'a self, route: &'a str) -> BoxFuture<'a, Result<RouteResponse, WorkspaceError>> {
+        Box::pin(async move {
+            self.fetched.lock().unwrap().push(route.to_owned());
+            let mut pages = self.pages.lock().unwrap();
+            if pages.is_empty() {
+                return Ok(RouteResponse {
+                    status: Some(200),
+                    body: "<h1>ok</h1>".into(),
+                    failure: None,
+                });
+            }
+            let (page, printed) = pages.remove(0);
+            self.dev_log.lock().unwrap().push_str(&printed);
+            Ok(page)
+        })
+    }
+
+    fn dev_server_output(&self, from: u64) -> BoxFuture<'_, Result<Option<DevOutput>, WorkspaceError>> {
+        Box::pin(async move {
+            let log = self.dev_log.lock().unwrap();
+            let start = (from as usize).min(log.len());
+            Ok(Some(DevOutput {
+                text: log[start..].to_owned(),
+                end: log.len() as u64,
+            }))
         })
     }
 }

@@ -46,6 +46,23 @@ pub fn last_user_text(body: &Value) -> String {
         .to_owned()
 }
 
+/// A data dir whose `forgeai-v1` template is the one of the CI cache (built there first when
+/// the cache has none from this recipe); `None`, with a note, when no cache is set.
+pub async fn forgeai_v1_data_dir() -> Option<DataDir> {
+    let Some(cache) = forgeai_test_support::template_cache() else {
+        eprintln!(
+            "SKIPPED: {} is not set (CI sets it; see .ci/run)",
+            forgeai_test_support::TEMPLATE_CACHE_VAR
+        );
+        return None;
+    };
+    let (template, _) = forgeai_test_support::cached_forgeai_v1(&cache).await;
+    let data = DataDir::new();
+    std::fs::create_dir_all(data.path().join("templates")).unwrap();
+    std::os::unix::fs::symlink(&template.dir, data.path().join("templates").join("forgeai-v1")).unwrap();
+    Some(data)
+}
+
 /// A model that writes `file` with `content` in iteration 1 and finishes in iteration 2.
 pub fn builder_model(
     file: &'static str,

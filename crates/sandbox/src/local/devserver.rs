@@ -1,9 +1,11 @@
 //! Keeps a template's dev server running in its sandbox: started with the sandbox, restarted
 //! with backoff whenever it exits, stopped on kill. Its output goes to `dev.log` next to the
-//! sandbox (outside the sandbox's view), truncated at each start so it cannot grow unbounded.
+//! sandbox (outside the sandbox's view), truncated at each start; readers take it from an
+//! offset, and never more than its last [`DEV_OUTPUT_MAX_BYTES`].
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::exec::SpawnSpec;
-use crate::provider::PROJECT_DIR;
+use crate::provider::{DEV_OUTPUT_MAX_BYTES, DevServerOutput, PROJECT_DIR};
 
 /// A supervised dev server.
 pub struct DevServer {
@@ -83,6 +85,33 @@ async fn supervise(
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// The dev server's log from byte `from` on (from its start when it is shorter: the server
+/// restarted and truncated it), at most its last [`DEV_OUTPUT_MAX_BYTES`]. No log yet is empty.
+pub fn read_output(log: &Path, from: u64) -> crate::Result<DevServerOutput> {
+    let mut file = match std::fs::File::open(log) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(DevServerOutput {
+                text: String::new(),
+                end: 0,
+            });
+        }
+        Err(e) => return Err(crate::Error::io(format!("open {}", log.display()), e)),
+    };
+    let read = |file: &mut std::fs::File| -> std::io::Result<DevServerOutput> {
+        let len = file.metadata()?.len();
+        let start = if from > len { 0 } else { from }.max(len.saturating_sub(DEV_OUTPUT_MAX_BYTES));
+        file.seek(SeekFrom::Start(start))?;
+        let mut bytes = Vec::with_capacity((len - start) as usize);
+        file.take(len - start).read_to_end(&mut bytes)?;
+        Ok(DevServerOutput {
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            end: len,
+        })
+    };
+    read(&mut file).map_err(|e| crate::Error::io(format!("read {}", log.display()), e))
 }
 
 fn spawn(spec: &SpawnSpec, command: &str, log: &PathBuf) -> crate::Result<tokio::process::Child> {

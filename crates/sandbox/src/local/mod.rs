@@ -35,13 +35,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use build::build_forgeai_v1;
+pub use build::forgeai_v1_recipe;
 pub use cgroup::{CgroupLayout, Limits};
 pub use net::NetConfig;
 pub use paths::MAX_READ_BYTES;
 pub use reconcile::Reconciled;
 
 use self::cgroup::Cgroup;
-use self::devserver::DevServer;
+use self::devserver::{DevServer, read_output};
 use self::exec::SpawnSpec;
 use self::layout::{Dirs, STATE_FILE};
 use self::net::{Network, SandboxNet};
@@ -49,8 +50,8 @@ use self::paths::{ProjectPath, ProjectRoot};
 use crate::error::{Error, IoContext, Result};
 use crate::preview::{PreviewTarget, Upstream};
 use crate::provider::{
-    CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, EntryInfo,
-    PROJECT_DIR, SandboxInfo, SandboxProvider, SandboxStatus, Stream, preview_host, validate_id,
+    CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, DevServerOutput,
+    EntryInfo, PROJECT_DIR, SandboxInfo, SandboxProvider, SandboxStatus, Stream, preview_host, validate_id,
 };
 use crate::templates::{DEFAULT_SANDBOX_UID, Template, Templates};
 
@@ -363,13 +364,6 @@ impl LocalProvider {
             Some(e) => Err(e),
             None => Ok(killed),
         }
-    }
-
-    /// The dev server's output since it last started.
-    pub async fn dev_server_log(&self, id: &str) -> Result<String> {
-        let slot = self.inner.slot(id)?;
-        let bytes = tokio::fs::read(&slot.dirs.dev_log).await.unwrap_or_default();
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// How often the dev server has been started since the sandbox was (re)loaded.
@@ -1012,6 +1006,12 @@ impl SandboxProvider for LocalProvider {
         }
         lock(&slot.state).timeout_ms = timeout.as_millis() as u64;
         slot.save_state()
+    }
+
+    async fn dev_server_output(&self, id: &str, from: u64) -> Result<Option<DevServerOutput>> {
+        let slot = self.inner.slot(id)?;
+        let log = slot.dirs.dev_log.clone();
+        blocking(move || read_output(&log, from).map(Some)).await
     }
 
     async fn kill(&self, id: &str) -> Result<bool> {

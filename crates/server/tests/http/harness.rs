@@ -217,6 +217,7 @@ impl TestServer {
                     .collect(),
                 image_url: None,
                 design_spec: Some(json!({ "meta": { "title": "Counter" } })),
+                app_errors: None,
             },
         };
         self.store

@@ -28,95 +28,99 @@ const STAGING_PREFIX: &str = ".forgeai-v1-";
 /// Any single build step; `npm install` of Next.js is the slow one.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
-/// Copies shadcn-packaged's components, hooks and utils into the project, rewriting their
-/// relative imports to the `@/` alias the project uses.
-const COPY_COMPONENTS_MJS: &str = r#"
-import fs from 'node:fs';
-import path from 'node:path';
-const pkg = 'node_modules/shadcn-packaged';
-const fix = (src) => src
-  .replaceAll(/(["'])\.\.\/lib\/utils(\.js)?\1/g, '"@/lib/utils"')
-  .replaceAll(/(["'])\.\.\/hooks\/([\w-]+?)(\.jsx?)?\1/g, '"@/hooks/$2"');
-let count = 0;
-for (const [from, to] of [['ui', 'components/ui'], ['hooks', 'hooks'], ['lib', 'lib']]) {
-  fs.mkdirSync(to, { recursive: true });
-  for (const f of fs.readdirSync(path.join(pkg, from))) {
-    fs.writeFileSync(path.join(to, f), fix(fs.readFileSync(path.join(pkg, from, f), 'utf8')));
-    if (from === 'ui' && f.endsWith('.jsx')) count++;
-  }
-}
-if (count < 40) { console.error(`only ${count} components found in ${pkg}/ui`); process.exit(1); }
-console.log(`copied ${count} shadcn/ui components`);
-"#;
+const COPY_COMPONENTS_MJS: &str = include_str!("copy-components.mjs");
+const PATCH_NEXT_CONFIG_MJS: &str = include_str!("patch-config.mjs");
+const LAYOUT_TSX: &str = include_str!("layout.tsx");
+const PAGE_TSX: &str = include_str!("page.tsx");
+const SMOKE_TEST_SH: &str = include_str!("smoke-test.sh");
 
-const LAYOUT_TSX: &str = r#"import type { Metadata } from "next";
-import { GeistSans } from "geist/font/sans";
-import { GeistMono } from "geist/font/mono";
-import "./globals.css";
+/// The Next.js release line models know best, and create-next-app of that line (which writes
+/// its conventional configuration: App Router, TypeScript, Tailwind v4 through PostCSS).
+const CREATE_NEXT_APP: &str = "create-next-app@15.5.28";
 
-export const metadata: Metadata = {
-  title: "forgeai app",
-  description: "Built with forgeai",
-};
-
-export default function RootLayout({
-  children,
-}: Readonly<{
-  children: React.ReactNode;
-}>) {
-  return (
-    <html lang="en">
-      <body className={`${GeistSans.variable} ${GeistMono.variable} font-sans antialiased`}>{children}</body>
-    </html>
-  );
-}
-"#;
-
-const PAGE_TSX: &str = r#"import { Button } from "@/components/ui/button";
-
-export default function Home() {
-  return (
-    <main className="flex min-h-screen flex-col items-center justify-center gap-4 p-8">
-      <h1 className="text-3xl font-semibold">forgeai</h1>
-      <p className="text-muted-foreground">Your app will appear here.</p>
-      <Button>Get started</Button>
-    </main>
-  );
-}
-"#;
-
-/// Adds to create-next-app's own next.config.ts (which wires Tailwind into Turbopack and must
-/// be kept): preview hosts look like 3000-<sandbox>.<domain>, and the dev server must accept
-/// them as origins for its dev resources and HMR socket; Unsplash images are allowed.
-const PATCH_NEXT_CONFIG_MJS: &str = r#"
-import fs from 'node:fs';
-let src = fs.readFileSync('next.config.ts', 'utf8');
-const anchor = 'const nextConfig: NextConfig = {';
-if (!src.includes(anchor)) { console.error(`next.config.ts has no "${anchor}"; create-next-app changed its output`); process.exit(1); }
-src = src.replace(anchor, `// Preview hosts look like 3000-<sandbox>.<domain> (FORGEAI_PREVIEW_DOMAIN, set by forgeai).
-const previewDomain = process.env.FORGEAI_PREVIEW_DOMAIN;
-
-${anchor}
-  allowedDevOrigins: ["*.localhost", ...(previewDomain && previewDomain !== "localhost" ? [\`*.\${previewDomain}\`] : [])],
-  images: { remotePatterns: [{ protocol: "https", hostname: "images.unsplash.com" }] },`);
-fs.writeFileSync('next.config.ts', src);
-"#;
+/// Every package of the project, at exact versions, so the prompt can name them and
+/// `npm install <one of them>` keeps the version the components were written for. The
+/// `shadcn-packaged` components build on the Radix packages and libraries below; lucide-react
+/// stays on the 0.x line, which still has the brand icons (`Github`, `Twitter`, …) models use;
+/// zod 3 and recharts 2 are the APIs models write.
+const DEPENDENCIES: &[&str] = &[
+    "next@15.5.29",
+    "react@19.1.10",
+    "react-dom@19.1.10",
+    "geist@1.9.2",
+    "class-variance-authority@0.7.1",
+    "clsx@2.1.1",
+    "tailwind-merge@3.7.1",
+    "tw-animate-css@1.4.0",
+    "lucide-react@0.577.0",
+    "recharts@2.15.4",
+    "framer-motion@12.43.0",
+    "react-hook-form@7.92.0",
+    "@hookform/resolvers@5.2.2",
+    "zod@3.25.76",
+    "date-fns@4.4.0",
+    "react-day-picker@9.14.0",
+    "sonner@2.0.8",
+    "next-themes@0.4.6",
+    "vaul@1.1.2",
+    "cmdk@1.1.1",
+    "embla-carousel-react@8.6.0",
+    "input-otp@1.5.0",
+    "react-resizable-panels@3.0.6",
+    "@radix-ui/react-accordion@1.3.1",
+    "@radix-ui/react-alert-dialog@1.2.1",
+    "@radix-ui/react-aspect-ratio@1.2.0",
+    "@radix-ui/react-avatar@1.3.1",
+    "@radix-ui/react-checkbox@1.4.1",
+    "@radix-ui/react-collapsible@1.2.1",
+    "@radix-ui/react-context-menu@2.4.1",
+    "@radix-ui/react-dialog@1.3.1",
+    "@radix-ui/react-dropdown-menu@2.2.1",
+    "@radix-ui/react-hover-card@1.2.1",
+    "@radix-ui/react-label@2.1.17",
+    "@radix-ui/react-menubar@1.2.1",
+    "@radix-ui/react-navigation-menu@1.4.1",
+    "@radix-ui/react-popover@1.3.1",
+    "@radix-ui/react-progress@1.2.1",
+    "@radix-ui/react-radio-group@1.5.1",
+    "@radix-ui/react-scroll-area@1.4.0",
+    "@radix-ui/react-select@2.4.1",
+    "@radix-ui/react-separator@1.2.0",
+    "@radix-ui/react-slider@1.6.1",
+    "@radix-ui/react-slot@1.5.0",
+    "@radix-ui/react-switch@1.4.1",
+    "@radix-ui/react-tabs@1.2.1",
+    "@radix-ui/react-toggle@1.2.1",
+    "@radix-ui/react-toggle-group@1.2.1",
+    "@radix-ui/react-tooltip@1.4.1",
+];
+const DEV_DEPENDENCIES: &[&str] = &["tailwindcss@4.3.5", "@tailwindcss/postcss@4.3.5", "typescript@5.9.3"];
+/// The source of the shadcn/ui components (the shadcn CLI downloads them from its website,
+/// which cannot be reached here).
+const SHADCN_PACKAGED: &str = "shadcn-packaged@2025.12.15";
 
 /// Appended to shadcn's stylesheet: use the local Geist fonts as Tailwind's sans/mono.
 const FONT_THEME_CSS: &str =
     "\n@theme inline {\n  --font-sans: var(--font-geist-sans);\n  --font-mono: var(--font-geist-mono);\n}\n";
 
-/// Checks the result: a throwaway `next dev` must render the page.
-const SMOKE_TEST_SH: &str = r#"
-node_modules/.bin/next dev -H 127.0.0.1 -p 3999 > /tmp/next-dev.log 2>&1 &
-for i in $(seq 1 180); do
-  if curl -sf http://127.0.0.1:3999/ -o /tmp/page.html && grep -q 'Get started' /tmp/page.html; then
-    echo "next dev rendered the page after ${i}s"; exit 0
-  fi
-  sleep 1
-done
-echo 'next dev did not render the page:' >&2; tail -50 /tmp/next-dev.log >&2; exit 1
-"#;
+/// Names this recipe: a digest of everything the build uses. A built template records it, so
+/// a cache (or an operator) can tell a template built by older code.
+pub fn forgeai_v1_recipe() -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for part in [
+        include_str!("mod.rs"),
+        COPY_COMPONENTS_MJS,
+        PATCH_NEXT_CONFIG_MJS,
+        LAYOUT_TSX,
+        PAGE_TSX,
+        SMOKE_TEST_SH,
+    ] {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    digest.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
 
 pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
     let mut cfg = LocalConfig::new(data_dir);
@@ -145,6 +149,7 @@ pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
         port: 3000,
         env: BTreeMap::new(),
         memory_estimate_bytes: 256 << 20,
+        recipe: None,
     };
     write_json(&base.join(TEMPLATE_FILE), &base_cfg)?;
 
@@ -178,7 +183,7 @@ pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
         return Err(e);
     }
     let config = TemplateConfig {
-        dev_command: Some("exec node_modules/.bin/next dev -H 0.0.0.0 -p 3000".into()),
+        dev_command: Some("exec node_modules/.bin/next dev --turbopack -H 0.0.0.0 -p 3000".into()),
         port: 3000,
         env: BTreeMap::from([
             ("NEXT_TELEMETRY_DISABLED".to_string(), "1".to_string()),
@@ -186,6 +191,7 @@ pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
         ]),
         // Measured: 350–470 MiB of anonymous memory once `next dev` has compiled a page.
         memory_estimate_bytes: 448 << 20,
+        recipe: Some(forgeai_v1_recipe()),
     };
     write_json(&staging.join(TEMPLATE_FILE), &config)?;
     replace_dir(&staging, &templates.join(NAME))?;
@@ -223,14 +229,19 @@ async fn build_in(provider: &LocalProvider, id: &str) -> Result<()> {
     };
     step(
         "create-next-app",
-        "npx --yes create-next-app@latest forgeai-app --yes --ts --tailwind --app --use-npm --no-src-dir --import-alias '@/*' \
-         && shopt -s dotglob && mv forgeai-app/* . && rmdir forgeai-app && rm -rf .git"
-            .into(),
+        format!(
+            "npx --yes {CREATE_NEXT_APP} forgeai-app --yes --ts --tailwind --app --turbopack --use-npm --no-src-dir \
+             --no-eslint --import-alias '@/*' && shopt -s dotglob && mv forgeai-app/* . && rmdir forgeai-app && rm -rf .git"
+        ),
     )
     .await?;
     step(
-        "install shadcn-packaged",
-        "npm install --no-audit --no-fund shadcn-packaged geist class-variance-authority clsx tailwind-merge lucide-react tw-animate-css".into(),
+        "install packages",
+        format!(
+            "npm install --no-audit --no-fund --save-exact {} && npm install --no-audit --no-fund --save-exact --save-dev {}",
+            DEPENDENCIES.join(" "),
+            DEV_DEPENDENCIES.join(" ")
+        ),
     )
     .await?;
     provider
@@ -238,12 +249,11 @@ async fn build_in(provider: &LocalProvider, id: &str) -> Result<()> {
         .await?;
     step(
         "copy components",
-        "node .forgeai-copy-components.mjs && rm .forgeai-copy-components.mjs".into(),
-    )
-    .await?;
-    step(
-        "stylesheet",
-        "cp node_modules/shadcn-packaged/index.css app/globals.css".into(),
+        format!(
+            "set -e; dir=$(mktemp -d); npm pack --silent --pack-destination \"$dir\" {SHADCN_PACKAGED} >/dev/null; \
+             tar -xzf \"$dir\"/*.tgz -C \"$dir\"; SHADCN_DIR=\"$dir/package\" node .forgeai-copy-components.mjs; \
+             cp \"$dir/package/index.css\" app/globals.css; rm -rf \"$dir\" .forgeai-copy-components.mjs"
+        ),
     )
     .await?;
     let css = provider.read_file(id, "app/globals.css").await?;
