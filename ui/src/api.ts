@@ -47,6 +47,8 @@ export interface Fragment {
   size: number;
   imageUrl?: string | null;
   designSpec?: unknown;
+  /** Errors the app still had when its run ended (build, module, server or render errors). */
+  appErrors?: string | null;
   createdAt: string;
   updatedAt: string;
 }

@@ -122,12 +122,28 @@ impl App {
         })
     }
 
-    /// The template sandboxes are made from, built first when it is missing.
-    pub async fn ensure_template(settings: &Settings) -> Result<Template> {
+    /// Whether the data dir holds the template, built by this version of forgeai when it is the
+    /// built-in `forgeai-v1` (whose packages and configuration the agent's prompt describes).
+    pub fn template_is_current(settings: &Settings) -> bool {
         match Template::load(&settings.data_dir, &settings.template) {
-            Ok(template) => Ok(template),
-            Err(_) => Self::build_template(settings).await,
+            Ok(template) if template.name == "forgeai-v1" => {
+                let current = template.config.recipe.as_deref() == Some(forgeai_sandbox::forgeai_v1_recipe().as_str());
+                if !current {
+                    eprintln!("The forgeai-v1 template in the data dir was built by another version of forgeai.");
+                }
+                current
+            }
+            Ok(_) => true,
+            Err(_) => false,
         }
+    }
+
+    /// The template sandboxes are made from, built first unless it is current.
+    pub async fn ensure_template(settings: &Settings) -> Result<Template> {
+        if Self::template_is_current(settings) {
+            return Ok(Template::load(&settings.data_dir, &settings.template)?);
+        }
+        Self::build_template(settings).await
     }
 
     pub async fn build_template(settings: &Settings) -> Result<Template> {

@@ -209,7 +209,7 @@ async fn users(settings: &Settings, listen: &str, command: UsersCommand) -> Resu
 
 async fn serve(settings: &Settings, listen: &str) -> Result<()> {
     let mut app = App::start(settings, listen).await?;
-    if forgeai_sandbox::Template::load(&settings.data_dir, &settings.template).is_err() {
+    if !App::template_is_current(settings) {
         // Prompts wait (through their retries) while the template is built.
         let settings = settings.clone();
         tokio::spawn(async move {

@@ -4,30 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 use forgeai_test_support::MockOpenAi;
-
-fn repo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn artifacts_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_dir().join("target"), PathBuf::from);
-    target.join("test-artifacts/browser")
-}
-
-fn login_url(data_dir: &Path, port: u16, name: &str) -> String {
-    let output = forgeai(data_dir, "http://127.0.0.1:9")
-        .env("FORGEAI_LISTEN", format!("127.0.0.1:{port}"))
-        .args(["users", "login", name])
-        .output()
-        .expect("users login runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
 
 #[tokio::test]
 async fn the_web_ui_builds_edits_and_continues_a_project_in_chromium() {
@@ -44,7 +24,7 @@ async fn the_web_ui_builds_edits_and_continues_a_project_in_chromium() {
     let login = login_url(data.path(), port, "alice");
     let server = Forgeai::start(data.path(), &model.base_url(), port).await;
 
-    let artifacts = artifacts_dir();
+    let artifacts = artifacts_dir("browser");
     let status = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg("tests/browser.mjs")
@@ -61,7 +41,7 @@ async fn the_web_ui_builds_edits_and_continues_a_project_in_chromium() {
     assert!(
         status.0.success(),
         "the browser test failed; see its output and the screenshots in {}",
-        artifacts_dir().display()
+        artifacts_dir("browser").display()
     );
     drop(status.1);
 }

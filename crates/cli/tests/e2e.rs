@@ -27,6 +27,7 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
         statuses,
         [
             "Generating project files...",
+            "Checking the app...",
             "Generating sandbox url...",
             "Generating project name...",
             "Saving to db...",

@@ -147,8 +147,15 @@ function MessageItem({
         {time}
       </div>
       <p class="message-text" role={isError ? 'alert' : undefined}>
-        {stripSummaryTags(message.content)}
+        {stripSummaryTags(withoutAppErrors(message.content, fragment?.appErrors))}
       </p>
+      {fragment?.appErrors && (
+        <div class="app-errors" role="alert" data-testid="app-errors">
+          <strong>The app has errors</strong>
+          <span>The agent could not fix them; the preview shows what it got to. Ask it to fix them, or edit the code.</span>
+          <pre>{fragment.appErrors}</pre>
+        </div>
+      )}
       {fragment && (
         <button
           type="button"
@@ -172,6 +179,13 @@ function MessageItem({
       )}
     </article>
   );
+}
+
+/** The reply without the errors it ends with when the app still has some (shown apart). */
+function withoutAppErrors(content: string, appErrors?: string | null): string {
+  if (!appErrors) return content;
+  const at = content.indexOf('\n\nThe app still has errors');
+  return at >= 0 ? content.slice(0, at) : content;
 }
 
 function AlertIcon() {

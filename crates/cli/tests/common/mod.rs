@@ -46,6 +46,30 @@ pub fn last_user_text(body: &Value) -> String {
         .to_owned()
 }
 
+/// A one-time login URL of the web UI for `name` (`forgeai users login`), on the server that
+/// listens (or will) on `port`.
+pub fn login_url(data_dir: &Path, port: u16, name: &str) -> String {
+    let output = forgeai(data_dir, "http://127.0.0.1:9")
+        .env("FORGEAI_LISTEN", format!("127.0.0.1:{port}"))
+        .args(["users", "login", name])
+        .output()
+        .expect("users login runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// The repository's root.
+pub fn repo_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Where browser tests leave their screenshots: `target/test-artifacts/<name>`.
+pub fn artifacts_dir(name: &str) -> std::path::PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_dir().join("target"), std::path::PathBuf::from);
+    target.join("test-artifacts").join(name)
+}
+
 /// A data dir whose `forgeai-v1` template is the one of the CI cache (built there first when
 /// the cache has none from this recipe); `None`, with a note, when no cache is set.
 pub async fn forgeai_v1_data_dir() -> Option<DataDir> {
