@@ -1049,7 +1049,7 @@ fn json_uses_the_api_field_names() {
         "codeFragment": {
             "id": "f", "messageId": "m", "sandboxUrl": "http://3000-s.localhost/",
             "sandboxId": "s", "title": "t", "files": {"app/page.tsx": "x"}, "imageUrl": null,
-            "designSpec": {"meta": {}}, "createdAt": "2026-01-02T03:04:05Z",
+            "designSpec": {"meta": {}}, "appErrors": null, "createdAt": "2026-01-02T03:04:05Z",
             "updatedAt": "2026-01-02T03:04:05Z"
         }
     });
