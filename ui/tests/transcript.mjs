@@ -41,14 +41,18 @@ async function assertNoErrorOverlay(when) {
   assert.deepEqual(uncaught, [], `${when}: uncaught errors in the page`);
 }
 
-/** The element a person would click for `name`: a button, link, tab, checkbox label, or text. */
-function clickable(name) {
-  return page.getByRole('button', { name, exact: true })
-    .or(page.getByRole('link', { name, exact: true }))
-    .or(page.getByRole('tab', { name, exact: true }))
-    .or(page.getByRole('menuitem', { name, exact: true }))
-    .or(page.getByText(name, { exact: true }))
-    .first();
+/** Roles of what a person clicks, looked for by accessible name before plain text. */
+const CLICKABLE_ROLES = ['button', 'link', 'tab', 'menuitem', 'menuitemcheckbox', 'menuitemradio', 'option',
+  'combobox', 'checkbox', 'switch', 'radio', 'treeitem'];
+
+/** The element a person would click for `name`: a control of that name, else that text. */
+async function clickable(name) {
+  const byRole = CLICKABLE_ROLES
+    .map((role) => page.getByRole(role, { name, exact: true }))
+    .reduce((all, locator) => all.or(locator));
+  const byText = page.getByText(name, { exact: true });
+  await byRole.or(byText).first().waitFor({ timeout: STEP_TIMEOUT });
+  return (await byRole.count()) > 0 ? byRole.first() : byText.first();
 }
 
 function field(name) {
@@ -57,7 +61,7 @@ function field(name) {
 
 async function interact(step) {
   if (step.click !== undefined) {
-    await clickable(step.click).click({ timeout: STEP_TIMEOUT });
+    await (await clickable(step.click)).click({ timeout: STEP_TIMEOUT });
   } else if (step.fill !== undefined) {
     await field(step.fill.field).fill(String(step.fill.value), { timeout: STEP_TIMEOUT });
   } else if (step.expectText !== undefined) {
