@@ -33,6 +33,8 @@ const PATCH_NEXT_CONFIG_MJS: &str = include_str!("patch-config.mjs");
 const LAYOUT_TSX: &str = include_str!("layout.tsx");
 const PAGE_TSX: &str = include_str!("page.tsx");
 const SMOKE_TEST_SH: &str = include_str!("smoke-test.sh");
+const USE_TOAST_TS: &str = include_str!("use-toast.ts");
+const TOASTER_TSX: &str = include_str!("toaster.tsx");
 
 /// The Next.js release line models know best, and create-next-app of that line (which writes
 /// its conventional configuration: App Router, TypeScript, Tailwind v4 through PostCSS).
@@ -42,7 +44,7 @@ const CREATE_NEXT_APP: &str = "create-next-app@15.5.28";
 /// `npm install <one of them>` keeps the version the components were written for. The
 /// `shadcn-packaged` components build on the Radix packages and libraries below; lucide-react
 /// stays on the 0.x line, which still has the brand icons (`Github`, `Twitter`, …) models use;
-/// zod 3 and recharts 2 are the APIs models write.
+/// zod 3 and recharts 2 are the APIs models write; shadcn's data tables use TanStack Table.
 const DEPENDENCIES: &[&str] = &[
     "next@15.5.29",
     "react@19.1.10",
@@ -67,6 +69,7 @@ const DEPENDENCIES: &[&str] = &[
     "embla-carousel-react@8.6.0",
     "input-otp@1.5.0",
     "react-resizable-panels@3.0.6",
+    "@tanstack/react-table@8.21.3",
     "@radix-ui/react-accordion@1.3.1",
     "@radix-ui/react-alert-dialog@1.2.1",
     "@radix-ui/react-aspect-ratio@1.2.0",
@@ -115,6 +118,8 @@ pub fn forgeai_v1_recipe() -> String {
         LAYOUT_TSX,
         PAGE_TSX,
         SMOKE_TEST_SH,
+        USE_TOAST_TS,
+        TOASTER_TSX,
     ] {
         digest.update(part.as_bytes());
         digest.update([0]);
@@ -262,6 +267,12 @@ async fn build_in(provider: &LocalProvider, id: &str) -> Result<()> {
     provider.write_file(id, "app/globals.css", css.as_bytes()).await?;
     provider.write_file(id, "app/layout.tsx", LAYOUT_TSX.as_bytes()).await?;
     provider.write_file(id, "app/page.tsx", PAGE_TSX.as_bytes()).await?;
+    for path in ["hooks/use-toast.ts", "components/ui/use-toast.ts"] {
+        provider.write_file(id, path, USE_TOAST_TS.as_bytes()).await?;
+    }
+    provider
+        .write_file(id, "components/ui/toaster.tsx", TOASTER_TSX.as_bytes())
+        .await?;
     provider
         .write_file(id, ".forgeai-patch-config.mjs", PATCH_NEXT_CONFIG_MJS.as_bytes())
         .await?;
