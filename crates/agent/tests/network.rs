@@ -542,19 +542,15 @@ fn broken_page() -> (RouteResponse, String) {
     )
 }
 
-#[tokio::test]
-async fn a_build_error_found_by_the_check_goes_back_to_the_agent_which_fixes_it() {
-    let page = json!({"files": [{"path": "app/page.tsx", "content": "import { Hero } from \"@/components/hero\";"}]});
-    let fix = json!({"files": [{"path": "components/hero.tsx", "content": "export function Hero() { return null; }"}]});
-    let mock = MockOpenAi::start([
-        MockReply::tool_call("write", "createOrUpdateFiles", page),
-        MockReply::text("<task_summary>Built the page.</task_summary>"),
-        MockReply::tool_call("fix", "createOrUpdateFiles", fix),
-        MockReply::text("<task_summary>Built the page and its hero.</task_summary>"),
-    ])
-    .await;
+/// The coding network on `script`, its app check finding `broken` broken pages before fine ones.
+async fn with_broken_pages(script: Vec<MockReply>, broken: usize) -> (MockOpenAi, Arc<MemoryWorkspace>, Harness) {
+    let mock = MockOpenAi::start(script).await;
     let workspace = MemoryWorkspace::new();
-    workspace.pages.lock().unwrap().push(broken_page());
+    workspace
+        .pages
+        .lock()
+        .unwrap()
+        .extend((0..broken).map(|_| broken_page()));
     let network = coding_network(
         llm_for(&mock),
         workspace.clone(),
@@ -562,6 +558,20 @@ async fn a_build_error_found_by_the_check_goes_back_to_the_agent_which_fixes_it(
         "p1",
     );
     let harness = Harness::start(network, NetworkInput::new("task")).await;
+    (mock, workspace, harness)
+}
+
+#[tokio::test]
+async fn a_build_error_found_by_the_check_goes_back_to_the_agent_which_fixes_it() {
+    let page = json!({"files": [{"path": "app/page.tsx", "content": "import { Hero } from \"@/components/hero\";"}]});
+    let fix = json!({"files": [{"path": "components/hero.tsx", "content": "export function Hero() { return null; }"}]});
+    let script = vec![
+        MockReply::tool_call("write", "createOrUpdateFiles", page),
+        MockReply::text("<task_summary>Built the page.</task_summary>"),
+        MockReply::tool_call("fix", "createOrUpdateFiles", fix),
+        MockReply::text("<task_summary>Built the page and its hero.</task_summary>"),
+    ];
+    let (mock, workspace, harness) = with_broken_pages(script, 1).await;
     let detail = harness.run(json!({})).await;
     let result = network_result(&detail);
 
@@ -614,18 +624,7 @@ async fn an_app_that_stays_broken_ends_with_its_errors_after_three_rounds() {
             script.push(MockReply::tool_call("write", "createOrUpdateFiles", page.clone()));
         }
     }
-    let mock = MockOpenAi::start(script).await;
-    let workspace = MemoryWorkspace::new();
-    for _ in 0..4 {
-        workspace.pages.lock().unwrap().push(broken_page());
-    }
-    let network = coding_network(
-        llm_for(&mock),
-        workspace.clone(),
-        Arc::new(RecordingImages::default()),
-        "p1",
-    );
-    let harness = Harness::start(network, NetworkInput::new("task")).await;
+    let (mock, _, harness) = with_broken_pages(script, 4).await;
     let result = network_result(&harness.run(json!({})).await);
 
     assert!(result.completed, "the agent gave its summary");
@@ -651,16 +650,7 @@ async fn an_agent_out_of_iterations_while_fixing_is_judged_by_a_final_check() {
     ];
     // Fixes until the iteration limit, never finishing again.
     script.extend((0..18).map(|_| MockReply::tool_call("write", "createOrUpdateFiles", page.clone())));
-    let mock = MockOpenAi::start(script).await;
-    let workspace = MemoryWorkspace::new();
-    workspace.pages.lock().unwrap().push(broken_page());
-    let network = coding_network(
-        llm_for(&mock),
-        workspace.clone(),
-        Arc::new(RecordingImages::default()),
-        "p1",
-    );
-    let harness = Harness::start(network, NetworkInput::new("task")).await;
+    let (_mock, _, harness) = with_broken_pages(script, 1).await;
     let detail = harness.run(json!({})).await;
     let result = network_result(&detail);
 
