@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use forgeai_engine::{RunContext, StepError};
+use forgeai_engine::{DurableContext, DurableContextExt, StepError};
 use forgeai_llm::{ChatRequest, ChatResponse, LlmClient, Message, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -235,12 +235,12 @@ impl Network {
         &self.agents
     }
 
-    /// Runs the network inside an engine run.
+    /// Runs the network inside an engine run (of any engine: see [`DurableContext`]).
     ///
     /// Return the error from the function handler: a step that failed for
     /// good fails the run, and a retriable error lets the engine replay it,
     /// resuming at the step that failed.
-    pub async fn run(&self, ctx: &RunContext, input: NetworkInput) -> Result<NetworkResult, StepError> {
+    pub async fn run(&self, ctx: &dyn DurableContext, input: NetworkInput) -> Result<NetworkResult, StepError> {
         let NetworkInput {
             input,
             history,
@@ -350,7 +350,7 @@ impl Network {
     /// and journaled results, so a replay sends (or skips) the same request.
     async fn call_model(
         &self,
-        ctx: &RunContext,
+        ctx: &dyn DurableContext,
         agent: &Agent,
         iteration: u32,
         history: &[Message],
@@ -404,7 +404,7 @@ impl Network {
     /// the same one.
     async fn call_tool(
         &self,
-        ctx: &RunContext,
+        ctx: &dyn DurableContext,
         agent: &Agent,
         iteration: u32,
         call_index: usize,
@@ -473,7 +473,7 @@ impl Network {
     /// network has no check.
     async fn check_work(
         &self,
-        ctx: &RunContext,
+        ctx: &dyn DurableContext,
         step: &str,
         changed: &BTreeSet<String>,
     ) -> Result<Option<CheckOutcome>, StepError> {

@@ -3,12 +3,16 @@
 use std::sync::Arc;
 
 use forgeai_agent::{NetworkInput, NetworkState};
-use forgeai_engine::{Event, RunContext, StepError};
+use forgeai_engine::{DurableContext, DurableContextExt, Event, StepError};
 
 use crate::steps::SavedReply;
 use crate::{CodeAgent, ERRORS_STATUS, FAILED_STATUS, READY_STATUS};
 
-pub(crate) async fn code_agent(ctx: RunContext, event: Event, agent: Arc<CodeAgent>) -> Result<SavedReply, StepError> {
+pub(crate) async fn code_agent(
+    ctx: &dyn DurableContext,
+    event: Event,
+    agent: Arc<CodeAgent>,
+) -> Result<SavedReply, StepError> {
     let request = &CodeAgent::request(&event)?;
     let sandbox_id = ctx
         .step("get-or-create-sandbox", || agent.get_or_create_sandbox(request))
@@ -25,14 +29,14 @@ pub(crate) async fn code_agent(ctx: RunContext, event: Event, agent: Arc<CodeAge
     let network_input = NetworkInput::new(input.text.clone())
         .with_history(history)
         .with_state(NetworkState::with_files(files));
-    let result = agent.network(request, &sandbox_id).run(&ctx, network_input).await?;
-    agent.status(&ctx, request, "Generating sandbox url...").await?;
+    let result = agent.network(request, &sandbox_id).run(ctx, network_input).await?;
+    agent.status(ctx, request, "Generating sandbox url...").await?;
     let sandbox_url = ctx.step("get-sandbox-url", || agent.sandbox_url(&sandbox_id)).await?;
-    agent.status(&ctx, request, "Generating project name...").await?;
+    agent.status(ctx, request, "Generating project name...").await?;
     let title = ctx
         .step("generate-metadata", || agent.generate_metadata(request))
         .await?;
-    agent.status(&ctx, request, "Saving to db...").await?;
+    agent.status(ctx, request, "Saving to db...").await?;
     let reply = agent.reply(request, &result, &sandbox_id, &sandbox_url, &title, &input);
     let saved = ctx
         .step("save-to-db", || agent.save(request, ctx.run_id(), reply.clone()))
@@ -48,13 +52,13 @@ pub(crate) async fn code_agent(ctx: RunContext, event: Event, agent: Arc<CodeAge
     } else {
         READY_STATUS
     };
-    agent.status(&ctx, request, last_status).await?;
+    agent.status(ctx, request, last_status).await?;
     Ok(saved)
 }
 
 /// After the retries are spent: an ERROR message for the project, and a failure status.
 pub(crate) async fn code_agent_failed(
-    ctx: RunContext,
+    ctx: &dyn DurableContext,
     event: Event,
     error: String,
     agent: Arc<CodeAgent>,
@@ -66,5 +70,5 @@ pub(crate) async fn code_agent_failed(
     };
     ctx.step("save-error", || agent.save(request, ctx.run_id(), reply.clone()))
         .await?;
-    agent.status(&ctx, request, FAILED_STATUS).await
+    agent.status(ctx, request, FAILED_STATUS).await
 }

@@ -122,9 +122,13 @@ impl CodeAgent {
         let agent = self.clone();
         let on_failure = self.clone();
         Function::new(CODE_AGENT_FUNCTION, CODE_AGENT_EVENT, move |ctx, event| {
-            function::code_agent(ctx, event, agent.clone())
+            let agent = agent.clone();
+            async move { function::code_agent(&ctx, event, agent).await }
         })
         .concurrency_key("projectId")
-        .on_failure(move |ctx, event, error| function::code_agent_failed(ctx, event, error, on_failure.clone()))
+        .on_failure(move |ctx, event, error| {
+            let agent = on_failure.clone();
+            async move { function::code_agent_failed(&ctx, event, error, agent).await }
+        })
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use forgeai_agent::{AgentInput, ImageProvider, Network, NetworkResult, UnconfiguredImages};
-use forgeai_engine::{Event, RunContext, StepError};
+use forgeai_engine::{DurableContext, Event, StepError};
 use forgeai_llm::Message;
 use forgeai_sandbox::{CreateOptions, Error as SandboxError};
 use forgeai_store::{AssistantReply, MessageRole, NewFragment};
@@ -38,7 +38,7 @@ impl CodeAgent {
 
     pub(crate) async fn status(
         &self,
-        ctx: &RunContext,
+        ctx: &dyn DurableContext,
         request: &CodeAgentRequest,
         status: &str,
     ) -> Result<(), StepError> {

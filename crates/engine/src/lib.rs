@@ -7,6 +7,7 @@
 //! knows nothing of forgeai's own types, so the same functions could be served elsewhere.
 
 mod context;
+mod durable;
 mod engine;
 mod error;
 mod function;
@@ -17,6 +18,7 @@ mod scheduler;
 mod types;
 
 pub use context::RunContext;
+pub use durable::{DurableContext, DurableContextExt, StepFuture, StepWork};
 pub use engine::{Engine, EngineBuilder, EngineConfig};
 pub use error::{Error, StepError, error_chain};
 pub use function::{Function, RetryPolicy};

@@ -1,0 +1,106 @@
+//! The seam between durable functions and the engine that runs them.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::StepError;
+use crate::context::RunContext;
+use crate::journal::now_ms;
+
+/// What one attempt of a step returns.
+pub type StepFuture<'a, T> = BoxFuture<'a, Result<T, StepError>>;
+
+/// The work of a step, called once per attempt; its result is journaled as JSON.
+pub type StepWork<'a> = Box<dyn FnMut() -> StepFuture<'a, Value> + Send + 'a>;
+
+/// What a durable function needs from the engine it runs on: named steps whose results are
+/// journaled (a replay returns the journaled result without running the step again), realtime
+/// messages published once per run (replays included), and sleeps that survive a restart.
+///
+/// The embedded engine's [`RunContext`] implements it, and so can another engine's handler
+/// context; code written against it (the agent network, the code-agent function) runs on
+/// either. Step names must be stable across replays: the n-th call of a name in a run is the
+/// same step every time the run is replayed. The trait is object safe (`&dyn DurableContext`);
+/// typed steps come from [`DurableContextExt::step`].
+pub trait DurableContext: Send + Sync {
+    /// The id of the run (the invocation) this context belongs to.
+    fn run_id(&self) -> &str;
+
+    /// Runs `work` as the durable step `name` and returns its journaled JSON result. A
+    /// retriable error is retried with backoff; a step that failed for good answers a
+    /// non-retriable error, which the function should return.
+    fn run_step<'a>(&'a self, name: &'a str, work: StepWork<'a>) -> StepFuture<'a, Value>;
+
+    /// Publishes `data` on `channel` under `topic`, once per run.
+    fn publish<'a>(&'a self, channel: &'a str, topic: &'a str, data: Value) -> StepFuture<'a, ()>;
+
+    /// Waits `duration`; a run replayed after a restart waits only for what is left.
+    fn sleep<'a>(&'a self, name: &'a str, duration: Duration) -> StepFuture<'a, ()>;
+}
+
+/// Typed steps on any [`DurableContext`].
+pub trait DurableContextExt: DurableContext {
+    /// Runs `work` as the durable step `name` (see [`DurableContext::run_step`]), its result
+    /// journaled as JSON.
+    fn step<'a, T, F, Fut, E>(&'a self, name: &'a str, mut work: F) -> StepFuture<'a, T>
+    where
+        T: Serialize + DeserializeOwned + Send + 'a,
+        F: FnMut() -> Fut + Send + 'a,
+        Fut: Future<Output = Result<T, E>> + Send + 'a,
+        E: Into<StepError> + 'a,
+    {
+        let work: StepWork<'a> = Box::new(move || {
+            let attempt = work();
+            Box::pin(async move {
+                let value = attempt.await.map_err(Into::into)?;
+                serde_json::to_value(value).map_err(|error| {
+                    StepError::non_retriable(format!("the step returned a value that is not serialisable: {error}"))
+                })
+            })
+        });
+        Box::pin(async move {
+            let value = self.run_step(name, work).await?;
+            serde_json::from_value(value).map_err(|error| {
+                StepError::non_retriable(format!(
+                    "the journaled result of step `{name}` does not fit its type any more: {error}"
+                ))
+            })
+        })
+    }
+}
+
+impl<C: DurableContext + ?Sized> DurableContextExt for C {}
+
+impl DurableContext for RunContext {
+    fn run_id(&self) -> &str {
+        RunContext::run_id(self)
+    }
+
+    fn run_step<'a>(&'a self, name: &'a str, mut work: StepWork<'a>) -> StepFuture<'a, Value> {
+        Box::pin(RunContext::step(self, name, move || work()))
+    }
+
+    fn publish<'a>(&'a self, channel: &'a str, topic: &'a str, data: Value) -> StepFuture<'a, ()> {
+        Box::pin(RunContext::publish(self, channel, topic, data))
+    }
+
+    fn sleep<'a>(&'a self, name: &'a str, duration: Duration) -> StepFuture<'a, ()> {
+        Box::pin(async move {
+            // The wake-up time is journaled, so a replay waits for the rest only.
+            let until_ms = RunContext::step(self, name, || async {
+                Ok::<_, StepError>(now_ms().saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)))
+            })
+            .await?;
+            let left = until_ms.saturating_sub(now_ms());
+            if left > 0 {
+                tokio::time::sleep(Duration::from_millis(left.unsigned_abs())).await;
+            }
+            Ok(())
+        })
+    }
+}
