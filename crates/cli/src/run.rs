@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use forgeai_code_agent::{
-    CODE_AGENT_EVENT, CodeAgentRequest, ERRORS_STATUS, FAILED_STATUS, READY_STATUS, project_channel,
+    ERRORS_STATUS, FAILED_STATUS, PromptTarget, READY_STATUS, SubmitError, project_channel, submit_prompt,
 };
-use forgeai_engine::{NewEvent, RunStatus};
+use forgeai_engine::RunStatus;
 use forgeai_store::{MessageType, Store, User};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -83,51 +83,40 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
         }
         None => None,
     };
-    let (project, message) = match &args.project {
-        Some(project_id) => {
-            let project = app
-                .store
-                .get_project(&user.id, project_id)
-                .await?
-                .with_context(|| format!("user {} has no project {project_id}", user.name))?;
-            let message = app
-                .store
-                .add_user_message(&user.id, &project.id, &args.prompt, image_url.as_deref())
-                .await?
-                .context("the project disappeared")?;
-            (project, message)
-        }
-        None => {
-            app.store
-                .create_project(&user.id, &args.prompt, image_url.as_deref())
-                .await?
-        }
+    let files_before = match &args.project {
+        Some(project_id) => app
+            .store
+            .latest_fragment(&user.id, project_id)
+            .await?
+            .map(|fragment| fragment.files)
+            .unwrap_or_default(),
+        None => BTreeMap::new(),
     };
-    let files_before = app
-        .store
-        .latest_fragment(&user.id, &project.id)
-        .await?
-        .map(|fragment| fragment.files)
-        .unwrap_or_default();
-
-    // Subscribe before sending, so no status is missed.
-    let mut statuses = app.engine.subscribe(&project_channel(&project.id), None);
-    let request = CodeAgentRequest {
-        project_id: project.id.clone(),
-        message: args.prompt.clone(),
-        image_url,
-        user_id: user.id.clone(),
-        message_id: Some(message.id),
+    // An existing project's statuses are followed from now on (subscribed before the run
+    // starts, so none is missed); a new project's channel from its beginning.
+    let early = args
+        .project
+        .as_ref()
+        .map(|project_id| app.engine.subscribe(&project_channel(project_id), None));
+    let target = match &args.project {
+        Some(project_id) => PromptTarget::Project(project_id),
+        None => PromptTarget::NewProject,
     };
-    let sent = app
-        .engine
-        .send(NewEvent::new(CODE_AGENT_EVENT, serde_json::to_value(&request)?))
-        .await?;
-    let run_id = sent
-        .run_ids
-        .first()
-        .context("the code-agent function is not registered")?
-        .clone();
+    let submitted = submit_prompt(
+        &app.store,
+        &app.engine,
+        &user.id,
+        target,
+        &args.prompt,
+        image_url.as_deref(),
+    )
+    .await
+    .map_err(|error| match error {
+        SubmitError::NoProject(project_id) => anyhow::anyhow!("user {} has no project {project_id}", user.name),
+        other => other.into(),
+    })?;
+    let (project, run_id) = (submitted.project, submitted.run_id);
+    let mut statuses = early.unwrap_or_else(|| app.engine.subscribe(&project_channel(&project.id), Some(0)));
 
     let spinner = ProgressBar::new_spinner();
     spinner.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);

@@ -5,6 +5,7 @@ mod adapters;
 mod fragment;
 mod function;
 mod steps;
+mod submit;
 mod unsplash;
 
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use forgeai_store::Store;
 use serde::{Deserialize, Serialize};
 
 pub use forgeai_agent::{SizeLimits, format_bytes};
+pub use submit::{PromptTarget, RunStarter, StartError, SubmitError, Submitted, submit_prompt};
 pub use unsplash::{Photo, Unsplash, UnsplashError};
 
 /// The event that starts a code-agent run.

@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use forgeai_code_agent::format_bytes;
-use forgeai_code_agent::{CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest};
-use forgeai_engine::{NewEvent, RunFilter};
+use forgeai_code_agent::{CODE_AGENT_FUNCTION, PromptTarget, Submitted, submit_prompt};
+use forgeai_engine::RunFilter;
 use forgeai_store::{Fragment, ListedMessage, Message, Project};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -169,18 +169,24 @@ impl AppState {
             .ok_or(ApiError::NotFound("project"))
     }
 
-    async fn send_code_agent(&self, request: CodeAgentRequest) -> Result<(), ApiError> {
-        let data = serde_json::to_value(request).map_err(|error| ApiError::Internal(error.to_string()))?;
-        self.engine.send(NewEvent::new(CODE_AGENT_EVENT, data)).await?;
+    /// Stores the prompt and starts its run (see [`submit_prompt`]).
+    async fn submit(
+        &self,
+        user_id: &str,
+        target: PromptTarget<'_>,
+        prompt: &str,
+        image_url: Option<&str>,
+    ) -> Result<Submitted, ApiError> {
+        let submitted = submit_prompt(&self.store, &self.engine, user_id, target, prompt, image_url).await?;
         self.metrics.events_sent.inc();
-        Ok(())
+        Ok(submitted)
     }
 }
 
 /// Creates a project from a prompt and starts the code agent on it.
 #[utoipa::path(post, path = "/api/projects", request_body = CreateProject, tag = "projects",
     responses((status = 201, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create_project(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -188,23 +194,15 @@ pub async fn create_project(
 ) -> Result<(StatusCode, Json<Project>), ApiError> {
     validate_message(&body.message)?;
     validate_image_url(body.image_url.as_deref())?;
-    let (project, message) = state
-        .store
-        .create_project(&user.id, &body.message, body.image_url.as_deref())
+    let submitted = state
+        .submit(
+            &user.id,
+            PromptTarget::NewProject,
+            &body.message,
+            body.image_url.as_deref(),
+        )
         .await?;
-    let request = CodeAgentRequest {
-        project_id: project.id.clone(),
-        message: body.message,
-        image_url: body.image_url,
-        user_id: user.id.clone(),
-        message_id: Some(message.id),
-    };
-    if let Err(error) = state.send_code_agent(request).await {
-        // Nothing half-written: without its run the project would wait forever.
-        state.store.delete_project(&user.id, &project.id).await?;
-        return Err(error);
-    }
-    Ok((StatusCode::CREATED, Json(project)))
+    Ok((StatusCode::CREATED, Json(submitted.project)))
 }
 
 /// The caller's projects, most recently updated first.
@@ -273,7 +271,8 @@ pub async fn list_messages(
 /// Adds a prompt to a project and queues the code agent for it.
 #[utoipa::path(post, path = "/api/messages", request_body = CreateMessage, tag = "messages",
     responses((status = 201, body = Message), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn create_message(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -282,21 +281,15 @@ pub async fn create_message(
     let project_id = parse_id("projectId", &body.project_id)?;
     validate_message(&body.message)?;
     validate_image_url(body.image_url.as_deref())?;
-    let message = state
-        .store
-        .add_user_message(&user.id, &project_id, &body.message, body.image_url.as_deref())
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
-    state
-        .send_code_agent(CodeAgentRequest {
-            project_id,
-            message: body.message,
-            image_url: body.image_url,
-            user_id: user.id,
-            message_id: Some(message.id.clone()),
-        })
+    let submitted = state
+        .submit(
+            &user.id,
+            PromptTarget::Project(&project_id),
+            &body.message,
+            body.image_url.as_deref(),
+        )
         .await?;
-    Ok((StatusCode::CREATED, Json(message)))
+    Ok((StatusCode::CREATED, Json(submitted.message)))
 }
 
 /// A fragment with its files (path → content).

@@ -23,6 +23,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     BadGateway(String),
+    /// A service forgeai needs (the engine) cannot take the request now; nothing was stored.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -43,6 +46,7 @@ impl ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,6 +86,18 @@ impl From<forgeai_store::Error> for ApiError {
                 format_bytes(limit)
             )),
             other => Self::Internal(error_chain(&other)),
+        }
+    }
+}
+
+impl From<forgeai_code_agent::SubmitError> for ApiError {
+    fn from(error: forgeai_code_agent::SubmitError) -> Self {
+        match error {
+            forgeai_code_agent::SubmitError::NoProject(_) => Self::NotFound("project"),
+            forgeai_code_agent::SubmitError::Store(error) => error.into(),
+            forgeai_code_agent::SubmitError::Start(error) => {
+                Self::Unavailable(format!("{error}; the prompt was not kept, send it again later"))
+            }
         }
     }
 }

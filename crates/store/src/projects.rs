@@ -99,6 +99,22 @@ impl Store {
         Ok(deleted > 0)
     }
 
+    /// Deletes one of the user's messages (with its fragment). `false` when there was none.
+    pub async fn delete_message(&self, user_id: &str, message_id: &str) -> Result<bool> {
+        let deleted = with_pool!(self, pool => {
+            sqlx::query(
+                "DELETE FROM messages WHERE id = $1 \
+                 AND project_id IN (SELECT id FROM projects WHERE user_id = $2)",
+            )
+            .bind(message_id)
+            .bind(user_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(deleted > 0)
+    }
+
     /// Records the sandbox the project now runs in (`None` to forget it). `false` when there
     /// is no such project.
     pub async fn set_project_sandbox(&self, user_id: &str, project_id: &str, sandbox_id: Option<&str>) -> Result<bool> {

@@ -1,0 +1,115 @@
+//! Submitting a prompt: store the USER message (with a new project, or in an existing one),
+//! start the code-agent run that answers it, and, when the run cannot be started, take the
+//! message (and a project made for it) back, so nothing waits for a run that never comes. The
+//! HTTP API and `forgeai run` both submit through here.
+
+use async_trait::async_trait;
+use forgeai_engine::{Engine, NewEvent};
+use forgeai_store::{Message, Project, Store};
+
+use crate::{CODE_AGENT_EVENT, CodeAgentRequest};
+
+/// Starts code-agent runs on the engine forgeai uses.
+#[async_trait]
+pub trait RunStarter: Send + Sync {
+    /// Starts the run answering `request` and returns its id. Starting the same request twice
+    /// (same `message_id`) must not start a second run where the engine can tell.
+    async fn start_run(&self, request: &CodeAgentRequest) -> Result<String, StartError>;
+}
+
+/// Why a run could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("the run could not be started: {0}")]
+pub struct StartError(pub String);
+
+#[async_trait]
+impl RunStarter for Engine {
+    async fn start_run(&self, request: &CodeAgentRequest) -> Result<String, StartError> {
+        let data = serde_json::to_value(request).map_err(|error| StartError(error.to_string()))?;
+        let sent = self
+            .send(NewEvent::new(CODE_AGENT_EVENT, data))
+            .await
+            .map_err(|error| StartError(error.to_string()))?;
+        sent.run_ids
+            .into_iter()
+            .next()
+            .ok_or_else(|| StartError("the code-agent function is not registered with the engine".into()))
+    }
+}
+
+/// Where a prompt goes.
+#[derive(Debug, Clone, Copy)]
+pub enum PromptTarget<'a> {
+    /// A new project, named after the prompt until the agent names it.
+    NewProject,
+    /// An existing project of the user.
+    Project(&'a str),
+}
+
+/// A prompt that was stored and whose run started.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub project: Project,
+    pub message: Message,
+    pub run_id: String,
+}
+
+/// Why a prompt was not submitted; nothing of it is stored then.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("project {0} does not exist")]
+    NoProject(String),
+    #[error(transparent)]
+    Store(#[from] forgeai_store::Error),
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// Stores `prompt` as the user's message in `target` and starts the run that answers it.
+pub async fn submit_prompt(
+    store: &Store,
+    runs: &dyn RunStarter,
+    user_id: &str,
+    target: PromptTarget<'_>,
+    prompt: &str,
+    image_url: Option<&str>,
+) -> Result<Submitted, SubmitError> {
+    let (project, message) = match target {
+        PromptTarget::NewProject => store.create_project(user_id, prompt, image_url).await?,
+        PromptTarget::Project(project_id) => {
+            let project = store
+                .get_project(user_id, project_id)
+                .await?
+                .ok_or_else(|| SubmitError::NoProject(project_id.to_owned()))?;
+            let message = store
+                .add_user_message(user_id, project_id, prompt, image_url)
+                .await?
+                .ok_or_else(|| SubmitError::NoProject(project_id.to_owned()))?;
+            (project, message)
+        }
+    };
+    let request = CodeAgentRequest {
+        project_id: project.id.clone(),
+        message: prompt.to_owned(),
+        image_url: image_url.map(str::to_owned),
+        user_id: user_id.to_owned(),
+        message_id: Some(message.id.clone()),
+    };
+    match runs.start_run(&request).await {
+        Ok(run_id) => Ok(Submitted {
+            project,
+            message,
+            run_id,
+        }),
+        Err(error) => {
+            let undone = match target {
+                PromptTarget::NewProject => store.delete_project(user_id, &project.id).await,
+                PromptTarget::Project(_) => store.delete_message(user_id, &message.id).await,
+            };
+            if let Err(undo) = undone {
+                tracing::error!(project_id = %project.id, error = %undo, "could not take back a prompt whose run did not start");
+            }
+            Err(error.into())
+        }
+    }
+}
