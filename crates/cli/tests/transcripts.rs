@@ -264,6 +264,10 @@ async fn recorded_transcripts_build_apps_that_render_and_work_in_chromium() {
     }
     failures.extend(noticed.lock().unwrap().iter().cloned());
     drop(server);
+    // scripts/test.sh prints this file after the tests, whose own output cargo keeps to itself.
+    let report = artifacts.join("timings.txt");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(&report, timings.join("\n") + "\n").unwrap_or_else(|e| panic!("write {}: {e}", report.display()));
     assert!(
         failures.is_empty(),
         "{} problem(s):\n{}",
