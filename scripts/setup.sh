@@ -20,6 +20,33 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     echo "setup: node and npm are needed to build the web UI; install Node.js 20 or newer and re-run" >&2
     exit 1
 fi
+# restate-server, for the Restate engine (`FORGEAI_ENGINE=restate`): the pinned release from the
+# npm registry, whose platform package ships the binary (`--ignore-scripts` skips an install-time
+# analytics hook).
+restate_version=1.7.12
+restate_dir=/usr/local/lib/forgeai/restate-server-$restate_version
+if [[ ! -x "$restate_dir/bin/restate-server" ]]; then
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    echo "setup: installing restate-server $restate_version"
+    staging="$(mktemp -d)"
+    npm install --silent --ignore-scripts --no-audit --no-fund --prefix "$staging" \
+        "@restatedev/restate-server@$restate_version" >/dev/null
+    "${sudo_cmd[@]}" mkdir -p "$restate_dir/bin"
+    case "$(uname -m)" in
+        aarch64 | arm64) platform=linux-arm64 ;;
+        *) platform=linux-x64 ;;
+    esac
+    "${sudo_cmd[@]}" install -m 0755 "$staging/node_modules/@restatedev/restate-server-$platform/bin/restate-server" \
+        "$restate_dir/bin/restate-server"
+    rm -rf "$staging"
+fi
+if [[ "$(readlink -f /usr/local/bin/restate-server 2>/dev/null)" != "$restate_dir/bin/restate-server" ]]; then
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" ln -sf "$restate_dir/bin/restate-server" /usr/local/bin/restate-server
+fi
+
 # The web UI: dependencies when the lockfile changed, then the build `forgeai serve` serves.
 ui="$(dirname "$0")/../ui"
 if [[ ! -f "$ui/node_modules/.package-lock.json" || "$ui/package-lock.json" -nt "$ui/node_modules/.package-lock.json" ]]; then

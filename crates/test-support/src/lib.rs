@@ -6,6 +6,7 @@
 //!   asks a responder closure), streaming or not, and records every request.
 //! * [`MockUnsplash`] — the Unsplash search API, its download tracking and its images.
 //! * [`cached_forgeai_v1`] — the real `forgeai-v1` template from the cache CI keeps.
+//! * [`TestRestate`] — a throwaway `restate-server`, which a test can kill and restart.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -22,9 +23,11 @@
 //! ```
 
 mod openai;
+mod restate;
 mod template_cache;
 mod unsplash;
 
 pub use openai::{MockOpenAi, MockReply, MockToolCall, RecordedRequest, Responder};
+pub use restate::{RESTATE_SERVER, TestRestate};
 pub use template_cache::{TEMPLATE_CACHE_VAR, cached_forgeai_v1, template_cache};
 pub use unsplash::{MockUnsplash, TINY_JPEG, UnsplashRequest};
