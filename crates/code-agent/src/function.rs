@@ -3,17 +3,17 @@
 use std::sync::Arc;
 
 use forgeai_agent::{NetworkInput, NetworkState};
-use forgeai_engine::{DurableContext, DurableContextExt, Event, StepError};
+use forgeai_engine::{DurableContext, DurableContextExt, StepError};
 
 use crate::steps::SavedReply;
-use crate::{CodeAgent, ERRORS_STATUS, FAILED_STATUS, READY_STATUS};
+use crate::{CodeAgent, CodeAgentRequest, ERRORS_STATUS, FAILED_STATUS, READY_STATUS};
 
+/// One run answering `request`, on any engine.
 pub(crate) async fn code_agent(
     ctx: &dyn DurableContext,
-    event: Event,
+    request: &CodeAgentRequest,
     agent: Arc<CodeAgent>,
 ) -> Result<SavedReply, StepError> {
-    let request = &CodeAgent::request(&event)?;
     let sandbox_id = ctx
         .step("get-or-create-sandbox", || agent.get_or_create_sandbox(request))
         .await?;
@@ -59,12 +59,11 @@ pub(crate) async fn code_agent(
 /// After the retries are spent: an ERROR message for the project, and a failure status.
 pub(crate) async fn code_agent_failed(
     ctx: &dyn DurableContext,
-    event: Event,
+    request: &CodeAgentRequest,
     error: String,
     agent: Arc<CodeAgent>,
 ) -> Result<(), StepError> {
     tracing::warn!(run_id = ctx.run_id(), %error, "code-agent run failed");
-    let request = &CodeAgent::request(&event)?;
     let reply = forgeai_store::AssistantReply::Error {
         content: FAILED_STATUS.to_owned(),
     };

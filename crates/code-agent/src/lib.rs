@@ -125,12 +125,12 @@ impl CodeAgent {
         let on_failure = self.clone();
         Function::new(CODE_AGENT_FUNCTION, CODE_AGENT_EVENT, move |ctx, event| {
             let agent = agent.clone();
-            async move { function::code_agent(&ctx, event, agent).await }
+            async move { function::code_agent(&ctx, &CodeAgent::request(&event)?, agent).await }
         })
         .concurrency_key("projectId")
         .on_failure(move |ctx, event, error| {
             let agent = on_failure.clone();
-            async move { function::code_agent_failed(&ctx, event, error, agent).await }
+            async move { function::code_agent_failed(&ctx, &CodeAgent::request(&event)?, error, agent).await }
         })
     }
 }
