@@ -83,7 +83,8 @@ impl RunContext {
 
     /// Runs `work` as a durable step named `name`.
     ///
-    /// Its result is committed to the journal before this returns; when the run is replayed the
+    /// Its result is committed to the journal before this returns (and fsync'd, with the default
+    /// `Durability::Fsync`: it survives a power cut); when the run is replayed the
     /// journaled result is returned without calling `work` again. A retriable error is retried
     /// with backoff; once the retries are spent, or on a non-retriable error, the step fails for
     /// good and the error (now non-retriable) should be returned from the handler.
@@ -117,8 +118,8 @@ impl RunContext {
             }
             attempts += 1;
             let started_at = now_ms();
-            // The attempt is only journaled when it ends (one commit per step); meanwhile the
-            // engine shows it from memory.
+            // The attempt is only journaled when it ends (one write per step, committed together
+            // with the other runs' writes of the moment); meanwhile the engine shows it from memory.
             self.inner.live.started(run_id, &step_id, name, attempts, started_at);
             let outcome = work().await.map_err(Into::into);
             self.inner.live.ended(run_id, &step_id);

@@ -19,8 +19,10 @@ use crate::live::LiveSteps;
 use crate::realtime::Realtime;
 use crate::scheduler::{QueueKey, Queued, Scheduler, queue_key};
 use crate::types::{Event, NewEvent, RealtimeMessage, RunDetail, RunFilter, RunInfo, RunStatus, SendOutcome};
+use crate::writer::{Durability, JournalStats};
 
-/// Where the engine keeps its journal and how much it may do at once.
+/// Where the engine keeps its journal, how durable its writes are, and how much it may do at
+/// once.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Holds `engine.db` (the journal) and `engine.lock`.
@@ -29,6 +31,12 @@ pub struct EngineConfig {
     pub workers: usize,
     /// How long realtime messages are kept for replay.
     pub realtime_retention: Duration,
+    /// Whether a completed step survives a power cut ([`Durability::Fsync`], the default) or
+    /// only a killed process.
+    pub durability: Durability,
+    /// The most journal writes committed together in one transaction (one fsync). 1 commits
+    /// every write on its own, as a naive journal would.
+    pub group_commit_max: usize,
 }
 
 impl EngineConfig {
@@ -37,6 +45,8 @@ impl EngineConfig {
             data_dir: data_dir.into(),
             workers: 512,
             realtime_retention: Duration::from_secs(24 * 60 * 60),
+            durability: Durability::default(),
+            group_commit_max: 1024,
         }
     }
 }
@@ -82,7 +92,12 @@ impl EngineBuilder {
             functions.insert(function.id.clone(), function);
         }
 
-        let journal = Journal::open(&data_dir.join("engine.db")).await?;
+        let journal = Journal::open(
+            &data_dir.join("engine.db"),
+            self.config.durability,
+            self.config.group_commit_max,
+        )
+        .await?;
         let mut scheduler = Scheduler::new(self.config.workers);
         for run in journal.unfinished_runs().await? {
             let key = queue_key(&run.function_id, run.concurrency_key.as_deref(), &run.id);
@@ -101,9 +116,8 @@ impl EngineBuilder {
             journal,
             functions,
             by_trigger,
-            scheduler: Mutex::new(scheduler),
-            wake: Notify::new(),
-            send_order: tokio::sync::Mutex::new(()),
+            scheduler: Arc::new(Mutex::new(scheduler)),
+            wake: Arc::new(Notify::new()),
             running: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -129,10 +143,9 @@ struct Inner {
     live: Arc<LiveSteps>,
     functions: HashMap<String, Function>,
     by_trigger: HashMap<String, Vec<String>>,
-    scheduler: Mutex<Scheduler>,
-    wake: Notify,
-    // Held from journal insert to enqueue so the in-memory FIFO matches the journal's order.
-    send_order: tokio::sync::Mutex<()>,
+    // Shared with the journal writer, which queues new runs right after their commit.
+    scheduler: Arc<Mutex<Scheduler>>,
+    wake: Arc<Notify>,
     running: Mutex<HashMap<String, CancellationToken>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -174,36 +187,37 @@ impl Engine {
                 concurrency_key: function.key_of(&stored.data),
             })
             .collect();
-        let _order = self.inner.send_order.lock().await;
-        let seqs = match self
+        // The runs are queued by the journal writer right after their commit, in commit (so
+        // sequence) order: the in-memory FIFO matches the journal's even though concurrent
+        // sends share commits, and a caller that stops waiting cannot leave a run unqueued.
+        let queued: Vec<(QueueKey, String)> = runs
+            .iter()
+            .map(|run| {
+                let key = queue_key(&run.function_id, run.concurrency_key.as_deref(), &run.id);
+                (key, run.id.clone())
+            })
+            .collect();
+        let (scheduler, wake) = (self.inner.scheduler.clone(), self.inner.wake.clone());
+        let enqueue = move |seqs: &[i64]| {
+            let mut scheduler = scheduler.lock().unwrap_or_else(PoisonError::into_inner);
+            for ((key, run_id), seq) in queued.into_iter().zip(seqs) {
+                scheduler.enqueue(key, Queued { seq: *seq, run_id });
+            }
+            drop(scheduler);
+            wake.notify_one();
+        };
+        let inserted = self
             .inner
             .journal
-            .insert_event(&stored, event.id.as_deref(), &runs)
-            .await?
-        {
-            Ok(seqs) => seqs,
-            Err(existing_event_id) => {
-                return Ok(SendOutcome {
-                    event_id: existing_event_id,
-                    run_ids: Vec::new(),
-                    duplicate: true,
-                });
-            }
-        };
-        {
-            let mut scheduler = self.lock_scheduler();
-            for (run, seq) in runs.iter().zip(seqs) {
-                let key = queue_key(&run.function_id, run.concurrency_key.as_deref(), &run.id);
-                scheduler.enqueue(
-                    key,
-                    Queued {
-                        seq,
-                        run_id: run.id.clone(),
-                    },
-                );
-            }
+            .insert_event(&stored, event.id.as_deref(), &runs, enqueue)
+            .await?;
+        if let Err(existing_event_id) = inserted {
+            return Ok(SendOutcome {
+                event_id: existing_event_id,
+                run_ids: Vec::new(),
+                duplicate: true,
+            });
         }
-        self.inner.wake.notify_one();
         Ok(SendOutcome {
             event_id: stored.id,
             run_ids: runs.into_iter().map(|run| run.id).collect(),
@@ -270,6 +284,12 @@ impl Engine {
         let mut steps = self.inner.journal.steps(run_id).await?;
         self.inner.live.merge(run_id, &mut steps);
         Ok(Some(RunDetail { run, steps }))
+    }
+
+    /// Counters of the journal's group commit: how many transactions (fsyncs) carried how
+    /// many writes.
+    pub fn journal_stats(&self) -> JournalStats {
+        self.inner.journal.stats()
     }
 
     /// Stops dispatching and waits up to `grace` for runs in flight to reach a step boundary.

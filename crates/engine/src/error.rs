@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 /// Failures of the engine itself: the journal database, bad registrations, unknown runs.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,16 @@ pub enum Error {
     RunNotFound(String),
     #[error("stored journal value is not valid JSON: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// A write failed on its own; the other writes of its group commit went through.
+    #[error("engine journal write failed: {0}")]
+    Write(#[from] rusqlite::Error),
+    /// The transaction of a group commit failed as a whole, so every write in it failed.
+    #[error("engine journal commit failed: {0}")]
+    Commit(Arc<rusqlite::Error>),
+    #[error("cannot start the engine journal writer thread: {0}")]
+    WriterThread(std::io::Error),
+    #[error("the engine journal is closed (the engine was shut down)")]
+    JournalClosed,
 }
 
 /// Why a step or a run failed, and whether trying again could help.

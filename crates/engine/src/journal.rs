@@ -1,16 +1,22 @@
 //! The engine's SQLite journal: events, runs, steps and realtime messages.
+//!
+//! Writes go through the group-commit [`Writer`] (one connection, one transaction and one
+//! fsync for all the writes that queued up meanwhile); reads go through a pool of read-only
+//! connections, which see every write once it has been acknowledged.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use crate::Error;
 use crate::types::{Event, RealtimeMessage, RunFilter, RunInfo, RunStatus, StepInfo, StepStatus};
+use crate::writer::{Durability, JournalStats, Writer};
 
 const DEDUP_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -62,6 +68,7 @@ pub(crate) struct StepRecord<'a> {
 }
 
 /// A run to create for an event.
+#[derive(Clone)]
 pub(crate) struct NewRun {
     pub id: String,
     pub function_id: String,
@@ -70,29 +77,36 @@ pub(crate) struct NewRun {
 
 #[derive(Clone)]
 pub(crate) struct Journal {
-    // Every write goes through one connection, so writers queue instead of failing with SQLITE_BUSY.
-    writer: SqlitePool,
+    // The only connection that writes, so writers queue (and group) instead of failing with
+    // SQLITE_BUSY.
+    writer: Writer,
     reader: SqlitePool,
 }
 
 impl Journal {
-    pub async fn open(path: &Path) -> Result<Self, Error> {
+    /// Opens (creating and migrating if needed) the journal at `path`. `max_batch` caps the
+    /// writes of one group commit.
+    pub async fn open(path: &Path, durability: Durability, max_batch: usize) -> Result<Self, Error> {
+        let synchronous = match durability {
+            Durability::Fsync => SqliteSynchronous::Full,
+            Durability::ProcessCrash => SqliteSynchronous::Normal,
+        };
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // In WAL mode NORMAL survives a killed process; only an OS crash can lose the last commits.
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
-        let writer = SqlitePoolOptions::new()
+        // Migrations run on a connection of their own; from then on only the writer writes.
+        let migrator = SqlitePoolOptions::new()
             .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
+        sqlx::migrate!("./migrations").run(&migrator).await?;
+        let writer = Writer::start(path, durability, max_batch).await;
+        migrator.close().await;
+        let writer = writer?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .idle_timeout(None)
@@ -107,54 +121,65 @@ impl Journal {
         self.writer.close().await;
     }
 
+    pub fn stats(&self) -> JournalStats {
+        self.writer.stats()
+    }
+
     /// Stores an event and its runs in one transaction. Returns the existing event id instead
-    /// when `client_id` was already seen within the dedup window.
+    /// when `client_id` was already seen within the dedup window. `after_commit` gets the
+    /// runs' sequence numbers right after the commit, in commit order (see
+    /// [`Writer::write_then`]).
     pub async fn insert_event(
         &self,
         event: &Event,
         client_id: Option<&str>,
         runs: &[NewRun],
+        after_commit: impl FnOnce(&[i64]) + Send + 'static,
     ) -> Result<Result<Vec<i64>, String>, Error> {
         let now = now_ms();
-        let mut tx = self.writer.begin().await?;
-        if let Some(client_id) = client_id {
-            let existing: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM events WHERE client_id = ? AND received_at > ? ORDER BY received_at DESC LIMIT 1",
-            )
-            .bind(client_id)
-            .bind(now - DEDUP_WINDOW_MS)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(existing) = existing {
-                return Ok(Err(existing));
+        let (event_id, name, data, ts) = (event.id.clone(), event.name.clone(), event.data.to_string(), event.ts);
+        let client_id = client_id.map(str::to_owned);
+        let runs = runs.to_vec();
+        let work = move |conn: &rusqlite::Connection| {
+            if let Some(client_id) = &client_id {
+                let existing: Option<String> = conn
+                    .prepare_cached(
+                        "SELECT id FROM events WHERE client_id = ? AND received_at > ?
+                         ORDER BY received_at DESC LIMIT 1",
+                    )?
+                    .query_row(params![client_id, now - DEDUP_WINDOW_MS], |row| row.get(0))
+                    .optional()?;
+                if let Some(existing) = existing {
+                    return Ok(Err(existing));
+                }
             }
-        }
-        sqlx::query("INSERT INTO events (id, client_id, name, data, ts, received_at) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(&event.id)
-            .bind(client_id)
-            .bind(&event.name)
-            .bind(event.data.to_string())
-            .bind(event.ts)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let mut seqs = Vec::with_capacity(runs.len());
-        for run in runs {
-            let seq: i64 = sqlx::query_scalar(
+            conn.prepare_cached(
+                "INSERT INTO events (id, client_id, name, data, ts, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![event_id, client_id, name, data, ts, now])?;
+            let mut insert_run = conn.prepare_cached(
                 "INSERT INTO runs (id, function_id, event_id, concurrency_key, status, created_at)
                  VALUES (?, ?, ?, ?, 'queued', ?) RETURNING seq",
-            )
-            .bind(&run.id)
-            .bind(&run.function_id)
-            .bind(&event.id)
-            .bind(&run.concurrency_key)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            seqs.push(seq);
-        }
-        tx.commit().await?;
-        Ok(Ok(seqs))
+            )?;
+            let seqs = runs
+                .iter()
+                .map(|run| {
+                    insert_run.query_row(
+                        params![run.id, run.function_id, event_id, run.concurrency_key, now],
+                        |row| row.get(0),
+                    )
+                })
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(Ok(seqs))
+        };
+        self.writer
+            .write_then(work, move |outcome: Result<Vec<i64>, String>| {
+                if let Ok(seqs) = &outcome {
+                    after_commit(seqs);
+                }
+                outcome
+            })
+            .await
     }
 
     pub async fn unfinished_runs(&self) -> Result<Vec<PendingRun>, Error> {
@@ -162,7 +187,7 @@ impl Journal {
             "SELECT seq, id, function_id, concurrency_key FROM runs
              WHERE status IN ('queued', 'running') ORDER BY seq",
         )
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?;
         Ok(rows
             .into_iter()
@@ -182,7 +207,7 @@ impl Journal {
              FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id = ?",
         )
         .bind(run_id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await?
         .ok_or_else(|| Error::RunNotFound(run_id.to_owned()))?;
         let data: String = row.get("data");
@@ -204,7 +229,7 @@ impl Journal {
     pub async fn journal(&self, run_id: &str) -> Result<HashMap<String, JournalEntry>, Error> {
         let rows = sqlx::query("SELECT step_id, status, attempts, output, error FROM steps WHERE run_id = ?")
             .bind(run_id)
-            .fetch_all(&self.writer)
+            .fetch_all(&self.reader)
             .await?;
         let mut journal = HashMap::with_capacity(rows.len());
         for row in rows {
@@ -223,30 +248,32 @@ impl Journal {
     }
 
     pub async fn mark_running(&self, run_id: &str) -> Result<(), Error> {
-        sqlx::query("UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?")
-            .bind(now_ms())
-            .bind(run_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        let (run_id, now) = (run_id.to_owned(), now_ms());
+        self.execute(move |conn| {
+            conn.prepare_cached(
+                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?",
+            )?
+            .execute(params![now, run_id])
+        })
+        .await
     }
 
     pub async fn set_run_attempt(&self, run_id: &str, attempt: u32) -> Result<(), Error> {
-        sqlx::query("UPDATE runs SET attempt = ? WHERE id = ?")
-            .bind(i64::from(attempt))
-            .bind(run_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        let run_id = run_id.to_owned();
+        self.execute(move |conn| {
+            conn.prepare_cached("UPDATE runs SET attempt = ? WHERE id = ?")?
+                .execute(params![attempt, run_id])
+        })
+        .await
     }
 
     pub async fn set_run_failure(&self, run_id: &str, failure: &str) -> Result<(), Error> {
-        sqlx::query("UPDATE runs SET failure = ? WHERE id = ?")
-            .bind(failure)
-            .bind(run_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        let (run_id, failure) = (run_id.to_owned(), failure.to_owned());
+        self.execute(move |conn| {
+            conn.prepare_cached("UPDATE runs SET failure = ? WHERE id = ?")?
+                .execute(params![failure, run_id])
+        })
+        .await
     }
 
     pub async fn finish_run(
@@ -256,94 +283,105 @@ impl Journal {
         output: Option<&Value>,
         error: Option<&str>,
     ) -> Result<(), Error> {
-        sqlx::query("UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(output.map(Value::to_string))
-            .bind(error)
-            .bind(now_ms())
-            .bind(run_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        let (run_id, now) = (run_id.to_owned(), now_ms());
+        let (output, error) = (output.map(Value::to_string), error.map(str::to_owned));
+        self.execute(move |conn| {
+            conn.prepare_cached("UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? WHERE id = ?")?
+                .execute(params![status.as_str(), output, error, now, run_id])
+        })
+        .await
     }
 
     /// Flags a run as cancelled; returns its status before the call, or None if unknown.
     pub async fn request_cancel(&self, run_id: &str) -> Result<Option<RunStatus>, Error> {
-        let status: Option<String> =
-            sqlx::query_scalar("UPDATE runs SET cancel_requested = 1 WHERE id = ? RETURNING status")
-                .bind(run_id)
-                .fetch_optional(&self.writer)
-                .await?;
+        let run_id = run_id.to_owned();
+        let status: Option<String> = self
+            .writer
+            .write(move |conn| {
+                conn.prepare_cached("UPDATE runs SET cancel_requested = 1 WHERE id = ? RETURNING status")?
+                    .query_row([&run_id], |row| row.get(0))
+                    .optional()
+            })
+            .await?;
         Ok(status.as_deref().map(RunStatus::parse))
     }
 
-    /// Records the outcome of one attempt of a step (one commit per attempt). The first
-    /// attempt's start time is kept.
+    /// Records the outcome of one attempt of a step (one write per attempt, committed with
+    /// whatever else is queued). The first attempt's start time is kept.
     pub async fn record_step(&self, step: &StepRecord<'_>) -> Result<(), Error> {
         let ended_at = matches!(step.status, StepStatus::Completed | StepStatus::Failed).then(now_ms);
-        sqlx::query(
-            "INSERT INTO steps (run_id, step_id, name, position, status, attempts, output, error, started_at, ended_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
-                 output = excluded.output, error = excluded.error, ended_at = excluded.ended_at",
-        )
-        .bind(step.run_id)
-        .bind(step.step_id)
-        .bind(step.name)
-        .bind(i64::from(step.position))
-        .bind(step.status.as_str())
-        .bind(i64::from(step.attempts))
-        .bind(step.output.map(Value::to_string))
-        .bind(step.error)
-        .bind(step.started_at)
-        .bind(ended_at)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let (run_id, step_id, name) = (step.run_id.to_owned(), step.step_id.to_owned(), step.name.to_owned());
+        let (position, status, attempts, started_at) = (step.position, step.status, step.attempts, step.started_at);
+        let output = step.output.map(Value::to_string);
+        let error = step.error.map(str::to_owned);
+        self.execute(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO steps (run_id, step_id, name, position, status, attempts, output, error, started_at, ended_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+                     output = excluded.output, error = excluded.error, ended_at = excluded.ended_at",
+            )?
+            .execute(params![
+                run_id,
+                step_id,
+                name,
+                position,
+                status.as_str(),
+                attempts,
+                output,
+                error,
+                started_at,
+                ended_at
+            ])
+        })
+        .await
     }
 
     /// Stores a realtime message; when `journal_step` is given, records it as a completed step
-    /// in the same transaction so a replay does not publish it again.
+    /// in the same transaction so a replay does not publish it again. `after_commit` gets the
+    /// message right after the commit, in id order.
     pub async fn insert_realtime(
         &self,
         channel: &str,
         topic: &str,
         data: &Value,
         journal_step: Option<(&str, &str, u32)>,
+        after_commit: impl FnOnce(&RealtimeMessage) + Send + 'static,
     ) -> Result<RealtimeMessage, Error> {
         let created_at = now_ms();
-        let mut tx = self.writer.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO realtime (channel, topic, data, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(channel)
-        .bind(topic)
-        .bind(data.to_string())
-        .bind(created_at)
-        .fetch_one(&mut *tx)
-        .await?;
-        if let Some((run_id, step_id, position)) = journal_step {
-            sqlx::query(
-                "INSERT INTO steps (run_id, step_id, name, position, status, attempts, output, started_at, ended_at)
-                 VALUES (?, ?, 'publish', ?, 'completed', 1, ?, ?, ?)",
-            )
-            .bind(run_id)
-            .bind(step_id)
-            .bind(i64::from(position))
-            .bind(id.to_string())
-            .bind(created_at)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(RealtimeMessage {
-            id,
+        let (channel_text, topic_text, data_text) = (channel.to_owned(), topic.to_owned(), data.to_string());
+        let step = journal_step.map(|(run_id, step_id, position)| (run_id.to_owned(), step_id.to_owned(), position));
+        let work = move |conn: &rusqlite::Connection| {
+            let id: i64 = conn
+                .prepare_cached(
+                    "INSERT INTO realtime (channel, topic, data, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+                )?
+                .query_row(params![channel_text, topic_text, data_text, created_at], |row| {
+                    row.get(0)
+                })?;
+            if let Some((run_id, step_id, position)) = &step {
+                conn.prepare_cached(
+                    "INSERT INTO steps (run_id, step_id, name, position, status, attempts, output, started_at, ended_at)
+                     VALUES (?, ?, 'publish', ?, 'completed', 1, ?, ?, ?)",
+                )?
+                .execute(params![run_id, step_id, position, id.to_string(), created_at, created_at])?;
+            }
+            Ok(id)
+        };
+        let message = RealtimeMessage {
+            id: 0,
             channel: channel.to_owned(),
             topic: topic.to_owned(),
             data: data.clone(),
             created_at,
-        })
+        };
+        self.writer
+            .write_then(work, move |id| {
+                let message = RealtimeMessage { id, ..message };
+                after_commit(&message);
+                message
+            })
+            .await
     }
 
     pub async fn realtime_after(
@@ -375,11 +413,22 @@ impl Journal {
     }
 
     pub async fn delete_realtime_before(&self, cutoff_ms: i64) -> Result<u64, Error> {
-        let result = sqlx::query("DELETE FROM realtime WHERE created_at < ?")
-            .bind(cutoff_ms)
-            .execute(&self.writer)
+        let deleted = self
+            .writer
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM realtime WHERE created_at < ?")?
+                    .execute([cutoff_ms])
+            })
             .await?;
-        Ok(result.rows_affected())
+        Ok(deleted as u64)
+    }
+
+    /// A write whose only result is success, committed with whatever else is queued.
+    async fn execute<W>(&self, mut work: W) -> Result<(), Error>
+    where
+        W: FnMut(&rusqlite::Connection) -> rusqlite::Result<usize> + Send + 'static,
+    {
+        self.writer.write(move |conn| work(conn).map(drop)).await
     }
 
     pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunInfo>, Error> {

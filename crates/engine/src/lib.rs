@@ -16,6 +16,7 @@ mod live;
 mod realtime;
 mod scheduler;
 mod types;
+mod writer;
 
 pub use context::RunContext;
 pub use durable::{DurableContext, DurableContextExt, StepFuture, StepWork};
@@ -25,3 +26,4 @@ pub use function::{Function, RetryPolicy};
 pub use types::{
     Event, NewEvent, RealtimeMessage, RunDetail, RunFilter, RunInfo, RunStatus, SendOutcome, StepInfo, StepStatus,
 };
+pub use writer::{Durability, JournalStats};

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use futures::stream::{self, BoxStream};
 use serde_json::Value;
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::broadcast;
 
 use crate::Error;
 use crate::journal::Journal;
@@ -16,8 +16,6 @@ const REPLAY_PAGE: i64 = 500;
 pub(crate) struct Realtime {
     journal: Journal,
     live: broadcast::Sender<RealtimeMessage>,
-    // Held from insert to broadcast so live subscribers see ids in increasing order.
-    publish_order: Mutex<()>,
 }
 
 impl Realtime {
@@ -25,7 +23,6 @@ impl Realtime {
         Self {
             journal,
             live: broadcast::channel(LIVE_BUFFER).0,
-            publish_order: Mutex::new(()),
         }
     }
 
@@ -36,11 +33,17 @@ impl Realtime {
         data: &Value,
         journal_step: Option<(&str, &str, u32)>,
     ) -> Result<RealtimeMessage, Error> {
-        let _order = self.publish_order.lock().await;
-        let message = self.journal.insert_realtime(channel, topic, data, journal_step).await?;
-        // Nobody listening is fine: the message is stored for replay.
-        let _ = self.live.send(message.clone());
-        Ok(message)
+        let live = self.live.clone();
+        // Broadcast right after the commit, on the writer thread, so live subscribers get ids
+        // in increasing order without a lock held across the commit (which would give every
+        // publish an fsync of its own).
+        let broadcast = move |message: &RealtimeMessage| {
+            // Nobody listening is fine: the message is stored for replay.
+            let _ = live.send(message.clone());
+        };
+        self.journal
+            .insert_realtime(channel, topic, data, journal_step, broadcast)
+            .await
     }
 
     /// Every kept message of `channel` after `after_id` (none when `None`), then live ones.
