@@ -81,8 +81,8 @@ impl DurableContext for RunContext {
         RunContext::run_id(self)
     }
 
-    fn run_step<'a>(&'a self, name: &'a str, mut work: StepWork<'a>) -> StepFuture<'a, Value> {
-        Box::pin(RunContext::step(self, name, move || work()))
+    fn run_step<'a>(&'a self, name: &'a str, work: StepWork<'a>) -> StepFuture<'a, Value> {
+        Box::pin(RunContext::step(self, name, work))
     }
 
     fn publish<'a>(&'a self, channel: &'a str, topic: &'a str, data: Value) -> StepFuture<'a, ()> {
