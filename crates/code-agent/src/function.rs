@@ -9,7 +9,7 @@ use crate::steps::SavedReply;
 use crate::{CodeAgent, CodeAgentRequest, ERRORS_STATUS, FAILED_STATUS, READY_STATUS};
 
 /// One run answering `request`, on any engine.
-pub(crate) async fn code_agent(
+pub async fn code_agent(
     ctx: &dyn DurableContext,
     request: &CodeAgentRequest,
     agent: Arc<CodeAgent>,
@@ -57,7 +57,7 @@ pub(crate) async fn code_agent(
 }
 
 /// After the retries are spent: an ERROR message for the project, and a failure status.
-pub(crate) async fn code_agent_failed(
+pub async fn code_agent_failed(
     ctx: &dyn DurableContext,
     request: &CodeAgentRequest,
     error: String,

@@ -19,6 +19,8 @@ use forgeai_store::Store;
 use serde::{Deserialize, Serialize};
 
 pub use forgeai_agent::{SizeLimits, format_bytes};
+pub use function::{code_agent, code_agent_failed};
+pub use steps::SavedReply;
 pub use submit::{PromptTarget, RunStarter, StartError, SubmitError, Submitted, submit_prompt};
 pub use unsplash::{Photo, Unsplash, UnsplashError};
 

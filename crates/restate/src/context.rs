@@ -1,0 +1,106 @@
+//! A Restate handler context as a [`DurableContext`]: a step is a `ctx.run`, journaled by
+//! Restate; a publish is a step that writes the message to the realtime feed; a sleep is a
+//! Restate timer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use forgeai_engine::{DurableContext, RealtimeFeed, StepError, StepFuture, StepWork};
+use restate_sdk::context::{ContextSideEffects, ContextTimers, ObjectContext, RunFuture, RunRetryPolicy};
+use restate_sdk::errors::{HandlerError, TerminalError};
+use restate_sdk::serde::Json;
+use serde_json::Value;
+
+/// Attempts of a step whose error is retriable, as in the embedded engine (1 + 4 retries).
+const STEP_ATTEMPTS: u32 = 5;
+
+/// The Restate context of one `run` invocation, with what its steps need.
+pub struct RestateContext<'ctx> {
+    ctx: ObjectContext<'ctx>,
+    run_id: String,
+    realtime: Arc<dyn RealtimeFeed>,
+}
+
+impl<'ctx> RestateContext<'ctx> {
+    /// Wraps the handler's context. The run id is a UUID drawn from Restate's deterministic
+    /// random generator, so a replay of the invocation gets the same one (the run's ASSISTANT
+    /// message is stored under it, once).
+    pub fn new(mut ctx: ObjectContext<'ctx>, realtime: Arc<dyn RealtimeFeed>) -> Self {
+        let run_id = ctx.rand_uuid().to_string();
+        Self { ctx, run_id, realtime }
+    }
+
+    /// The Restate invocation id (what the ingress answered when the run was sent).
+    pub fn invocation_id(&self) -> &str {
+        self.ctx.invocation_id()
+    }
+}
+
+fn retry_policy() -> RunRetryPolicy {
+    RunRetryPolicy::default()
+        .initial_delay(Duration::from_secs(1))
+        .exponentiation_factor(2.0)
+        .max_delay(Duration::from_secs(60))
+        .max_attempts(STEP_ATTEMPTS)
+}
+
+impl<'ctx> DurableContext for RestateContext<'ctx> {
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn run_step<'a>(&'a self, name: &'a str, work: StepWork<'a>) -> StepFuture<'a, Value> {
+        // SAFETY: `ctx.run` wants a closure that may live as long as the whole invocation
+        // (`'ctx`), while a step's work borrows from the caller for `'a` only. The closure never
+        // outlives `'a`: restate-sdk 0.13.0 (pinned in Cargo.toml) keeps it inside the future
+        // `ctx.run` returns and runs it there (it is not spawned or stored elsewhere), and that
+        // future is awaited to its end inside the future returned here, which lives at most `'a`;
+        // dropping the outer future drops both. Only the lifetime changes, not the type's layout.
+        let work: StepWork<'ctx> = unsafe { std::mem::transmute::<StepWork<'a>, StepWork<'ctx>>(work) };
+        Box::pin(async move {
+            let mut work = work;
+            let attempt = move || {
+                let attempt = work();
+                async move {
+                    match attempt.await {
+                        Ok(value) => Ok(Json(value)),
+                        // Restate retries it (per the retry policy), as the embedded engine would.
+                        Err(error) if error.is_retriable() => Err(HandlerError::from(error.message().to_owned())),
+                        Err(error) => Err(TerminalError::new(error.message()).into()),
+                    }
+                }
+            };
+            match self.ctx.run(attempt).name(name).retry_policy(retry_policy()).await {
+                Ok(Json(value)) => Ok(value),
+                Err(error) => Err(StepError::non_retriable(format!(
+                    "step `{name}` failed: {}",
+                    error.message()
+                ))),
+            }
+        })
+    }
+
+    fn publish<'a>(&'a self, channel: &'a str, topic: &'a str, data: Value) -> StepFuture<'a, ()> {
+        let realtime = self.realtime.clone();
+        let work: StepWork<'a> = Box::new(move || {
+            let (realtime, data) = (realtime.clone(), data.clone());
+            Box::pin(async move {
+                realtime
+                    .publish(channel, topic, &data)
+                    .await
+                    .map(|_| Value::Null)
+                    .map_err(|error| StepError::retriable(format!("could not publish on {channel}: {error}")))
+            })
+        });
+        Box::pin(async move { self.run_step("$publish", work).await.map(|_| ()) })
+    }
+
+    fn sleep<'a>(&'a self, _name: &'a str, duration: Duration) -> StepFuture<'a, ()> {
+        Box::pin(async move {
+            self.ctx
+                .sleep(duration)
+                .await
+                .map_err(|error| StepError::non_retriable(format!("the sleep ended early: {}", error.message())))
+        })
+    }
+}

@@ -1,0 +1,225 @@
+//! The code-agent on a real restate-server: a prompt sent through the ingress runs as the
+//! project's virtual object, every step journaled by Restate, and ends with one RESULT; the
+//! same prompt sent again (same idempotency key) starts no second run; a restate-server killed
+//! with SIGKILL during the run finishes it after its restart without repeating a completed
+//! model call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use forgeai_code_agent::{
+    CodeAgent, CodeAgentConfig, CodeAgentRequest, PromptTarget, RunStarter, Unsplash, submit_prompt,
+};
+use forgeai_engine::{Engine, EngineConfig, RealtimeFeed};
+use forgeai_llm::{LlmClient, LlmConfig};
+use forgeai_restate::{CodeAgentObject, RestateConfig, RestateRuns, register_deployment, serve};
+use forgeai_sandbox::{LocalConfig, LocalProvider, Templates};
+use forgeai_store::{MessageRole, MessageType, Store};
+use forgeai_test_support::{MockOpenAi, MockReply, TestRestate};
+use serde_json::{Value, json};
+
+const PAGE: &str = "<h1>Hello from Restate</h1>";
+
+fn is_naming(body: &Value) -> bool {
+    body["messages"][0]["content"]
+        .as_str()
+        .is_some_and(|prompt| prompt.starts_with("You name web app projects"))
+}
+
+/// The coding iteration of a request: 1 + the assistant turns since the prompt.
+fn iteration(body: &Value) -> usize {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let input = messages.iter().rposition(|m| m["role"] == "user").unwrap_or(0);
+    1 + messages[input..].iter().filter(|m| m["role"] == "assistant").count()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    restate: TestRestate,
+    store: Store,
+    engine: Engine,
+    user_id: String,
+    runs: RestateRuns,
+    sandboxes: Arc<LocalProvider>,
+}
+
+async fn setup(model: &MockOpenAi) -> Setup {
+    let restate = TestRestate::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_default(dir.path()).await.unwrap();
+    let (user, _) = store.create_user("alice").await.unwrap();
+    let engine = Engine::builder(EngineConfig::new(dir.path().join("engine")))
+        .start()
+        .await
+        .unwrap();
+    Templates::ensure_static(dir.path()).unwrap();
+    let sandboxes = Arc::new(
+        LocalProvider::new(LocalConfig::new(dir.path()))
+            .await
+            .expect("sandboxes (run as root)"),
+    );
+    let llm = LlmClient::new(LlmConfig::new(model.base_url(), None).with_max_retries(0)).unwrap();
+    let mut config = CodeAgentConfig::new(dir.path());
+    config.template = "static".into();
+    let agent = CodeAgent::new(
+        store.clone(),
+        sandboxes.clone(),
+        llm,
+        Unsplash::new("http://127.0.0.1:9", None),
+        config,
+    );
+    let realtime: Arc<dyn RealtimeFeed> = Arc::new(engine.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    tokio::spawn(serve(CodeAgentObject::new(agent, realtime), address));
+    let config = RestateConfig {
+        ingress_url: restate.ingress_url(),
+        admin_url: restate.admin_url(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(error) = register_deployment(&config, &format!("http://{address}")).await {
+        assert!(Instant::now() < deadline, "registration failed: {error}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Setup {
+        _dir: dir,
+        restate,
+        store,
+        engine,
+        user_id: user.id,
+        runs: RestateRuns::new(config),
+        sandboxes,
+    }
+}
+
+async fn replies(setup: &Setup, project_id: &str, within: Duration) -> Vec<forgeai_store::ListedMessage> {
+    let deadline = Instant::now() + within;
+    loop {
+        let messages = setup
+            .store
+            .list_messages(&setup.user_id, project_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let replies: Vec<_> = messages
+            .into_iter()
+            .filter(|m| m.message.role == MessageRole::Assistant)
+            .collect();
+        if !replies.is_empty() || Instant::now() > deadline {
+            return replies;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_runs_once_on_restate_and_survives_a_restate_crash() {
+    // The model answers iteration 2 slowly the first time, so restate-server can be killed while
+    // the run waits for it; the test counts every model call.
+    let slow_once = Arc::new(AtomicBool::new(true));
+    let model = {
+        let slow_once = slow_once.clone();
+        MockOpenAi::with_responder(move |body| {
+            if is_naming(body) {
+                return MockReply::text("\"Restate Page\"");
+            }
+            match iteration(body) {
+                1 => MockReply::tool_call(
+                    "call-write",
+                    "createOrUpdateFiles",
+                    json!({"files": [{"path": "index.html", "content": PAGE}]}),
+                ),
+                _ if slow_once.swap(false, Ordering::SeqCst) => {
+                    MockReply::text("<task_summary>Wrote the page.</task_summary>").delay(Duration::from_secs(3))
+                }
+                _ => MockReply::text("<task_summary>Wrote the page.</task_summary>"),
+            }
+        })
+        .await
+    };
+    let mut setup = setup(&model).await;
+
+    let submitted = submit_prompt(
+        &setup.store,
+        &setup.runs,
+        &setup.user_id,
+        PromptTarget::NewProject,
+        "Build a hello page",
+        None,
+    )
+    .await
+    .expect("the prompt is sent through the ingress");
+    let project_id = submitted.project.id.clone();
+    // A new project's channel, from its beginning.
+    let mut statuses = setup
+        .engine
+        .subscribe(&forgeai_code_agent::project_channel(&project_id), Some(0));
+    // The same prompt again (a retried HTTP request): the same invocation, no second run.
+    let request = CodeAgentRequest {
+        project_id: project_id.clone(),
+        message: "Build a hello page".into(),
+        image_url: None,
+        user_id: setup.user_id.clone(),
+        message_id: Some(submitted.message.id.clone()),
+    };
+    assert!(
+        submitted.run_id.starts_with("inv_"),
+        "a Restate invocation id: {}",
+        submitted.run_id
+    );
+    assert_eq!(setup.runs.start_run(&request).await.unwrap(), submitted.run_id);
+
+    // Kill restate-server while the second model call is in flight, then bring it back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while model.requests().iter().filter(|body| !is_naming(body)).count() < 2 {
+        assert!(Instant::now() < deadline, "the run did not reach its second model call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    setup.restate.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    setup.restate.resume().await;
+
+    let replies = replies(&setup, &project_id, Duration::from_secs(90)).await;
+    assert_eq!(replies.len(), 1, "exactly one answer: {replies:?}");
+    assert_eq!(replies[0].message.kind, MessageType::Result, "{replies:?}");
+    assert_eq!(replies[0].message.content, "Wrote the page.");
+    let fragment = replies[0].fragment.as_ref().expect("a fragment");
+    assert_eq!(fragment.file_sizes.get("index.html"), Some(&(PAGE.len() as u64)));
+
+    // Completed model calls were not repeated: iteration 1 once; iteration 2 at most twice (the
+    // call in flight when restate-server died may be made again); naming once.
+    let coding: Vec<usize> = model
+        .requests()
+        .iter()
+        .filter(|b| !is_naming(b))
+        .map(iteration)
+        .collect();
+    assert_eq!(coding.iter().filter(|&&i| i == 1).count(), 1, "{coding:?}");
+    assert!(coding.iter().filter(|&&i| i == 2).count() <= 2, "{coding:?}");
+    assert_eq!(model.requests().iter().filter(|b| is_naming(b)).count(), 1);
+    eprintln!(
+        "run {} (Restate invocation); coding calls by iteration: {coding:?}",
+        submitted.run_id
+    );
+
+    // The statuses reached the realtime feed, each once, ending with the ready status.
+    let mut seen = Vec::new();
+    use futures::StreamExt;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(500), statuses.next()).await {
+        seen.push(message.data.as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(
+        seen,
+        [
+            "Generating project files...",
+            "Checking the app...",
+            "Generating sandbox url...",
+            "Generating project name...",
+            "Saving to db...",
+            "Demo is ready"
+        ]
+    );
+    setup.sandboxes.kill_all().await.unwrap();
+}
