@@ -37,6 +37,9 @@ fn iteration(body: &Value) -> usize {
 struct Setup {
     _dir: tempfile::TempDir,
     restate: TestRestate,
+    object: CodeAgentObject,
+    address: std::net::SocketAddr,
+    endpoint: tokio::task::JoinHandle<()>,
     store: Store,
     engine: Engine,
     user_id: String,
@@ -73,7 +76,8 @@ async fn setup(model: &MockOpenAi) -> Setup {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     drop(listener);
-    tokio::spawn(serve(CodeAgentObject::new(agent, realtime), address));
+    let object = CodeAgentObject::new(agent, realtime);
+    let endpoint = tokio::spawn(serve(object.clone(), address));
     let config = RestateConfig {
         ingress_url: restate.ingress_url(),
         admin_url: restate.admin_url(),
@@ -86,11 +90,24 @@ async fn setup(model: &MockOpenAi) -> Setup {
     Setup {
         _dir: dir,
         restate,
+        object,
+        address,
+        endpoint,
         store,
         engine,
         user_id: user.id,
         runs: RestateRuns::new(config),
         sandboxes,
+    }
+}
+
+impl Setup {
+    /// Stops forgeai's endpoint the way a crash would (its handlers vanish mid-step) and starts
+    /// a new one on the same address.
+    async fn restart_endpoint(&mut self) {
+        self.endpoint.abort();
+        let _ = (&mut self.endpoint).await;
+        self.endpoint = tokio::spawn(serve(self.object.clone(), self.address));
     }
 }
 
@@ -220,6 +237,167 @@ async fn a_prompt_runs_once_on_restate_and_survives_a_restate_crash() {
             "Saving to db...",
             "Demo is ready"
         ]
+    );
+    setup.sandboxes.kill_all().await.unwrap();
+}
+
+/// A model call still in flight, three times: the first time forgeai's endpoint dies during it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_forgeai_endpoint_dies_resumes_on_the_new_one() {
+    let slow_once = Arc::new(AtomicBool::new(true));
+    let model = {
+        let slow_once = slow_once.clone();
+        MockOpenAi::with_responder(move |body| {
+            if is_naming(body) {
+                return MockReply::text("\"Restate Page\"");
+            }
+            match iteration(body) {
+                1 => MockReply::tool_call(
+                    "call-write",
+                    "createOrUpdateFiles",
+                    json!({"files": [{"path": "index.html", "content": PAGE}]}),
+                ),
+                _ if slow_once.swap(false, Ordering::SeqCst) => {
+                    MockReply::text("<task_summary>Wrote the page.</task_summary>").delay(Duration::from_secs(3))
+                }
+                _ => MockReply::text("<task_summary>Wrote the page.</task_summary>"),
+            }
+        })
+        .await
+    };
+    let mut setup = setup(&model).await;
+    let submitted = submit_prompt(
+        &setup.store,
+        &setup.runs,
+        &setup.user_id,
+        PromptTarget::NewProject,
+        "Build a hello page",
+        None,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while model.requests().iter().filter(|body| !is_naming(body)).count() < 2 {
+        assert!(Instant::now() < deadline, "the run did not reach its second model call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    setup.restart_endpoint().await;
+
+    let replies = replies(&setup, &submitted.project.id, Duration::from_secs(90)).await;
+    assert_eq!(replies.len(), 1, "exactly one answer: {replies:?}");
+    assert_eq!(replies[0].message.kind, MessageType::Result, "{replies:?}");
+    let coding: Vec<usize> = model
+        .requests()
+        .iter()
+        .filter(|b| !is_naming(b))
+        .map(iteration)
+        .collect();
+    assert_eq!(
+        coding.iter().filter(|&&i| i == 1).count(),
+        1,
+        "the completed call is not repeated: {coding:?}"
+    );
+    setup.sandboxes.kill_all().await.unwrap();
+}
+
+/// A model that refuses the first prompt for good: the run stores an ERROR and publishes the
+/// failure status, and the project's next prompt runs normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_stores_an_error_and_the_next_prompt_runs() {
+    let model = MockOpenAi::with_responder(|body| {
+        if is_naming(body) {
+            return MockReply::text("\"Restate Page\"");
+        }
+        let prompt = body["messages"]
+            .as_array()
+            .and_then(|messages| messages.iter().rev().find(|m| m["role"] == "user"))
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        if prompt.contains("first") {
+            return MockReply::error(400, "this model does not exist");
+        }
+        match iteration(body) {
+            1 => MockReply::tool_call(
+                "call-write",
+                "createOrUpdateFiles",
+                json!({"files": [{"path": "index.html", "content": PAGE}]}),
+            ),
+            _ => MockReply::text("<task_summary>Wrote the page.</task_summary>"),
+        }
+    })
+    .await;
+    let setup = setup(&model).await;
+    let first = submit_prompt(
+        &setup.store,
+        &setup.runs,
+        &setup.user_id,
+        PromptTarget::NewProject,
+        "The first prompt",
+        None,
+    )
+    .await
+    .unwrap();
+    let project_id = first.project.id.clone();
+    let mut statuses = setup
+        .engine
+        .subscribe(&forgeai_code_agent::project_channel(&project_id), Some(0));
+    let second = submit_prompt(
+        &setup.store,
+        &setup.runs,
+        &setup.user_id,
+        PromptTarget::Project(&project_id),
+        "The second prompt",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_ne!(first.run_id, second.run_id);
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let messages = loop {
+        let messages = setup
+            .store
+            .list_messages(&setup.user_id, &project_id)
+            .await
+            .unwrap()
+            .unwrap();
+        if messages
+            .iter()
+            .filter(|m| m.message.role == MessageRole::Assistant)
+            .count()
+            == 2
+            || Instant::now() > deadline
+        {
+            break messages;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let kinds: Vec<(MessageRole, MessageType)> = messages.iter().map(|m| (m.message.role, m.message.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (MessageRole::User, MessageType::Result),
+            (MessageRole::User, MessageType::Result),
+            (MessageRole::Assistant, MessageType::Error),
+            (MessageRole::Assistant, MessageType::Result),
+        ],
+        "the first run fails, then the second one answers: {messages:?}"
+    );
+    use futures::StreamExt;
+    let mut seen = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(500), statuses.next()).await {
+        seen.push(message.data.as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some(forgeai_code_agent::FAILED_STATUS),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some(forgeai_code_agent::READY_STATUS),
+        "{seen:?}"
     );
     setup.sandboxes.kill_all().await.unwrap();
 }
