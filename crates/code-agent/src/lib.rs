@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 pub use forgeai_agent::{SizeLimits, format_bytes};
 pub use function::{code_agent, code_agent_failed};
 pub use steps::SavedReply;
-pub use submit::{PromptTarget, RunStarter, StartError, SubmitError, Submitted, submit_prompt};
+pub use submit::{
+    CodeAgentRuns, PromptTarget, RunStarter, RunsError, StartError, SubmitError, Submitted, submit_prompt,
+};
 pub use unsplash::{Photo, Unsplash, UnsplashError};
 
 /// The event that starts a code-agent run.

@@ -4,10 +4,10 @@
 //! HTTP API and `forgeai run` both submit through here.
 
 use async_trait::async_trait;
-use forgeai_engine::{Engine, NewEvent};
+use forgeai_engine::{Engine, NewEvent, RunDetail, RunFilter, RunInfo};
 use forgeai_store::{Message, Project, Store};
 
-use crate::{CODE_AGENT_EVENT, CodeAgentRequest};
+use crate::{CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest};
 
 /// Starts code-agent runs on the engine forgeai uses.
 #[async_trait]
@@ -15,6 +15,37 @@ pub trait RunStarter: Send + Sync {
     /// Starts the run answering `request` and returns its id. Starting the same request twice
     /// (same `message_id`) must not start a second run where the engine can tell.
     async fn start_run(&self, request: &CodeAgentRequest) -> Result<String, StartError>;
+}
+
+/// The code-agent runs of the engine forgeai uses, as the runs API shows them: runs are keyed
+/// by project id (their `concurrency_key`) and belong to the function [`CODE_AGENT_FUNCTION`].
+#[async_trait]
+pub trait CodeAgentRuns: RunStarter {
+    /// The runs of a project, oldest first.
+    async fn project_runs(&self, project_id: &str) -> Result<Vec<RunInfo>, RunsError>;
+
+    /// One run with its steps; `None` when the engine does not know it.
+    async fn run_detail(&self, run_id: &str) -> Result<Option<RunDetail>, RunsError>;
+}
+
+/// Why the engine could not say what its runs are.
+#[derive(Debug, thiserror::Error)]
+#[error("the engine could not list its runs: {0}")]
+pub struct RunsError(pub String);
+
+#[async_trait]
+impl CodeAgentRuns for Engine {
+    async fn project_runs(&self, project_id: &str) -> Result<Vec<RunInfo>, RunsError> {
+        let filter = RunFilter {
+            function_id: Some(CODE_AGENT_FUNCTION.into()),
+            concurrency_key: Some(project_id.to_owned()),
+        };
+        self.runs(&filter).await.map_err(|error| RunsError(error.to_string()))
+    }
+
+    async fn run_detail(&self, run_id: &str) -> Result<Option<RunDetail>, RunsError> {
+        self.run(run_id).await.map_err(|error| RunsError(error.to_string()))
+    }
 }
 
 /// Why a run could not be started.

@@ -2,9 +2,10 @@
 //! API, and starting runs through the ingress.
 
 use async_trait::async_trait;
-use forgeai_code_agent::{CodeAgentRequest, RunStarter, StartError};
+use forgeai_code_agent::{CODE_AGENT_FUNCTION, CodeAgentRequest, CodeAgentRuns, RunStarter, RunsError, StartError};
+use forgeai_engine::{RunDetail, RunInfo, RunStatus, StepInfo, StepStatus};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::object::CODE_AGENT_OBJECT;
 
@@ -105,5 +106,137 @@ impl RunStarter for RestateRuns {
             .await
             .map_err(|error| StartError(format!("Restate's ingress answered something unexpected: {error}")))?;
         Ok(sent.invocation_id)
+    }
+}
+
+/// The columns of `sys_invocation` a run is made of.
+const RUN_COLUMNS: &str = "id, target_service_key, status, created_at, running_at, completed_at, \
+     completion_result, completion_failure, last_failure";
+
+impl RestateRuns {
+    /// Runs a SQL query over Restate's system tables (admin `/query`).
+    async fn query(&self, sql: &str) -> Result<Vec<Value>, RunsError> {
+        let url = format!("{}/query", self.config.admin_url.trim_end_matches('/'));
+        let response = self
+            .http
+            .post(&url)
+            .header("accept", "application/json")
+            .json(&json!({ "query": sql }))
+            .send()
+            .await
+            .map_err(|error| RunsError(format!("cannot reach Restate's admin API at {url}: {error}")))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|error| RunsError(format!("Restate's admin API answered something unexpected: {error}")))?;
+        if !status.is_success() {
+            return Err(RunsError(format!("Restate's admin API answered {status}: {body}")));
+        }
+        Ok(body["rows"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// A string for a SQL literal: keys and ids are checked by the server, quotes doubled anyway.
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+fn millis(value: &Value) -> Option<i64> {
+    let text = value.as_str()?;
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|time| time.timestamp_millis())
+        .or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                .ok()
+                .map(|time| time.and_utc().timestamp_millis())
+        })
+}
+
+/// A `sys_invocation` row as a run: Restate's statuses folded into the engine's.
+fn run_info(row: &Value) -> RunInfo {
+    let text = |column: &str| row[column].as_str().map(str::to_owned);
+    let status = match (row["status"].as_str(), row["completion_result"].as_str()) {
+        (Some("completed"), Some("success")) => RunStatus::Completed,
+        (Some("completed"), _) => RunStatus::Failed,
+        (Some("pending" | "scheduled" | "inboxed"), _) => RunStatus::Queued,
+        _ => RunStatus::Running,
+    };
+    let error = match status {
+        RunStatus::Failed => text("completion_failure"),
+        RunStatus::Running => text("last_failure"),
+        _ => None,
+    };
+    RunInfo {
+        id: text("id").unwrap_or_default(),
+        function_id: CODE_AGENT_FUNCTION.to_owned(),
+        event_id: text("id").unwrap_or_default(),
+        concurrency_key: text("target_service_key"),
+        status,
+        error,
+        output: None,
+        created_at: millis(&row["created_at"]).unwrap_or_default(),
+        started_at: millis(&row["running_at"]),
+        ended_at: millis(&row["completed_at"]),
+    }
+}
+
+#[async_trait]
+impl CodeAgentRuns for RestateRuns {
+    async fn project_runs(&self, project_id: &str) -> Result<Vec<RunInfo>, RunsError> {
+        let rows = self
+            .query(&format!(
+                "SELECT {RUN_COLUMNS} FROM sys_invocation WHERE target_service_name = {} \
+                 AND target_handler_name = 'run' AND target_service_key = {} ORDER BY created_at",
+                literal(CODE_AGENT_OBJECT),
+                literal(project_id)
+            ))
+            .await?;
+        Ok(rows.iter().map(run_info).collect())
+    }
+
+    async fn run_detail(&self, run_id: &str) -> Result<Option<RunDetail>, RunsError> {
+        let rows = self
+            .query(&format!(
+                "SELECT {RUN_COLUMNS} FROM sys_invocation WHERE id = {} AND target_service_name = {}",
+                literal(run_id),
+                literal(CODE_AGENT_OBJECT)
+            ))
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let run = run_info(row);
+        // The journal's named `run` entries are the steps (a completed invocation's journal is
+        // gone once its retention ends; then the run has no steps to show).
+        let entries = self
+            .query(&format!(
+                "SELECT index, name, completed, appended_at FROM sys_journal WHERE id = {} \
+                 AND name IS NOT NULL AND name <> '' ORDER BY index",
+                literal(run_id)
+            ))
+            .await?;
+        let steps = entries
+            .iter()
+            .map(|entry| {
+                let completed = entry["completed"].as_bool().unwrap_or(false);
+                let at = millis(&entry["appended_at"]).unwrap_or(run.created_at);
+                StepInfo {
+                    id: entry["name"].as_str().unwrap_or_default().to_owned(),
+                    name: entry["name"].as_str().unwrap_or_default().to_owned(),
+                    status: if completed {
+                        StepStatus::Completed
+                    } else {
+                        StepStatus::Running
+                    },
+                    attempts: 1,
+                    error: None,
+                    started_at: at,
+                    ended_at: completed.then_some(at),
+                }
+            })
+            .collect();
+        Ok(Some(RunDetail { run, steps }))
     }
 }

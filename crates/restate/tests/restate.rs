@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use forgeai_code_agent::{
-    CodeAgent, CodeAgentConfig, CodeAgentRequest, PromptTarget, RunStarter, Unsplash, submit_prompt,
+    CodeAgent, CodeAgentConfig, CodeAgentRequest, CodeAgentRuns, PromptTarget, RunStarter, Unsplash, submit_prompt,
 };
-use forgeai_engine::{Engine, EngineConfig, RealtimeFeed};
+use forgeai_engine::{Engine, EngineConfig, RealtimeFeed, RunStatus};
 use forgeai_llm::{LlmClient, LlmConfig};
 use forgeai_restate::{CodeAgentObject, RestateConfig, RestateRuns, register_deployment, serve};
 use forgeai_sandbox::{LocalConfig, LocalProvider, Templates};
