@@ -137,6 +137,13 @@ impl RestateRuns {
     }
 }
 
+/// Whether `id` looks like a Restate invocation id (`inv_` and base62); Restate fails a query
+/// naming anything else.
+pub fn is_invocation_id(id: &str) -> bool {
+    id.strip_prefix("inv_")
+        .is_some_and(|rest| rest.len() >= 20 && rest.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
 /// A string for a SQL literal: keys and ids are checked by the server, quotes doubled anyway.
 fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -197,6 +204,9 @@ impl CodeAgentRuns for RestateRuns {
     }
 
     async fn run_detail(&self, run_id: &str) -> Result<Option<RunDetail>, RunsError> {
+        if !is_invocation_id(run_id) {
+            return Ok(None);
+        }
         let rows = self
             .query(&format!(
                 "SELECT {RUN_COLUMNS} FROM sys_invocation WHERE id = {} AND target_service_name = {}",

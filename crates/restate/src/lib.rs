@@ -11,6 +11,6 @@ mod client;
 mod context;
 mod object;
 
-pub use client::{RestateConfig, RestateError, RestateRuns, register_deployment};
+pub use client::{RestateConfig, RestateError, RestateRuns, is_invocation_id, register_deployment};
 pub use context::RestateContext;
 pub use object::{CODE_AGENT_OBJECT, CodeAgentObject, serve};

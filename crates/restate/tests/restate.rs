@@ -221,6 +221,45 @@ async fn a_prompt_runs_once_on_restate_and_survives_a_restate_crash() {
         submitted.run_id
     );
 
+    // The runs API's view, from Restate's admin API.
+    // (The RESULT is stored a moment before the invocation ends.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let runs = loop {
+        let runs = setup.runs.project_runs(&project_id).await.unwrap();
+        if runs.iter().all(|run| run.status.is_finished()) || Instant::now() > deadline {
+            break runs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].id, submitted.run_id);
+    assert_eq!(runs[0].status, RunStatus::Completed, "{runs:?}");
+    assert_eq!(runs[0].concurrency_key.as_deref(), Some(project_id.as_str()));
+    let detail = setup
+        .runs
+        .run_detail(&submitted.run_id)
+        .await
+        .unwrap()
+        .expect("the run is known");
+    let steps: Vec<&str> = detail.steps.iter().map(|step| step.name.as_str()).collect();
+    for step in [
+        "get-or-create-sandbox",
+        "code-agent/iter-1/model",
+        "code-agent/iter-1/tool-0-createOrUpdateFiles",
+        "save-to-db",
+    ] {
+        assert!(steps.contains(&step), "no step {step} in {steps:?}");
+    }
+    assert!(setup.runs.run_detail("inv_unknown").await.unwrap().is_none());
+    let mut other = submitted.run_id.clone();
+    let last = if other.ends_with('A') { 'B' } else { 'A' };
+    other.pop();
+    other.push(last);
+    assert!(
+        setup.runs.run_detail(&other).await.unwrap().is_none(),
+        "an unknown invocation"
+    );
+
     // The statuses reached the realtime feed, each once, ending with the ready status.
     let mut seen = Vec::new();
     use futures::StreamExt;
