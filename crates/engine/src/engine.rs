@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::stream::BoxStream;
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::Error;
 use crate::context::{RunContext, RunServices};
+use crate::feed::{FeedError, RealtimeFeed};
 use crate::function::Function;
 use crate::journal::{Journal, NewRun, now_ms};
 use crate::live::LiveSteps;
@@ -470,5 +472,29 @@ impl Engine {
                 tracing::warn!(%error, "could not delete expired realtime messages");
             }
         }
+    }
+}
+
+/// The engine's own realtime channels, for readers that take any feed (the SSE endpoint).
+impl RealtimeFeed for Engine {
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        topic: &'a str,
+        data: &'a Value,
+    ) -> BoxFuture<'a, Result<RealtimeMessage, FeedError>> {
+        Box::pin(async move { Ok(self.inner.realtime.publish(channel, topic, data, None).await?) })
+    }
+
+    fn subscribe(
+        &self,
+        channel: &str,
+        after_id: Option<i64>,
+    ) -> BoxStream<'static, Result<RealtimeMessage, FeedError>> {
+        self.inner
+            .realtime
+            .subscribe(channel, after_id)
+            .map(|message| message.map_err(FeedError::from))
+            .boxed()
     }
 }

@@ -20,7 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use axum::routing::{delete, get, patch, post};
 use forgeai_code_agent::SizeLimits;
-use forgeai_engine::Engine;
+use forgeai_engine::{Engine, RealtimeFeed};
 use forgeai_sandbox::SandboxProvider;
 use forgeai_store::Store;
 
@@ -76,6 +76,9 @@ impl Default for ServerConfig {
 pub struct AppState {
     store: Store,
     engine: Engine,
+    /// Where `GET /api/projects/{id}/realtime` reads: the engine's own channels unless
+    /// [`AppState::with_realtime`] chose another feed (one shared by several servers).
+    realtime: Arc<dyn RealtimeFeed>,
     config: Arc<ServerConfig>,
     metrics: Arc<ops::Metrics>,
     /// Where fragment edits are written so previews show them; none in API-only set-ups.
@@ -87,9 +90,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// State serving `store` and `engine`; realtime channels are the engine's own.
     pub fn new(store: Store, engine: Engine, config: ServerConfig) -> Self {
         Self {
             store,
+            realtime: Arc::new(engine.clone()),
             engine,
             config: Arc::new(config),
             metrics: Arc::new(ops::Metrics::new()),
@@ -97,6 +102,14 @@ impl AppState {
             limits: SizeLimits::default(),
             preview_signer: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// Serves realtime channels from `feed` instead of the engine's, e.g. messages kept in a
+    /// database that every server of a cluster reads, so a browser can resume with
+    /// `Last-Event-ID` on any of them.
+    pub fn with_realtime(mut self, feed: Arc<dyn RealtimeFeed>) -> Self {
+        self.realtime = feed;
+        self
     }
 
     pub fn with_sandboxes(mut self, sandboxes: Arc<dyn SandboxProvider>) -> Self {

@@ -6,6 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use forgeai_code_agent::project_channel;
+use forgeai_engine::error_chain;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -51,11 +52,11 @@ pub async fn subscribe(
         })?),
     };
     let events = state
-        .engine
+        .realtime
         .subscribe(&project_channel(&id), after)
         .take_while(|message| {
             if let Err(error) = message {
-                tracing::warn!(%error, "realtime stream ended by a journal error");
+                tracing::warn!(error = %error_chain(error), "realtime stream ended by an error of its feed");
             }
             futures::future::ready(message.is_ok())
         })

@@ -29,6 +29,7 @@ pub use model::{
     AssistantReply, DEFAULT_PROJECT_NAME, Fragment, FragmentSummary, FragmentUpdate, ListedMessage, Message,
     MessageRole, MessageType, MessageWithFragment, NewFragment, Project, UnknownValue, User, files_size,
 };
+pub use realtime::{NOTIFY_CHANNEL, PgRealtime, PgRealtimeConfig};
 pub use users::{LOGIN_LINK_TTL, MAX_SESSION_TTL, NewSession, TokenInfo, TokenKind};
 
 /// Runs the same code against whichever pool the store holds. The body is expanded once per
@@ -44,6 +45,7 @@ macro_rules! with_pool {
 
 mod access;
 mod projects;
+mod realtime;
 mod users;
 
 #[cfg(feature = "testing")]
@@ -162,6 +164,14 @@ impl Store {
         Ok(Store {
             backend: Backend::Postgres(pool),
         })
+    }
+
+    /// The PostgreSQL pool, for [`PgRealtime`]; `None` on SQLite.
+    fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.backend {
+            Backend::Postgres(pool) => Some(pool),
+            Backend::Sqlite(_) => None,
+        }
     }
 
     /// Checks that the database answers, for health endpoints.

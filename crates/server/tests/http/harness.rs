@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use forgeai_code_agent::{CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest, STATUS_TOPIC, project_channel};
-use forgeai_engine::{Engine, EngineConfig, Function, RunDetail, RunFilter, StepError};
+use forgeai_engine::{Engine, EngineConfig, Function, RealtimeFeed, RunDetail, RunFilter, StepError};
 use forgeai_sandbox::{PreviewConfig, PreviewProxy, PreviewTarget, Upstream};
 use forgeai_server::{AppState, PreviewGate, ServerConfig};
 use forgeai_store::testing::TestPostgres;
-use forgeai_store::{AssistantReply, MessageWithFragment, NewFragment, Store};
+use forgeai_store::{AssistantReply, MessageWithFragment, NewFragment, PgRealtime, PgRealtimeConfig, Store};
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -98,6 +98,42 @@ impl TestServer {
                 (store, postgres.url().to_owned(), Some(postgres))
             }
         };
+        Self::launch(backend, dir, store, db_url, postgres, configure, None).await
+    }
+
+    /// One node of a cluster: a server on the PostgreSQL database at `db_url` (shared with
+    /// other nodes) whose realtime channels are a `PgRealtime` of its own, also answered for
+    /// publishing as another engine would.
+    pub async fn start_node(db_url: &str) -> (TestServer, PgRealtime) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::connect(db_url).await.expect("PostgreSQL store opens");
+        let feed = PgRealtime::start(&store, PgRealtimeConfig::default())
+            .await
+            .expect("realtime on PostgreSQL starts");
+        let realtime: Arc<dyn RealtimeFeed> = Arc::new(feed.clone());
+        let server = Self::launch(
+            Backend::Postgres,
+            dir,
+            store,
+            db_url.to_owned(),
+            None,
+            |_| {},
+            Some(realtime),
+        )
+        .await;
+        (server, feed)
+    }
+
+    async fn launch(
+        backend: Backend,
+        dir: TempDir,
+        store: Store,
+        db_url: String,
+        postgres: Option<TestPostgres>,
+        configure: impl FnOnce(&mut ServerConfig),
+        realtime: Option<Arc<dyn RealtimeFeed>>,
+    ) -> TestServer {
+        let data_dir = dir.path().to_path_buf();
         let engine = Engine::builder(EngineConfig::new(data_dir.join("engine")))
             .function(stand_in_code_agent())
             .start()
@@ -112,7 +148,10 @@ impl TestServer {
         config.metrics_token = Some(METRICS_TOKEN.into());
         config.preview_port = Some(port);
         configure(&mut config);
-        let state = AppState::new(store.clone(), engine.clone(), config);
+        let mut state = AppState::new(store.clone(), engine.clone(), config);
+        if let Some(realtime) = realtime {
+            state = state.with_realtime(realtime);
+        }
         let sandboxes = EchoSandboxes::start().await;
         let gate = PreviewGate::new(
             state.clone(),

@@ -55,3 +55,8 @@ on_both_backends!(
     preview::a_preview_cookie_ends_with_the_session_it_came_from,
     preview::a_public_preview_is_served_to_anyone,
 );
+
+#[tokio::test]
+async fn realtime_resumes_on_another_node() {
+    sse::realtime_resumes_on_another_node().await;
+}

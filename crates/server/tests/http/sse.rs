@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use forgeai_code_agent::{STATUS_TOPIC, project_channel};
+use forgeai_store::testing::TestPostgres;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -212,4 +213,71 @@ pub async fn realtime_streams_run_statuses(s: &TestServer) {
     }
     assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
     expect_quiet(&mut client).await;
+}
+
+/// Two servers on one PostgreSQL database, each reading realtime channels through a
+/// `PgRealtime` of its own: a message published on one node streams from the other, and a
+/// client that hops between the nodes with `Last-Event-ID` gets every message once, in order.
+pub async fn realtime_resumes_on_another_node() {
+    let postgres = TestPostgres::start().await;
+    let (a, feed_a) = TestServer::start_node(postgres.url()).await;
+    let (b, feed_b) = TestServer::start_node(postgres.url()).await;
+    let alice = a.user("alice").await;
+    let token = alice.token.as_str();
+    let (project, _) = a
+        .store
+        .create_project(&alice.id, "Build a todo app", None)
+        .await
+        .unwrap();
+    let channel = project_channel(&project.id);
+
+    // Published on B, streamed live by A.
+    let mut client = a.subscribe(token, &project.id, LastEventId::None).await;
+    let first = feed_b.publish(&channel, STATUS_TOPIC, &json!("one")).await.unwrap().id;
+    let second = feed_b.publish(&channel, STATUS_TOPIC, &json!("two")).await.unwrap().id;
+    expect_statuses(&mut client, &[(first, "one"), (second, "two")]).await;
+    drop(client);
+
+    // Resumed on B after `first`, then live from A.
+    let first_text = first.to_string();
+    let mut client = b.subscribe(token, &project.id, LastEventId::Header(&first_text)).await;
+    expect_statuses(&mut client, &[(second, "two")]).await;
+    expect_quiet(&mut client).await;
+    let third = feed_a
+        .publish(&channel, STATUS_TOPIC, &json!("three"))
+        .await
+        .unwrap()
+        .id;
+    expect_statuses(&mut client, &[(third, "three")]).await;
+
+    // Both nodes publish while the client keeps hopping from one node to the other.
+    let publisher = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for n in 0..200_u32 {
+            let feed = if n.is_multiple_of(2) { &feed_a } else { &feed_b };
+            let status = json!(format!("status {n}"));
+            ids.push(feed.publish(&channel, STATUS_TOPIC, &status).await.unwrap().id);
+        }
+        ids
+    });
+    let mut received: Vec<(i64, String)> = Vec::new();
+    let mut on_a = false;
+    while received.len() < 200 {
+        let event = client.next().await;
+        received.push((event.id(), event.status()));
+        if received.len().is_multiple_of(17) {
+            drop(client);
+            on_a = !on_a;
+            let node = if on_a { &a } else { &b };
+            let last = received.last().unwrap().0.to_string();
+            client = node.subscribe(token, &project.id, LastEventId::Header(&last)).await;
+        }
+    }
+    let published = publisher.await.unwrap();
+    expect_quiet(&mut client).await;
+    let ids: Vec<i64> = received.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, published, "every message once, in order");
+    for (n, (_, status)) in received.iter().enumerate() {
+        assert_eq!(status, &format!("status {n}"));
+    }
 }

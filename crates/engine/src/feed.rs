@@ -1,0 +1,53 @@
+//! The seam between realtime readers (the SSE endpoint) and whatever keeps the messages: the
+//! embedded engine's journal, or a database shared by several servers.
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use serde_json::Value;
+
+use crate::Error;
+use crate::types::RealtimeMessage;
+
+/// Realtime channels: messages with increasing ids per feed, replayable after an id, then live.
+///
+/// `subscribe(channel, None)` delivers the channel's messages published from then on;
+/// `subscribe(channel, Some(n))` first replays every kept message of the channel with an id
+/// above `n`, then goes live, with no gap and no duplicate even while messages are published
+/// during the replay. Either way a subscriber sees the channel's ids in increasing order.
+///
+/// Functions running on the embedded engine publish through `RunContext::publish` (journaled,
+/// so a replayed run does not publish twice); [`RealtimeFeed::publish`] is for other engines,
+/// tools and tests. The methods return boxed futures and streams so that `Arc<dyn RealtimeFeed>`
+/// works; an implementation writes `Box::pin(async move { .. })`.
+pub trait RealtimeFeed: Send + Sync {
+    /// Stores a message on `channel` and hands it to the channel's live subscribers.
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        topic: &'a str,
+        data: &'a Value,
+    ) -> BoxFuture<'a, Result<RealtimeMessage, FeedError>>;
+
+    /// Kept messages of `channel` after `after_id` (none when `None`), then live ones. The
+    /// stream ends after yielding an error, or when the feed shuts down.
+    fn subscribe(&self, channel: &str, after_id: Option<i64>)
+    -> BoxStream<'static, Result<RealtimeMessage, FeedError>>;
+}
+
+/// Why a realtime feed could not store or deliver a message.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The embedded engine's journal failed.
+    #[error(transparent)]
+    Engine(#[from] Error),
+    /// The storage of another feed failed (for example its PostgreSQL database).
+    #[error("realtime feed storage failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl FeedError {
+    /// Wraps a failure of a feed's own storage.
+    pub fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Backend(Box::new(error))
+    }
+}
