@@ -12,9 +12,10 @@ use crate::{CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest};
 /// Starts code-agent runs on the engine forgeai uses.
 #[async_trait]
 pub trait RunStarter: Send + Sync {
-    /// Starts the run answering `request` and returns its id. Starting the same request twice
-    /// (same `message_id`) must not start a second run where the engine can tell.
-    async fn start_run(&self, request: &CodeAgentRequest) -> Result<String, StartError>;
+    /// Starts the run answering `request` and returns its id. A second start with the same
+    /// `idempotency_key` starts no second run (and answers the first one's id where the engine
+    /// can tell).
+    async fn start_run(&self, request: &CodeAgentRequest, idempotency_key: Option<&str>) -> Result<String, StartError>;
 }
 
 /// The code-agent runs of the engine forgeai uses, as the runs API shows them: runs are keyed
@@ -55,12 +56,11 @@ pub struct StartError(pub String);
 
 #[async_trait]
 impl RunStarter for Engine {
-    async fn start_run(&self, request: &CodeAgentRequest) -> Result<String, StartError> {
+    async fn start_run(&self, request: &CodeAgentRequest, idempotency_key: Option<&str>) -> Result<String, StartError> {
         let data = serde_json::to_value(request).map_err(|error| StartError(error.to_string()))?;
-        let sent = self
-            .send(NewEvent::new(CODE_AGENT_EVENT, data))
-            .await
-            .map_err(|error| StartError(error.to_string()))?;
+        let mut event = NewEvent::new(CODE_AGENT_EVENT, data);
+        event.id = idempotency_key.map(str::to_owned);
+        let sent = self.send(event).await.map_err(|error| StartError(error.to_string()))?;
         sent.run_ids
             .into_iter()
             .next()
@@ -126,7 +126,8 @@ pub async fn submit_prompt(
         user_id: user_id.to_owned(),
         message_id: Some(message.id.clone()),
     };
-    match runs.start_run(&request).await {
+    // The message id keys the run: a retried submit cannot start a second one.
+    match runs.start_run(&request, Some(&message.id)).await {
         Ok(run_id) => Ok(Submitted {
             project,
             message,

@@ -16,7 +16,12 @@ struct Starter {
 
 #[async_trait]
 impl RunStarter for Starter {
-    async fn start_run(&self, request: &CodeAgentRequest) -> Result<String, StartError> {
+    async fn start_run(&self, request: &CodeAgentRequest, key: Option<&str>) -> Result<String, StartError> {
+        assert_eq!(
+            key,
+            request.message_id.as_deref(),
+            "a prompt's run is keyed by its message"
+        );
         if *self.down.lock().unwrap() {
             return Err(StartError("the engine is down".into()));
         }

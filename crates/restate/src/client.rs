@@ -79,18 +79,18 @@ struct SendResponse {
 
 #[async_trait]
 impl RunStarter for RestateRuns {
-    /// Sends `run` to the project's object. The user message id is the idempotency key, so a
-    /// request sent twice (a retried HTTP call) starts one run: Restate answers the first
-    /// invocation's id again.
-    async fn start_run(&self, request: &CodeAgentRequest) -> Result<String, StartError> {
+    /// Sends `run` to the project's object with the idempotency key (for a prompt, its message
+    /// id), so a request sent twice (a retried HTTP call) starts one run: Restate answers the
+    /// first invocation's id again.
+    async fn start_run(&self, request: &CodeAgentRequest, idempotency_key: Option<&str>) -> Result<String, StartError> {
         let url = format!(
             "{}/{CODE_AGENT_OBJECT}/{}/run/send",
             self.config.ingress_url.trim_end_matches('/'),
             request.project_id
         );
         let mut call = self.http.post(&url).json(request);
-        if let Some(message_id) = &request.message_id {
-            call = call.header("idempotency-key", message_id);
+        if let Some(key) = idempotency_key {
+            call = call.header("idempotency-key", key);
         }
         let response = call
             .send()

@@ -186,7 +186,14 @@ async fn a_prompt_runs_once_on_restate_and_survives_a_restate_crash() {
         "a Restate invocation id: {}",
         submitted.run_id
     );
-    assert_eq!(setup.runs.start_run(&request).await.unwrap(), submitted.run_id);
+    assert_eq!(
+        setup
+            .runs
+            .start_run(&request, Some(&submitted.message.id))
+            .await
+            .unwrap(),
+        submitted.run_id
+    );
 
     // Kill restate-server while the second model call is in flight, then bring it back.
     let deadline = Instant::now() + Duration::from_secs(30);

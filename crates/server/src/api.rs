@@ -7,7 +7,6 @@ use axum::extract::{FromRequest, FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use forgeai_code_agent::format_bytes;
 use forgeai_code_agent::{CODE_AGENT_FUNCTION, PromptTarget, Submitted, submit_prompt};
-use forgeai_engine::RunFilter;
 use forgeai_store::{Fragment, ListedMessage, Message, Project};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -177,7 +176,7 @@ impl AppState {
         prompt: &str,
         image_url: Option<&str>,
     ) -> Result<Submitted, ApiError> {
-        let submitted = submit_prompt(&self.store, &self.engine, user_id, target, prompt, image_url).await?;
+        let submitted = submit_prompt(&self.store, &*self.runs, user_id, target, prompt, image_url).await?;
         self.metrics.events_sent.inc();
         Ok(submitted)
     }
@@ -367,6 +366,17 @@ pub async fn update_fragment(
     Ok(Json(update.fragment))
 }
 
+/// A run id: a UUID (the embedded engine) or another engine's id (Restate's `inv_…`), in a
+/// safe alphabet.
+fn parse_run_id(raw: &str) -> Result<String, ApiError> {
+    let ok = (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::BadRequest(format!("run id {raw:?} is not an id")))
+    }
+}
+
 fn timestamp(ms: Option<i64>) -> Option<chrono::DateTime<chrono::Utc>> {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
 }
@@ -407,17 +417,12 @@ pub async fn list_runs(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<RunSummary>>, ApiError> {
     let id = state.owned_project(&user.id, &id).await?.id;
-    let filter = RunFilter {
-        function_id: Some(CODE_AGENT_FUNCTION.into()),
-        concurrency_key: Some(id),
-    };
-    Ok(Json(
-        state.engine.runs(&filter).await?.into_iter().map(run_summary).collect(),
-    ))
+    let runs = state.runs.project_runs(&id).await?;
+    Ok(Json(runs.into_iter().map(run_summary).collect()))
 }
 
 /// One run with its steps (status, attempts, times, errors).
-#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs", params(("id" = String, Path, format = "uuid")),
+#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$")),
     responses((status = 200, body = RunWithSteps), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn get_run(
@@ -425,8 +430,8 @@ pub async fn get_run(
     CurrentUser(user): CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RunWithSteps>, ApiError> {
-    let id = parse_id("run id", &id)?;
-    let detail = state.engine.run(&id).await?.ok_or(ApiError::NotFound("run"))?;
+    let id = parse_run_id(&id)?;
+    let detail = state.runs.run_detail(&id).await?.ok_or(ApiError::NotFound("run"))?;
     // A run belongs to the owner of the project it is keyed by.
     let project_id = detail.run.concurrency_key.clone();
     let owned = match (&project_id, detail.run.function_id.as_str()) {

@@ -102,6 +102,12 @@ impl From<forgeai_code_agent::SubmitError> for ApiError {
     }
 }
 
+impl From<forgeai_code_agent::RunsError> for ApiError {
+    fn from(error: forgeai_code_agent::RunsError) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}
+
 impl From<forgeai_engine::Error> for ApiError {
     fn from(error: forgeai_engine::Error) -> Self {
         Self::Internal(error_chain(&error))

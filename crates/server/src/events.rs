@@ -140,7 +140,18 @@ pub async fn send(
     }
     let mut ids = Vec::with_capacity(checked.len());
     for event in checked {
-        ids.push(state.engine.send(event).await?.event_id);
+        let id = if state.external_runs && event.name == CODE_AGENT_EVENT {
+            let request: CodeAgentRequest =
+                serde_json::from_value(event.data).map_err(|error| ApiError::Internal(error.to_string()))?;
+            state
+                .runs
+                .start_run(&request, event.id.as_deref())
+                .await
+                .map_err(|error| ApiError::Unavailable(format!("{error}; send the event again later")))?
+        } else {
+            state.engine.send(event).await?.event_id
+        };
+        ids.push(id);
         state.metrics.events_sent.inc();
     }
     Ok(Json(SendResponse { ids, status: 200 }))

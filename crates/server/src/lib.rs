@@ -19,7 +19,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use axum::routing::{delete, get, patch, post};
-use forgeai_code_agent::SizeLimits;
+use forgeai_code_agent::{CodeAgentRuns, SizeLimits};
 use forgeai_engine::{Engine, RealtimeFeed};
 use forgeai_sandbox::SandboxProvider;
 use forgeai_store::Store;
@@ -79,6 +79,12 @@ pub struct AppState {
     /// Where `GET /api/projects/{id}/realtime` reads: the engine's own channels unless
     /// [`AppState::with_realtime`] chose another feed (one shared by several servers).
     realtime: Arc<dyn RealtimeFeed>,
+    /// Where code-agent runs start and are listed: the engine unless [`AppState::with_runs`]
+    /// chose another (Restate).
+    runs: Arc<dyn CodeAgentRuns>,
+    /// Whether `runs` is another engine than `engine`: code-agent events of the Inngest-compatible
+    /// endpoint then start their runs there.
+    external_runs: bool,
     config: Arc<ServerConfig>,
     metrics: Arc<ops::Metrics>,
     /// Where fragment edits are written so previews show them; none in API-only set-ups.
@@ -95,6 +101,8 @@ impl AppState {
         Self {
             store,
             realtime: Arc::new(engine.clone()),
+            runs: Arc::new(engine.clone()),
+            external_runs: false,
             engine,
             config: Arc::new(config),
             metrics: Arc::new(ops::Metrics::new()),
@@ -109,6 +117,14 @@ impl AppState {
     /// `Last-Event-ID` on any of them.
     pub fn with_realtime(mut self, feed: Arc<dyn RealtimeFeed>) -> Self {
         self.realtime = feed;
+        self
+    }
+
+    /// Starts and lists code-agent runs through `runs` instead of the embedded engine (the
+    /// Restate engine, whose runs are kept by restate-server).
+    pub fn with_runs(mut self, runs: Arc<dyn CodeAgentRuns>) -> Self {
+        self.runs = runs;
+        self.external_runs = true;
         self
     }
 

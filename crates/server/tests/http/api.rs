@@ -623,7 +623,8 @@ pub async fn rejected_requests_store_nothing(s: &TestServer) {
             format!("/api/projects/{MISSING}/runs"),
             StatusCode::NOT_FOUND,
         ),
-        (Method::GET, "/api/runs/nope".into(), StatusCode::BAD_REQUEST),
+        (Method::GET, "/api/runs/not.an.id".into(), StatusCode::BAD_REQUEST),
+        (Method::GET, "/api/runs/nope".into(), StatusCode::NOT_FOUND),
         (Method::GET, format!("/api/runs/{MISSING}"), StatusCode::NOT_FOUND),
         // A project id is not a run id.
         (Method::GET, format!("/api/runs/{id}"), StatusCode::NOT_FOUND),
