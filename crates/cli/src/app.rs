@@ -9,12 +9,15 @@ use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use forgeai_code_agent::{CodeAgent, CodeAgentConfig, SizeLimits, Unsplash};
-use forgeai_engine::{Engine, EngineConfig};
+use forgeai_code_agent::{CodeAgent, CodeAgentConfig, CodeAgentRuns, SizeLimits, Unsplash};
+use forgeai_engine::{Engine, EngineConfig, RealtimeFeed};
 use forgeai_llm::LlmClient;
+use forgeai_restate::{CodeAgentObject, RestateRuns, register_deployment};
 use forgeai_sandbox::{LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, Template};
 use forgeai_server::{AppState, PreviewGate, ServerConfig};
-use forgeai_store::Store;
+use forgeai_store::{PgRealtime, PgRealtimeConfig, Store};
+
+use crate::engine_args::EngineKind;
 use tower::ServiceExt;
 
 /// Where and how the process runs; from the command line and the environment.
@@ -30,6 +33,7 @@ pub struct Settings {
     pub limits: SizeLimits,
     pub sandbox: crate::sandbox_args::SandboxArgs,
     pub access: crate::access_args::AccessArgs,
+    pub engine: crate::engine_args::EngineArgs,
 }
 
 pub async fn open_store(settings: &Settings) -> Result<Store> {
@@ -40,10 +44,57 @@ pub async fn open_store(settings: &Settings) -> Result<Store> {
     store.map_err(|error| anyhow::Error::new(error).context("cannot open the project database"))
 }
 
+/// The Restate engine: statuses in PostgreSQL, the code-agent's service endpoint served and
+/// registered with restate-server, runs started through its ingress.
+async fn start_restate(
+    settings: &Settings,
+    store: &Store,
+    code_agent: Arc<CodeAgent>,
+) -> Result<(Arc<dyn CodeAgentRuns>, Arc<dyn RealtimeFeed>)> {
+    let realtime: Arc<dyn RealtimeFeed> = Arc::new(PgRealtime::start(store, PgRealtimeConfig::default()).await.context(
+        "FORGEAI_ENGINE=restate keeps projects and realtime messages in PostgreSQL, so that every forgeai node sees \
+         every run: set DATABASE_URL to a postgres:// URL",
+    )?);
+    let listen = settings.engine.restate_listen;
+    // Bind first, so a taken address is an error here and not a log line of a background task.
+    std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen} for Restate (set FORGEAI_RESTATE_LISTEN)"))?;
+    tokio::spawn(forgeai_restate::serve(
+        CodeAgentObject::new(code_agent, realtime.clone()),
+        listen,
+    ));
+    let config = settings.engine.restate_config();
+    let endpoint = settings.engine.restate_endpoint_url();
+    // The endpoint starts in the background; restate-server's discovery call needs it up.
+    let mut attempts = 0;
+    loop {
+        match register_deployment(&config, &endpoint).await {
+            Ok(()) => break,
+            Err(error) if attempts < 50 => {
+                attempts += 1;
+                tracing::debug!(%error, "registering with Restate; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "cannot register forgeai's service ({endpoint}) with Restate at {} (is restate-server running? \
+                     RESTATE_ADMIN_URL, FORGEAI_RESTATE_ADVERTISE_URL)",
+                    config.admin_url
+                )));
+            }
+        }
+    }
+    Ok((Arc::new(RestateRuns::new(config)), realtime))
+}
+
 /// A running forgeai: everything `serve` and `run` share.
 pub struct App {
     pub store: Store,
     pub engine: Engine,
+    /// Where runs start and are listed: the embedded engine, or Restate.
+    pub runs: Arc<dyn CodeAgentRuns>,
+    /// Where statuses are published and read: the embedded engine, or PostgreSQL.
+    pub realtime: Arc<dyn RealtimeFeed>,
     pub sandboxes: Arc<LocalProvider>,
     pub listener_url: String,
     router: Router,
@@ -79,11 +130,11 @@ impl App {
             Unsplash::from_env(),
             agent_config,
         );
-        let engine = Engine::builder(EngineConfig::new(settings.data_dir.join("engine")))
-            .function(code_agent.function())
-            .start()
-            .await
-            .context("cannot start the engine")?;
+        let mut engine = Engine::builder(EngineConfig::new(settings.data_dir.join("engine")));
+        if settings.engine.engine == EngineKind::Embedded {
+            engine = engine.function(code_agent.function());
+        }
+        let engine = engine.start().await.context("cannot start the engine")?;
         let listener_url = format!("http://{address}");
         let mut server_config = ServerConfig::new(&settings.data_dir);
         server_config.public_url = settings.public_url.clone();
@@ -91,7 +142,15 @@ impl App {
         server_config.preview_domain = settings.preview_domain.clone();
         server_config.preview_port = Some(address.port());
         settings.access.apply(&mut server_config);
-        let state = AppState::new(store.clone(), engine.clone(), server_config).with_sandboxes(sandboxes.clone());
+        let mut state = AppState::new(store.clone(), engine.clone(), server_config).with_sandboxes(sandboxes.clone());
+        let (runs, realtime): (Arc<dyn CodeAgentRuns>, Arc<dyn RealtimeFeed>) = match settings.engine.engine {
+            EngineKind::Embedded => (Arc::new(engine.clone()), Arc::new(engine.clone())),
+            EngineKind::Restate => {
+                let (runs, realtime) = start_restate(settings, &store, code_agent).await?;
+                state = state.with_runs(runs.clone()).with_realtime(realtime.clone());
+                (runs, realtime)
+            }
+        };
         let metrics_listener = match &settings.access.metrics_listen {
             Some(address) => Some(tokio::net::TcpListener::bind(address).await.with_context(|| {
                 format!("cannot listen for metrics on {address} (set FORGEAI_METRICS_LISTEN to another address)")
@@ -114,6 +173,8 @@ impl App {
         Ok(App {
             store,
             engine,
+            runs,
+            realtime,
             sandboxes,
             listener_url,
             router,

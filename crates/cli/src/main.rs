@@ -3,6 +3,7 @@
 
 mod access_args;
 mod app;
+mod engine_args;
 mod limit_args;
 mod run;
 mod sandbox_args;
@@ -44,6 +45,8 @@ struct Cli {
     sandbox: sandbox_args::SandboxArgs,
     #[command(flatten)]
     access: access_args::AccessArgs,
+    #[command(flatten)]
+    engine: engine_args::EngineArgs,
     #[command(flatten)]
     limits: limit_args::LimitArgs,
     #[command(subcommand)]
@@ -126,6 +129,7 @@ async fn forgeai() -> Result<()> {
         limits: cli.limits.limits(),
         sandbox: cli.sandbox,
         access: cli.access,
+        engine: cli.engine,
     };
     match cli.command {
         Command::Serve => serve(&settings, &cli.listen).await,

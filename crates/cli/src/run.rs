@@ -9,7 +9,7 @@ use forgeai_code_agent::{
     ERRORS_STATUS, FAILED_STATUS, PromptTarget, READY_STATUS, SubmitError, project_channel, submit_prompt,
 };
 use forgeai_engine::RunStatus;
-use forgeai_store::{MessageType, Store, User};
+use forgeai_store::{MessageRole, MessageType, Store, User};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -97,14 +97,14 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
     let early = args
         .project
         .as_ref()
-        .map(|project_id| app.engine.subscribe(&project_channel(project_id), None));
+        .map(|project_id| app.realtime.subscribe(&project_channel(project_id), None));
     let target = match &args.project {
         Some(project_id) => PromptTarget::Project(project_id),
         None => PromptTarget::NewProject,
     };
     let submitted = submit_prompt(
         &app.store,
-        &app.engine,
+        &*app.runs,
         &user.id,
         target,
         &args.prompt,
@@ -115,8 +115,8 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
         SubmitError::NoProject(project_id) => anyhow::anyhow!("user {} has no project {project_id}", user.name),
         other => other.into(),
     })?;
-    let (project, run_id) = (submitted.project, submitted.run_id);
-    let mut statuses = early.unwrap_or_else(|| app.engine.subscribe(&project_channel(&project.id), Some(0)));
+    let (project, run_id, prompt_id) = (submitted.project, submitted.run_id, submitted.message.id);
+    let mut statuses = early.unwrap_or_else(|| app.realtime.subscribe(&project_channel(&project.id), Some(0)));
 
     let spinner = ProgressBar::new_spinner();
     spinner.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);
@@ -135,7 +135,7 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
                 }
             }
             _ = check.tick() => {
-                let finished = app.engine.run(&run_id).await?.is_some_and(|detail| detail.run.status.is_finished());
+                let finished = app.runs.run_detail(&run_id).await?.is_some_and(|detail| detail.run.status.is_finished());
                 if finished {
                     break;
                 }
@@ -144,7 +144,7 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
     }
     spinner.finish_and_clear();
     // The run may still be between its last status and its end.
-    while let Some(detail) = app.engine.run(&run_id).await? {
+    while let Some(detail) = app.runs.run_detail(&run_id).await? {
         if detail.run.status.is_finished() {
             if detail.run.status != RunStatus::Completed {
                 eprintln!(
@@ -157,7 +157,7 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    report(app, &user, &project.id, &run_id, &files_before).await
+    report(app, &user, &project.id, &prompt_id, &run_id, &files_before).await
 }
 
 /// How long the preview link `forgeai run` prints opens the preview.
@@ -185,11 +185,23 @@ async fn report(
     app: &App,
     user: &User,
     project_id: &str,
+    prompt_id: &str,
     run_id: &str,
     files_before: &BTreeMap<String, String>,
 ) -> Result<()> {
+    // Runs of a project answer its prompts one at a time, in order, one ASSISTANT message each:
+    // the n-th prompt's answer is the n-th ASSISTANT message.
     let messages = app.store.list_messages(&user.id, project_id).await?.unwrap_or_default();
-    let reply = messages.into_iter().find(|message| message.message.id == run_id);
+    let prompts_so_far = messages
+        .iter()
+        .filter(|message| message.message.role == MessageRole::User)
+        .position(|message| message.message.id == prompt_id);
+    let reply = prompts_so_far.and_then(|index| {
+        messages
+            .into_iter()
+            .filter(|message| message.message.role == MessageRole::Assistant)
+            .nth(index)
+    });
     let Some(reply) = reply else {
         bail!("the run stored no answer; see `GET /api/runs/{run_id}` for its steps");
     };
