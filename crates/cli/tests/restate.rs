@@ -36,7 +36,7 @@ async fn a_prompt_sent_to_one_node_is_followed_on_another() {
     let (data_a, data_b) = (DataDir::new(), DataDir::new());
     let token = add_user_on(data_a.path(), postgres.url(), "alice");
     let node = |data: &DataDir, restate_port: u16| {
-        let envs = vec![
+        let envs = [
             ("FORGEAI_ENGINE".to_owned(), "restate".to_owned()),
             ("DATABASE_URL".to_owned(), postgres.url().to_owned()),
             ("RESTATE_INGRESS_URL".to_owned(), restate.ingress_url()),
@@ -96,4 +96,49 @@ async fn a_prompt_sent_to_one_node_is_followed_on_another() {
         .await;
     let replies = api_a.replies(&project_id, 2, Duration::from_secs(60)).await;
     assert_eq!(replies[1]["type"], "RESULT", "{replies:?}");
+}
+
+#[tokio::test]
+async fn with_restate_down_a_prompt_is_refused_and_nothing_is_kept() {
+    let _serial = SERIAL.lock().await;
+    let mut restate = TestRestate::start().await;
+    let postgres = TestPostgres::start().await;
+    let model = MockOpenAi::with_responder(hello_then_about_model).await;
+    let data = DataDir::new();
+    let token = add_user_on(data.path(), postgres.url(), "alice");
+    let envs = [
+        ("FORGEAI_ENGINE", "restate".to_owned()),
+        ("DATABASE_URL", postgres.url().to_owned()),
+        ("RESTATE_INGRESS_URL", restate.ingress_url()),
+        ("RESTATE_ADMIN_URL", restate.admin_url()),
+        ("FORGEAI_RESTATE_LISTEN", format!("127.0.0.1:{}", free_port())),
+    ];
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Forgeai::start_with(data.path(), &model.base_url(), free_port(), &envs).await;
+    let api = Api::new(&server, token);
+    restate.kill();
+
+    let response = api
+        .http
+        .post(format!("{}/api/projects", api.url))
+        .bearer_auth(&api.token)
+        .json(&serde_json::json!({"message": "Build a hello page"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("Restate") && error.contains("send it again later"),
+        "{error}"
+    );
+    let projects = api.get("/api/projects").await;
+    assert_eq!(projects, serde_json::json!([]), "the refused prompt left no project");
+
+    // Back up: the same prompt goes through.
+    restate.resume().await;
+    let project_id = api.new_project("Build a hello page").await;
+    let replies = api.replies(&project_id, 1, Duration::from_secs(60)).await;
+    assert_eq!(replies[0]["type"], "RESULT", "{replies:?}");
 }
