@@ -15,25 +15,26 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     if [[ -n "${pg_dir:-}" ]]; then
-        runuser -u postgres -- pg_ctl -D "$pg_dir" -m fast stop >/dev/null 2>&1 || true
+        runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir" -m fast stop >/dev/null 2>&1 || true
     fi
 }
 trap cleanup EXIT
 
 if [[ -z "${DATABASE_URL:-}" ]]; then
-    pg_bin="$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")"
-    export PATH="$pg_bin:$PATH"
+    # Debian's PostgreSQL keeps its programs out of PATH; a self-built one has them in it.
+    pg_bin="$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -1 || true)")"
+    [[ -x "$pg_bin/initdb" ]] || pg_bin="$(dirname "$(command -v initdb)")"
     pg_dir="$stack/postgres"
     pg_port="${FORGEAI_POSTGRES_PORT:-5439}"
     if [[ ! -f "$pg_dir/PG_VERSION" ]]; then
         mkdir -p "$pg_dir" && chown postgres: "$pg_dir" && chmod 700 "$pg_dir"
-        runuser -u postgres -- initdb -D "$pg_dir" -U postgres --auth=trust >/dev/null
+        runuser -u postgres -- "$pg_bin/initdb" -D "$pg_dir" -U postgres --auth=trust >/dev/null
     fi
-    runuser -u postgres -- pg_ctl -D "$pg_dir" -l "$pg_dir/server.log" -w \
+    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir" -l "$pg_dir/server.log" -w \
         -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
-    runuser -u postgres -- psql -h 127.0.0.1 -p "$pg_port" -U postgres -tAc \
+    runuser -u postgres -- "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = 'forgeai'" | grep -q 1 ||
-        runuser -u postgres -- psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE forgeai"
+        runuser -u postgres -- "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE forgeai"
     export DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/forgeai"
 fi
 
