@@ -3,6 +3,14 @@
 
 mod common;
 
+on_both_engines!(
+    a_prompt_builds_a_page_and_a_follow_up_continues_it,
+    prompts_sent_at_once_to_one_project_run_one_after_another,
+    a_model_that_keeps_failing_ends_in_an_error_and_the_project_goes_on,
+    a_server_killed_during_the_network_resumes_without_repeating_model_calls,
+    forgeai_run_does_the_main_job_from_a_terminal,
+);
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -11,14 +19,12 @@ use forgeai_code_agent::FAILED_STATUS;
 use forgeai_test_support::{MockOpenAi, MockReply};
 use serde_json::json;
 
-#[tokio::test]
-async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
-    let _serial = SERIAL.lock().await;
+async fn a_prompt_builds_a_page_and_a_follow_up_continues_it(backend: Backend) {
     let data = DataDir::new();
     let model = MockOpenAi::with_responder(hello_then_about_model).await;
     let port = free_port();
-    let token = add_user(data.path(), "alice");
-    let server = Forgeai::start(data.path(), &model.base_url(), port).await;
+    let token = backend.add_user(data.path(), "alice");
+    let server = backend.start(data.path(), &model.base_url(), port).await;
     let api = Api::new(&server, token);
 
     let project_id = api.new_project("Build a hello page").await;
@@ -146,15 +152,13 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it() {
     drop(server);
 }
 
-#[tokio::test]
-async fn prompts_sent_at_once_to_one_project_run_one_after_another() {
-    let _serial = SERIAL.lock().await;
+async fn prompts_sent_at_once_to_one_project_run_one_after_another(backend: Backend) {
     let data = DataDir::new();
     // A model slow enough that all three prompts are waiting while the first is answered.
     let build = builder_model("index.html", PAGE);
     let model = MockOpenAi::with_responder(move |body| build(body).delay(Duration::from_millis(300))).await;
-    let token = add_user(data.path(), "alice");
-    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
+    let token = backend.add_user(data.path(), "alice");
+    let server = backend.start(data.path(), &model.base_url(), free_port()).await;
     let api = Api::new(&server, token);
     let project_id = api.new_project("prompt 1").await;
     let (second, third) = tokio::join!(
@@ -192,13 +196,11 @@ async fn prompts_sent_at_once_to_one_project_run_one_after_another() {
     drop(server);
 }
 
-#[tokio::test]
-async fn a_model_that_keeps_failing_ends_in_an_error_and_the_project_goes_on() {
-    let _serial = SERIAL.lock().await;
+async fn a_model_that_keeps_failing_ends_in_an_error_and_the_project_goes_on(backend: Backend) {
     let data = DataDir::new();
     let model = MockOpenAi::with_responder(|_| MockReply::error(500, "the model is down")).await;
-    let token = add_user(data.path(), "alice");
-    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
+    let token = backend.add_user(data.path(), "alice");
+    let server = backend.start(data.path(), &model.base_url(), free_port()).await;
     let api = Api::new(&server, token);
     let project_id = api.new_project("Build something").await;
     let statuses = api
@@ -211,7 +213,9 @@ async fn a_model_that_keeps_failing_ends_in_an_error_and_the_project_goes_on() {
     let replies = api.replies(&project_id, 1, Duration::from_secs(60)).await;
     assert_eq!(replies[0]["type"], "ERROR");
     assert!(replies[0]["codeFragment"].is_null());
-    let runs = api.get(&format!("/api/projects/{project_id}/runs")).await;
+    // The run ends a moment after its ERROR message is stored (on Restate, when the invocation
+    // completes).
+    let runs = api.runs_when_finished(&project_id).await;
     assert_eq!(runs[0]["status"], "failed");
     assert!(
         runs[0]["error"].as_str().unwrap().contains("the model is down"),
@@ -229,9 +233,7 @@ async fn a_model_that_keeps_failing_ends_in_an_error_and_the_project_goes_on() {
     drop(server);
 }
 
-#[tokio::test]
-async fn a_server_killed_during_the_network_resumes_without_repeating_model_calls() {
-    let _serial = SERIAL.lock().await;
+async fn a_server_killed_during_the_network_resumes_without_repeating_model_calls(backend: Backend) {
     let data = DataDir::new();
     // Iteration 2 answers slowly, so the server can be killed while it waits for it.
     let slow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -244,9 +246,9 @@ async fn a_server_killed_during_the_network_resumes_without_repeating_model_call
         reply
     })
     .await;
-    let token = add_user(data.path(), "alice");
+    let token = backend.add_user(data.path(), "alice");
     let port = free_port();
-    let mut server = Forgeai::start(data.path(), &model.base_url(), port).await;
+    let mut server = backend.start(data.path(), &model.base_url(), port).await;
     let api = Api::new(&server, token);
     let project_id = api.new_project("Build a hello page").await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -261,7 +263,7 @@ async fn a_server_killed_during_the_network_resumes_without_repeating_model_call
     server.kill();
     slow.store(false, std::sync::atomic::Ordering::SeqCst);
 
-    let server = Forgeai::start(data.path(), &model.base_url(), port).await;
+    let server = backend.start(data.path(), &model.base_url(), port).await;
     let replies = api.replies(&project_id, 1, Duration::from_secs(120)).await;
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0]["type"], "RESULT");
@@ -284,14 +286,12 @@ async fn a_server_killed_during_the_network_resumes_without_repeating_model_call
     drop(server);
 }
 
-#[tokio::test]
-async fn forgeai_run_does_the_main_job_from_a_terminal() {
-    let _serial = SERIAL.lock().await;
+async fn forgeai_run_does_the_main_job_from_a_terminal(backend: Backend) {
     let data = DataDir::new();
     let model = MockOpenAi::with_responder(hello_then_about_model).await;
     let port = free_port();
     let run = |args: Vec<String>| {
-        let mut command = forgeai(data.path(), &model.base_url());
+        let mut command = backend.command(data.path(), &model.base_url());
         command
             .env("FORGEAI_LISTEN", format!("127.0.0.1:{port}"))
             .arg("run")
@@ -389,6 +389,22 @@ async fn a_project_whose_sandbox_is_gone_gets_a_new_one_with_its_files() {
 }
 
 impl Api {
+    /// The project's runs, once none is queued or running any more.
+    async fn runs_when_finished(&self, project_id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let runs = self.get(&format!("/api/projects/{project_id}/runs")).await;
+            let finished = runs.as_array().is_some_and(|runs| {
+                runs.iter()
+                    .all(|run| !matches!(run["status"].as_str(), Some("queued" | "running")))
+            });
+            if finished || Instant::now() > deadline {
+                return runs;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The files of a fragment the chat lists (which carries their sizes only).
     async fn fragment_files(&self, fragment: &serde_json::Value) -> serde_json::Value {
         let id = fragment["id"].as_str().expect("fragment id");

@@ -198,7 +198,13 @@ impl Drop for Forgeai {
 }
 
 pub fn add_user(data_dir: &Path, name: &str) -> String {
+    add_user_with(data_dir, name, &[])
+}
+
+/// [`add_user`] with more environment (e.g. another database).
+pub fn add_user_with(data_dir: &Path, name: &str, envs: &[(&str, &str)]) -> String {
     let output = forgeai(data_dir, "http://127.0.0.1:9")
+        .envs(envs.iter().copied())
         .args(["users", "add", name])
         .output()
         .expect("users add runs");
@@ -215,6 +221,88 @@ pub fn add_user(data_dir: &Path, name: &str) -> String {
         owners.push((data_dir.to_owned(), token.clone()));
     }
     token
+}
+
+/// The engine a test runs `forgeai` on: the embedded one, or Restate (a throwaway
+/// restate-server and PostgreSQL, with `FORGEAI_ENGINE=restate`). One test list runs on both.
+pub struct Backend {
+    envs: Vec<(String, String)>,
+    pub restate: Option<forgeai_test_support::TestRestate>,
+    _postgres: Option<forgeai_store::testing::TestPostgres>,
+}
+
+impl Backend {
+    pub async fn embedded() -> Backend {
+        Backend {
+            envs: Vec::new(),
+            restate: None,
+            _postgres: None,
+        }
+    }
+
+    pub async fn restate() -> Backend {
+        let restate = forgeai_test_support::TestRestate::start().await;
+        let postgres = forgeai_store::testing::TestPostgres::start().await;
+        let envs = vec![
+            ("FORGEAI_ENGINE".to_owned(), "restate".to_owned()),
+            ("DATABASE_URL".to_owned(), postgres.url().to_owned()),
+            ("RESTATE_INGRESS_URL".to_owned(), restate.ingress_url()),
+            ("RESTATE_ADMIN_URL".to_owned(), restate.admin_url()),
+            // Fixed for the backend's life, so a restarted forgeai keeps its endpoint's URL.
+            (
+                "FORGEAI_RESTATE_LISTEN".to_owned(),
+                format!("127.0.0.1:{}", free_port()),
+            ),
+        ];
+        Backend {
+            envs,
+            restate: Some(restate),
+            _postgres: Some(postgres),
+        }
+    }
+
+    /// The environment `forgeai` needs for this engine.
+    pub fn envs(&self) -> Vec<(&str, &str)> {
+        self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    pub fn add_user(&self, data_dir: &Path, name: &str) -> String {
+        add_user_with(data_dir, name, &self.envs())
+    }
+
+    pub async fn start(&self, data_dir: &Path, model_url: &str, port: u16) -> Forgeai {
+        Forgeai::start_with(data_dir, model_url, port, &self.envs()).await
+    }
+
+    /// `forgeai` with this engine's environment.
+    pub fn command(&self, data_dir: &Path, model_url: &str) -> Command {
+        let mut command = forgeai(data_dir, model_url);
+        command.envs(self.envs());
+        command
+    }
+}
+
+/// One async test function per name, run on both engines: `mod embedded` and `mod restate`
+/// each get a `#[tokio::test]` calling `super::<name>(backend)`, holding [`SERIAL`] (so the
+/// functions must not take it themselves).
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test]
+            async fn $name() {
+                let _serial = $crate::common::SERIAL.lock().await;
+                super::$name($crate::common::Backend::embedded().await).await
+            })*
+        }
+        mod restate {
+            $(#[tokio::test]
+            async fn $name() {
+                let _serial = $crate::common::SERIAL.lock().await;
+                super::$name($crate::common::Backend::restate().await).await
+            })*
+        }
+    };
 }
 
 /// A test's data dir; dropping it kills the sandboxes made in it (they outlive `forgeai serve`
