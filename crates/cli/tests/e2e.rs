@@ -9,6 +9,7 @@ on_both_engines!(
     a_model_that_keeps_failing_ends_in_an_error_and_the_project_goes_on,
     a_server_killed_during_the_network_resumes_without_repeating_model_calls,
     forgeai_run_does_the_main_job_from_a_terminal,
+    one_event_sent_twice_with_one_id_starts_one_run,
 );
 
 use std::collections::HashMap;
@@ -386,6 +387,43 @@ async fn a_project_whose_sandbox_is_gone_gets_a_new_one_with_its_files() {
     assert_eq!(page, PAGE, "the previous fragment's files were restored into it");
     let (_, about) = fetch_preview(&server, url, "/about.html").await;
     assert_eq!(about, "<p>About</p>");
+}
+
+/// An Inngest client retrying a send (same event id): one run, one answer.
+async fn one_event_sent_twice_with_one_id_starts_one_run(backend: Backend) {
+    let data = DataDir::new();
+    let model = MockOpenAi::with_responder(hello_then_about_model).await;
+    let token = backend.add_user(data.path(), "alice");
+    let server = backend.start(data.path(), &model.base_url(), free_port()).await;
+    let api = Api::new(&server, token.clone());
+    let project_id = api.new_project("Build a hello page").await;
+    api.replies(&project_id, 1, Duration::from_secs(60)).await;
+
+    let event = json!({
+        "id": "retried-send-1",
+        "name": "code-agent/codeAgent.run",
+        "data": {"projectId": project_id, "message": "Add an about page"},
+    });
+    for _ in 0..2 {
+        let response = api
+            .http
+            .post(format!("{}/e/{token}", server.url))
+            .json(&event)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+    api.replies(&project_id, 2, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let replies = api.replies(&project_id, 2, Duration::from_secs(5)).await;
+    assert_eq!(replies.len(), 2, "one answer to the event sent twice: {replies:?}");
+    let answered = model
+        .requests()
+        .into_iter()
+        .filter(|body| !is_naming(body) && iteration(body) == 1 && last_user_text(body).contains("about page"))
+        .count();
+    assert_eq!(answered, 1, "one run for the event");
 }
 
 impl Api {
