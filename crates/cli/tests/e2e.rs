@@ -30,17 +30,7 @@ async fn a_prompt_builds_a_page_and_a_follow_up_continues_it(backend: Backend) {
 
     let project_id = api.new_project("Build a hello page").await;
     let statuses = api.statuses_until(&project_id, "Demo is ready").await;
-    assert_eq!(
-        statuses,
-        [
-            "Generating project files...",
-            "Checking the app...",
-            "Generating sandbox url...",
-            "Generating project name...",
-            "Saving to db...",
-            "Demo is ready"
-        ]
-    );
+    assert_eq!(statuses, READY_STATUSES);
     let replies = api.replies(&project_id, 1, Duration::from_secs(30)).await;
     assert_eq!(replies[0]["type"], "RESULT");
     assert_eq!(replies[0]["content"], "Built the hello page.");

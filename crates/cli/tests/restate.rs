@@ -56,17 +56,7 @@ async fn a_prompt_sent_to_one_node_is_followed_on_another() {
 
     let project_id = api_a.new_project("Build a hello page").await;
     let statuses = api_b.statuses_until(&project_id, "Demo is ready").await;
-    assert_eq!(
-        statuses,
-        [
-            "Generating project files...",
-            "Checking the app...",
-            "Generating sandbox url...",
-            "Generating project name...",
-            "Saving to db...",
-            "Demo is ready"
-        ]
-    );
+    assert_eq!(statuses, READY_STATUSES);
     for api in [&api_a, &api_b] {
         let replies = api.replies(&project_id, 1, Duration::from_secs(30)).await;
         assert_eq!(replies.len(), 1);

@@ -131,31 +131,42 @@ async fn replies(setup: &Setup, project_id: &str, within: Duration) -> Vec<forge
     }
 }
 
+/// A model that writes the page, then answers its second call slowly the first time it is asked.
+async fn slow_second_call_model() -> MockOpenAi {
+    let slow_once = Arc::new(AtomicBool::new(true));
+    MockOpenAi::with_responder(move |body| {
+        if is_naming(body) {
+            return MockReply::text("\"Restate Page\"");
+        }
+        match iteration(body) {
+            1 => MockReply::tool_call(
+                "call-write",
+                "createOrUpdateFiles",
+                json!({"files": [{"path": "index.html", "content": PAGE}]}),
+            ),
+            _ if slow_once.swap(false, Ordering::SeqCst) => {
+                MockReply::text("<task_summary>Wrote the page.</task_summary>").delay(Duration::from_secs(3))
+            }
+            _ => MockReply::text("<task_summary>Wrote the page.</task_summary>"),
+        }
+    })
+    .await
+}
+
+/// Waits until the run has asked the model its second coding question.
+async fn second_call_in_flight(model: &MockOpenAi) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while model.requests().iter().filter(|body| !is_naming(body)).count() < 2 {
+        assert!(Instant::now() < deadline, "the run did not reach its second model call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_runs_once_on_restate_and_survives_a_restate_crash() {
     // The model answers iteration 2 slowly the first time, so restate-server can be killed while
     // the run waits for it; the test counts every model call.
-    let slow_once = Arc::new(AtomicBool::new(true));
-    let model = {
-        let slow_once = slow_once.clone();
-        MockOpenAi::with_responder(move |body| {
-            if is_naming(body) {
-                return MockReply::text("\"Restate Page\"");
-            }
-            match iteration(body) {
-                1 => MockReply::tool_call(
-                    "call-write",
-                    "createOrUpdateFiles",
-                    json!({"files": [{"path": "index.html", "content": PAGE}]}),
-                ),
-                _ if slow_once.swap(false, Ordering::SeqCst) => {
-                    MockReply::text("<task_summary>Wrote the page.</task_summary>").delay(Duration::from_secs(3))
-                }
-                _ => MockReply::text("<task_summary>Wrote the page.</task_summary>"),
-            }
-        })
-        .await
-    };
+    let model = slow_second_call_model().await;
     let mut setup = setup(&model).await;
 
     let submitted = submit_prompt(
@@ -196,11 +207,7 @@ async fn a_prompt_runs_once_on_restate_and_survives_a_restate_crash() {
     );
 
     // Kill restate-server while the second model call is in flight, then bring it back.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while model.requests().iter().filter(|body| !is_naming(body)).count() < 2 {
-        assert!(Instant::now() < deadline, "the run did not reach its second model call");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    second_call_in_flight(&model).await;
     setup.restate.kill();
     tokio::time::sleep(Duration::from_secs(1)).await;
     setup.restate.resume().await;
@@ -290,27 +297,7 @@ async fn a_prompt_runs_once_on_restate_and_survives_a_restate_crash() {
 /// A model call still in flight, three times: the first time forgeai's endpoint dies during it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_forgeai_endpoint_dies_resumes_on_the_new_one() {
-    let slow_once = Arc::new(AtomicBool::new(true));
-    let model = {
-        let slow_once = slow_once.clone();
-        MockOpenAi::with_responder(move |body| {
-            if is_naming(body) {
-                return MockReply::text("\"Restate Page\"");
-            }
-            match iteration(body) {
-                1 => MockReply::tool_call(
-                    "call-write",
-                    "createOrUpdateFiles",
-                    json!({"files": [{"path": "index.html", "content": PAGE}]}),
-                ),
-                _ if slow_once.swap(false, Ordering::SeqCst) => {
-                    MockReply::text("<task_summary>Wrote the page.</task_summary>").delay(Duration::from_secs(3))
-                }
-                _ => MockReply::text("<task_summary>Wrote the page.</task_summary>"),
-            }
-        })
-        .await
-    };
+    let model = slow_second_call_model().await;
     let mut setup = setup(&model).await;
     let submitted = submit_prompt(
         &setup.store,
@@ -322,11 +309,7 @@ async fn a_run_whose_forgeai_endpoint_dies_resumes_on_the_new_one() {
     )
     .await
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while model.requests().iter().filter(|body| !is_naming(body)).count() < 2 {
-        assert!(Instant::now() < deadline, "the run did not reach its second model call");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    second_call_in_flight(&model).await;
     setup.restart_endpoint().await;
 
     let replies = replies(&setup, &submitted.project.id, Duration::from_secs(90)).await;

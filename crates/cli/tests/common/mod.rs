@@ -15,6 +15,16 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub const PAGE: &str = "<h1>Hello from forgeai</h1>";
 
+/// The statuses of a run that writes files and ends well, in order.
+pub const READY_STATUSES: [&str; 6] = [
+    "Generating project files...",
+    "Checking the app...",
+    "Generating sandbox url...",
+    "Generating project name...",
+    "Saving to db...",
+    "Demo is ready",
+];
+
 /// What kind of model call a request is, judged from its system prompt.
 pub fn is_naming(body: &Value) -> bool {
     body["messages"][0]["content"]
