@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use forgeai_code_agent::{
-    CodeAgent, CodeAgentConfig, CodeAgentRequest, CodeAgentRuns, PromptTarget, RunStarter, Unsplash, submit_prompt,
+    CodeAgent, CodeAgentConfig, CodeAgentRequest, CodeAgentRuns, PromptTarget, RunStarter, SubmitError, Submitted,
+    Unsplash, submit_prompt,
 };
 use forgeai_engine::{Engine, EngineConfig, RealtimeFeed, RunStatus};
 use forgeai_llm::{LlmClient, LlmConfig};
@@ -102,6 +103,11 @@ async fn setup(model: &MockOpenAi) -> Setup {
 }
 
 impl Setup {
+    /// Submits a prompt of the user, as the HTTP API does.
+    async fn submit(&self, target: PromptTarget<'_>, prompt: &str) -> Result<Submitted, SubmitError> {
+        submit_prompt(&self.store, &self.runs, &self.user_id, target, prompt, None).await
+    }
+
     /// Stops forgeai's endpoint the way a crash would (its handlers vanish mid-step) and starts
     /// a new one on the same address.
     async fn restart_endpoint(&mut self) {
@@ -169,16 +175,10 @@ async fn a_prompt_runs_once_on_restate_and_survives_a_restate_crash() {
     let model = slow_second_call_model().await;
     let mut setup = setup(&model).await;
 
-    let submitted = submit_prompt(
-        &setup.store,
-        &setup.runs,
-        &setup.user_id,
-        PromptTarget::NewProject,
-        "Build a hello page",
-        None,
-    )
-    .await
-    .expect("the prompt is sent through the ingress");
+    let submitted = setup
+        .submit(PromptTarget::NewProject, "Build a hello page")
+        .await
+        .expect("the prompt is sent through the ingress");
     let project_id = submitted.project.id.clone();
     // A new project's channel, from its beginning.
     let mut statuses = setup
@@ -299,16 +299,10 @@ async fn a_prompt_runs_once_on_restate_and_survives_a_restate_crash() {
 async fn a_run_whose_forgeai_endpoint_dies_resumes_on_the_new_one() {
     let model = slow_second_call_model().await;
     let mut setup = setup(&model).await;
-    let submitted = submit_prompt(
-        &setup.store,
-        &setup.runs,
-        &setup.user_id,
-        PromptTarget::NewProject,
-        "Build a hello page",
-        None,
-    )
-    .await
-    .unwrap();
+    let submitted = setup
+        .submit(PromptTarget::NewProject, "Build a hello page")
+        .await
+        .unwrap();
     second_call_in_flight(&model).await;
     setup.restart_endpoint().await;
 
@@ -357,30 +351,18 @@ async fn a_failed_run_stores_an_error_and_the_next_prompt_runs() {
     })
     .await;
     let setup = setup(&model).await;
-    let first = submit_prompt(
-        &setup.store,
-        &setup.runs,
-        &setup.user_id,
-        PromptTarget::NewProject,
-        "The first prompt",
-        None,
-    )
-    .await
-    .unwrap();
+    let first = setup
+        .submit(PromptTarget::NewProject, "The first prompt")
+        .await
+        .unwrap();
     let project_id = first.project.id.clone();
     let mut statuses = setup
         .engine
         .subscribe(&forgeai_code_agent::project_channel(&project_id), Some(0));
-    let second = submit_prompt(
-        &setup.store,
-        &setup.runs,
-        &setup.user_id,
-        PromptTarget::Project(&project_id),
-        "The second prompt",
-        None,
-    )
-    .await
-    .unwrap();
+    let second = setup
+        .submit(PromptTarget::Project(&project_id), "The second prompt")
+        .await
+        .unwrap();
     assert_ne!(first.run_id, second.run_id);
 
     let deadline = Instant::now() + Duration::from_secs(90);
