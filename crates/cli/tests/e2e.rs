@@ -162,7 +162,7 @@ async fn prompts_sent_at_once_to_one_project_run_one_after_another(backend: Back
     );
     assert!(second["id"].is_string() && third["id"].is_string());
     api.replies(&project_id, 3, Duration::from_secs(120)).await;
-    let runs = api.get(&format!("/api/projects/{project_id}/runs")).await;
+    let runs = api.runs_when_finished(&project_id).await;
     let runs = runs.as_array().unwrap();
     assert_eq!(runs.len(), 3);
     for pair in runs.windows(2) {
@@ -475,7 +475,7 @@ async fn a_run_that_stores_an_error_message_shows_as_failed() {
     let replies = api.replies(&project_id, 1, Duration::from_secs(60)).await;
     assert_eq!(replies.len(), 1, "one message, not one per failure handler");
     assert_eq!(replies[0]["type"], "ERROR");
-    let runs = api.get(&format!("/api/projects/{project_id}/runs")).await;
+    let runs = api.runs_when_finished(&project_id).await;
     assert_eq!(runs[0]["status"], "failed", "{runs}");
     assert_eq!(runs[0]["id"], replies[0]["id"], "the run's message");
     assert!(
@@ -497,7 +497,7 @@ async fn a_run_that_stores_an_error_message_shows_as_failed() {
     .await;
     let replies = api.replies(&project_id, 2, Duration::from_secs(60)).await;
     assert_eq!(replies[1]["type"], "RESULT");
-    let runs = api.get(&format!("/api/projects/{project_id}/runs")).await;
+    let runs = api.runs_when_finished(&project_id).await;
     assert_eq!(runs[1]["status"], "completed", "{runs}");
     drop(server);
 
