@@ -298,7 +298,8 @@ async fn a_prompt_runs_once_on_restate_and_survives_a_restate_crash() {
     setup.sandboxes.kill_all().await.unwrap();
 }
 
-/// A model call still in flight, three times: the first time forgeai's endpoint dies during it.
+/// forgeai's endpoint dies while the run waits for its second model call; the run resumes on the
+/// endpoint started in its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_forgeai_endpoint_dies_resumes_on_the_new_one() {
     let model = slow_second_call_model().await;
