@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::Error;
 use crate::context::{RunContext, RunServices};
-use crate::feed::{FeedError, RealtimeFeed};
+use crate::feed::{EventSink, FeedError, RealtimeFeed};
 use crate::function::Function;
 use crate::journal::{Journal, NewRun, now_ms};
 use crate::live::LiveSteps;
@@ -472,6 +472,12 @@ impl Engine {
                 tracing::warn!(%error, "could not delete expired realtime messages");
             }
         }
+    }
+}
+
+impl EventSink for Engine {
+    fn send_event(&self, event: NewEvent) -> BoxFuture<'_, Result<SendOutcome, Error>> {
+        Box::pin(self.send(event))
     }
 }
 

@@ -6,7 +6,7 @@ use futures::stream::BoxStream;
 use serde_json::Value;
 
 use crate::Error;
-use crate::types::RealtimeMessage;
+use crate::types::{NewEvent, RealtimeMessage, SendOutcome};
 
 /// Realtime channels: messages with increasing ids per feed, replayable after an id, then live.
 ///
@@ -50,4 +50,11 @@ impl FeedError {
     pub fn backend(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Backend(Box::new(error))
     }
+}
+
+/// Sends events to an engine (what the Inngest-compatible endpoint does), so that callers hold
+/// this trait rather than the embedded [`Engine`](crate::Engine).
+pub trait EventSink: Send + Sync {
+    /// Stores the event and starts the runs it triggers (none for a duplicate id).
+    fn send_event(&self, event: NewEvent) -> BoxFuture<'_, Result<SendOutcome, Error>>;
 }

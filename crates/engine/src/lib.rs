@@ -24,7 +24,7 @@ pub use context::RunContext;
 pub use durable::{DurableContext, DurableContextExt, StepFuture, StepWork};
 pub use engine::{Engine, EngineBuilder, EngineConfig};
 pub use error::{Error, StepError, error_chain};
-pub use feed::{FeedError, RealtimeFeed};
+pub use feed::{EventSink, FeedError, RealtimeFeed};
 pub use function::{Function, RetryPolicy};
 pub use types::{
     Event, NewEvent, RealtimeMessage, RunDetail, RunFilter, RunInfo, RunStatus, SendOutcome, StepInfo, StepStatus,

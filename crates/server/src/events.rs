@@ -149,7 +149,7 @@ pub async fn send(
                 .await
                 .map_err(|error| ApiError::Unavailable(format!("{error}; send the event again later")))?
         } else {
-            state.engine.send(event).await?.event_id
+            state.events.send_event(event).await?.event_id
         };
         ids.push(id);
         state.metrics.events_sent.inc();

@@ -20,7 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use axum::routing::{delete, get, patch, post};
 use forgeai_code_agent::{CodeAgentRuns, SizeLimits};
-use forgeai_engine::{Engine, RealtimeFeed};
+use forgeai_engine::{EventSink, RealtimeFeed};
 use forgeai_sandbox::SandboxProvider;
 use forgeai_store::Store;
 
@@ -75,14 +75,15 @@ impl Default for ServerConfig {
 #[derive(Clone)]
 pub struct AppState {
     store: Store,
-    engine: Engine,
+    /// Where the Inngest-compatible endpoint sends its events.
+    events: Arc<dyn EventSink>,
     /// Where `GET /api/projects/{id}/realtime` reads: the engine's own channels unless
     /// [`AppState::with_realtime`] chose another feed (one shared by several servers).
     realtime: Arc<dyn RealtimeFeed>,
     /// Where code-agent runs start and are listed: the engine unless [`AppState::with_runs`]
     /// chose another (Restate).
     runs: Arc<dyn CodeAgentRuns>,
-    /// Whether `runs` is another engine than `engine`: code-agent events of the Inngest-compatible
+    /// Whether `runs` is another engine than `events`: code-agent events of the Inngest-compatible
     /// endpoint then start their runs there.
     external_runs: bool,
     config: Arc<ServerConfig>,
@@ -96,14 +97,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State serving `store` and `engine`; realtime channels are the engine's own.
-    pub fn new(store: Store, engine: Engine, config: ServerConfig) -> Self {
+    /// State serving `store` on `engine` (events, code-agent runs and realtime channels, e.g.
+    /// the embedded engine), each of which the `with_*` methods can replace.
+    pub fn new<E>(store: Store, engine: E, config: ServerConfig) -> Self
+    where
+        E: EventSink + CodeAgentRuns + RealtimeFeed + 'static,
+    {
+        let engine = Arc::new(engine);
         Self {
             store,
-            realtime: Arc::new(engine.clone()),
-            runs: Arc::new(engine.clone()),
+            events: engine.clone(),
+            realtime: engine.clone(),
+            runs: engine,
             external_runs: false,
-            engine,
             config: Arc::new(config),
             metrics: Arc::new(ops::Metrics::new()),
             sandboxes: None,
