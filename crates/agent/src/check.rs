@@ -23,6 +23,16 @@ pub enum CheckOutcome {
     Failed { problems: String },
 }
 
+impl CheckOutcome {
+    /// The problems found; `None` when the work passed.
+    pub fn into_problems(self) -> Option<String> {
+        match self {
+            CheckOutcome::Passed => None,
+            CheckOutcome::Failed { problems } => Some(problems),
+        }
+    }
+}
+
 /// Looks at the work after an agent gave its summary.
 pub trait WorkCheck: Send + Sync {
     /// The status published while it checks.

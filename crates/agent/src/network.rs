@@ -134,6 +134,23 @@ impl Router for FirstAgentRouter {
     }
 }
 
+/// The files a run wrote (project paths), and whether it wrote any since its work was last
+/// checked.
+#[derive(Default)]
+struct WrittenFiles {
+    paths: BTreeSet<String>,
+    since_check: bool,
+}
+
+impl WrittenFiles {
+    fn record<'a>(&mut self, paths: impl IntoIterator<Item = &'a String>) {
+        for path in paths {
+            self.paths.insert(path.clone());
+            self.since_check = true;
+        }
+    }
+}
+
 /// The journaled result of one tool step: the text for the model and the
 /// state changes, so a replay rebuilds the state without running the tool.
 #[derive(Debug, Serialize, Deserialize)]
@@ -249,9 +266,7 @@ impl Network {
         let mut transcript: Vec<Message> = Vec::new();
         let mut result = NetworkResult::default();
         let mut last_agent = None;
-        // Files written by this run, and whether any was written since the last check.
-        let mut changed: BTreeSet<String> = BTreeSet::new();
-        let mut changed_since_check = false;
+        let mut written = WrittenFiles::default();
         let mut fix_rounds = 0;
 
         for iteration in 1..=self.max_iter {
@@ -284,40 +299,35 @@ impl Network {
                 transcript.push(self.transcript_message(&response));
             }
             for (call_index, call) in response.tool_calls.iter().enumerate() {
-                let (output, written) = self
-                    .call_tool(ctx, agent, iteration, call_index, call, &mut state)
+                // Step `<agent>/iter-<n>/tool-<i>-<tool>`.
+                let step_prefix = format!("{}/iter-{iteration}/tool-{call_index}", agent.name());
+                let output = self
+                    .call_tool(ctx, agent, &step_prefix, call, &mut state, &mut written)
                     .await?;
-                changed_since_check |= !written.is_empty();
-                changed.extend(written);
                 transcript.push(Message::tool(call.id.clone(), output));
             }
             if let Some(summary) = summary {
                 state.summary = summary;
                 result.completed = true;
-                if !changed_since_check {
+                if !written.since_check {
                     break;
                 }
-                changed_since_check = false;
+                written.since_check = false;
                 let step = format!("{}/iter-{iteration}/check", agent.name());
-                let Some(outcome) = self.check_work(ctx, &step, &changed).await? else {
+                let Some(outcome) = self.check_work(ctx, &step, &written.paths).await? else {
                     break;
                 };
                 result.checks += 1;
-                match outcome {
-                    CheckOutcome::Passed => {
-                        result.problems = None;
-                        break;
-                    }
-                    CheckOutcome::Failed { problems } => {
-                        result.problems = Some(problems.clone());
-                        if fix_rounds == self.check_rounds || iteration == self.max_iter {
-                            break;
-                        }
-                        fix_rounds += 1;
-                        transcript.push(Message::user(fix_request(&problems, fix_rounds, self.check_rounds)));
-                        continue;
-                    }
+                result.problems = outcome.into_problems();
+                let Some(problems) = &result.problems else {
+                    break;
+                };
+                if fix_rounds == self.check_rounds || iteration == self.max_iter {
+                    break;
                 }
+                fix_rounds += 1;
+                transcript.push(Message::user(fix_request(problems, fix_rounds, self.check_rounds)));
+                continue;
             }
             if response.tool_calls.is_empty() {
                 transcript.push(Message::user(CONTINUE_PROMPT));
@@ -325,14 +335,11 @@ impl Network {
         }
         // The agent ran out of iterations while fixing: the outcome is what the app is like now.
         let last = last_agent.and_then(|index| self.agents.get(index));
-        if let (Some(agent), Some(_), true) = (last, &result.problems, changed_since_check) {
+        if let (Some(agent), Some(_), true) = (last, &result.problems, written.since_check) {
             let step = format!("{}/final-check", agent.name());
-            if let Some(outcome) = self.check_work(ctx, &step, &changed).await? {
+            if let Some(outcome) = self.check_work(ctx, &step, &written.paths).await? {
                 result.checks += 1;
-                result.problems = match outcome {
-                    CheckOutcome::Passed => None,
-                    CheckOutcome::Failed { problems } => Some(problems),
-                };
+                result.problems = outcome.into_problems();
             }
         }
         if !result.completed {
@@ -406,47 +413,38 @@ impl Network {
         &self,
         ctx: &dyn DurableContext,
         agent: &Agent,
-        iteration: u32,
-        call_index: usize,
+        step_prefix: &str,
         call: &ToolCall,
         state: &mut NetworkState,
-    ) -> Result<(String, Vec<String>), StepError> {
+        written: &mut WrittenFiles,
+    ) -> Result<String, StepError> {
         if call.arguments.len() > self.limits.max_tool_call_bytes {
             tracing::warn!(tool = %call.name, bytes = call.arguments.len(), "the model sent a tool call over the size limit");
-            return Ok((
-                format!(
-                    "Error: this `{}` call has {} of arguments; one tool call may carry at most {}. Nothing was done. \
-                     Split the work into several smaller calls (for files: fewer files per call, and no file over its \
-                     own size limit).",
-                    call.name,
-                    format_bytes(call.arguments.len()),
-                    format_bytes(self.limits.max_tool_call_bytes)
-                ),
-                Vec::new(),
+            return Ok(format!(
+                "Error: this `{}` call has {} of arguments; one tool call may carry at most {}. Nothing was done. \
+                 Split the work into several smaller calls (for files: fewer files per call, and no file over its own \
+                 size limit).",
+                call.name,
+                format_bytes(call.arguments.len()),
+                format_bytes(self.limits.max_tool_call_bytes)
             ));
         }
         let Some(tool) = agent.find_tool(&call.name) else {
             tracing::warn!(tool = %call.name, "the model called an unknown tool");
-            return Ok((
-                format!(
-                    "Error: there is no tool named `{}`. The available tools are: {}.",
-                    call.name,
-                    agent.tool_names().join(", ")
-                ),
-                Vec::new(),
+            return Ok(format!(
+                "Error: there is no tool named `{}`. The available tools are: {}.",
+                call.name,
+                agent.tool_names().join(", ")
             ));
         };
         let prepared = match tool.prepare(&call.arguments) {
             Ok(prepared) => prepared,
             Err(problem) => {
                 tracing::warn!(tool = %call.name, %problem, "the model sent bad tool arguments");
-                return Ok((
-                    format!(
-                        "Error: {problem}. Call `{}` again with arguments that match its parameters schema: {}",
-                        call.name,
-                        tool.definition().parameters
-                    ),
-                    Vec::new(),
+                return Ok(format!(
+                    "Error: {problem}. Call `{}` again with arguments that match its parameters schema: {}",
+                    call.name,
+                    tool.definition().parameters
                 ));
             }
         };
@@ -454,7 +452,7 @@ impl Network {
             ctx.publish(channel, &self.status_topic, Value::String(status.clone()))
                 .await?;
         }
-        let step = format!("{}/iter-{iteration}/tool-{call_index}-{}", agent.name(), tool.name());
+        let step = format!("{step_prefix}-{}", tool.name());
         let snapshot: &NetworkState = state;
         let max_result = self.limits.max_tool_result_bytes;
         let record: ToolStepRecord = ctx
@@ -465,8 +463,9 @@ impl Network {
         if record.is_error {
             tracing::info!(tool = tool.name(), output = %record.output, "tool call failed");
         }
+        written.record(record.changes.files.keys());
         state.apply(&record.changes);
-        Ok((record.output, record.changes.files.into_keys().collect()))
+        Ok(record.output)
     }
 
     /// Runs the network's check as step `step`, publishing its status first; `None` when the
