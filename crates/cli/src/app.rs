@@ -183,28 +183,25 @@ impl App {
         })
     }
 
-    /// Whether the data dir holds the template, built by this version of forgeai when it is the
-    /// built-in `forgeai-v1` (whose packages and configuration the agent's prompt describes).
-    pub fn template_is_current(settings: &Settings) -> bool {
-        match Template::load(&settings.data_dir, &settings.template) {
-            Ok(template) if template.name == "forgeai-v1" => {
-                let current = template.config.recipe.as_deref() == Some(forgeai_sandbox::forgeai_v1_recipe().as_str());
-                if !current {
-                    eprintln!("The forgeai-v1 template in the data dir was built by another version of forgeai.");
-                }
-                current
-            }
-            Ok(_) => true,
-            Err(_) => false,
+    /// The template in the data dir, when it is there and, for the built-in `forgeai-v1` (whose
+    /// packages and configuration the agent's prompt describes), built by this version of forgeai.
+    pub fn current_template(settings: &Settings) -> Option<Template> {
+        let template = Template::load(&settings.data_dir, &settings.template).ok()?;
+        if template.name == "forgeai-v1"
+            && template.config.recipe.as_deref() != Some(forgeai_sandbox::forgeai_v1_recipe().as_str())
+        {
+            eprintln!("The forgeai-v1 template in the data dir was built by another version of forgeai.");
+            return None;
         }
+        Some(template)
     }
 
     /// The template sandboxes are made from, built first unless it is current.
     pub async fn ensure_template(settings: &Settings) -> Result<Template> {
-        if Self::template_is_current(settings) {
-            return Ok(Template::load(&settings.data_dir, &settings.template)?);
+        match Self::current_template(settings) {
+            Some(template) => Ok(template),
+            None => Self::build_template(settings).await,
         }
-        Self::build_template(settings).await
     }
 
     pub async fn build_template(settings: &Settings) -> Result<Template> {

@@ -213,7 +213,7 @@ async fn users(settings: &Settings, listen: &str, command: UsersCommand) -> Resu
 
 async fn serve(settings: &Settings, listen: &str) -> Result<()> {
     let mut app = App::start(settings, listen).await?;
-    if !App::template_is_current(settings) {
+    if App::current_template(settings).is_none() {
         // Prompts wait (through their retries) while the template is built.
         let settings = settings.clone();
         tokio::spawn(async move {

@@ -38,7 +38,7 @@ pub const STATUS_TOPIC: &str = forgeai_agent::STATUS_TOPIC;
 /// The last status of a run that went well.
 pub const READY_STATUS: &str = "Demo is ready";
 
-/// The last status of a run whose app still has errors, and the line its RESULT starts them with.
+/// The line a RESULT introduces the errors its app still has with.
 pub const APP_ERRORS_NOTE: &str = "The app still has errors that the agent could not fix:";
 
 /// The last status of a run that ended with an app that has errors.
