@@ -11,6 +11,7 @@
 //! - the peak RSS of this process at the end (the forgeai side; restate-server is another
 //!   process).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -164,6 +165,31 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// Runs the workloads on one engine (`run` starts a run on a key and waits for its output) and
+/// prints its line.
+async fn measure<F, Fut>(engine: &str, run: F)
+where
+    F: Fn(usize, Value) -> Fut,
+    Fut: Future<Output = Value>,
+{
+    let one = run(0, json!({ "iterations": ITERATIONS })).await;
+    let iterations: Vec<f64> = serde_json::from_value(one).unwrap();
+    let started = Instant::now();
+    for n in 0..RUNS {
+        run(n % KEYS, json!({ "steps": STEPS_PER_RUN })).await;
+    }
+    let sequential = RUNS as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for wave in 0..RUNS / KEYS {
+        join_all((0..KEYS).map(|key| run(wave * KEYS + key, json!({ "steps": STEPS_PER_RUN })))).await;
+    }
+    let waves = RUNS as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "{engine:<10} {:>26} {sequential:>12.0} {waves:>12.0}",
+        summary(iterations)
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
@@ -173,26 +199,7 @@ fn main() {
         );
 
         let embedded = Embedded::start().await;
-        let one = embedded.run(0, json!({ "iterations": ITERATIONS })).await;
-        let iterations: Vec<f64> = serde_json::from_value(one).unwrap();
-        let started = Instant::now();
-        for n in 0..RUNS {
-            embedded.run(n % KEYS, json!({ "steps": STEPS_PER_RUN })).await;
-        }
-        let sequential = RUNS as f64 / started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        for wave in 0..RUNS / KEYS {
-            let runs = (0..KEYS).map(|key| embedded.run(wave * KEYS + key, json!({ "steps": STEPS_PER_RUN })));
-            join_all(runs).await;
-        }
-        let waves = RUNS as f64 / started.elapsed().as_secs_f64();
-        println!(
-            "{:<10} {:>26} {:>12.0} {:>12.0}",
-            "embedded",
-            summary(iterations),
-            sequential,
-            waves
-        );
+        measure("embedded", |key, input| embedded.run(key, input)).await;
         let embedded_rss = peak_rss_mib();
 
         let restate = TestRestate::start().await;
@@ -210,33 +217,11 @@ fn main() {
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let restated = Arc::new(Restated {
+        let restated = Restated {
             http: reqwest::Client::new(),
             ingress: restate.ingress_url(),
-        });
-        let one = restated.run(0, json!({ "iterations": ITERATIONS })).await;
-        let iterations: Vec<f64> = serde_json::from_value(one).unwrap();
-        let started = Instant::now();
-        for n in 0..RUNS {
-            restated.run(n % KEYS, json!({ "steps": STEPS_PER_RUN })).await;
-        }
-        let sequential = RUNS as f64 / started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        for wave in 0..RUNS / KEYS {
-            let calls = (0..KEYS).map(|key| {
-                let restated = restated.clone();
-                async move { restated.run(wave * KEYS + key, json!({ "steps": STEPS_PER_RUN })).await }
-            });
-            join_all(calls).await;
-        }
-        let waves = RUNS as f64 / started.elapsed().as_secs_f64();
-        println!(
-            "{:<10} {:>26} {:>12.0} {:>12.0}",
-            "restate",
-            summary(iterations),
-            sequential,
-            waves
-        );
+        };
+        measure("restate", |key, input| restated.run(key, input)).await;
         println!(
             "peak RSS of this process: {embedded_rss:.0} MiB after the embedded runs, {:.0} MiB at the end",
             peak_rss_mib()
