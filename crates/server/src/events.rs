@@ -98,7 +98,8 @@ pub async fn send(
         if event.name.trim().is_empty() {
             return Err(ApiError::BadRequest(format!("event {index} has no name")));
         }
-        let data = if event.name == CODE_AGENT_EVENT {
+        // A code-agent event also keeps its request, for an engine whose runs start without events.
+        let (data, request) = if event.name == CODE_AGENT_EVENT {
             let data: CodeAgentData = serde_json::from_value(event.data).map_err(|error| {
                 ApiError::BadRequest(format!(
                     "event {index}: data must be {{projectId, message, imageUrl?}}: {error}"
@@ -112,16 +113,17 @@ pub async fn send(
                 .get_project(&user.id, &project_id)
                 .await?
                 .ok_or(ApiError::NotFound("project"))?;
-            serde_json::to_value(CodeAgentRequest {
+            let request = CodeAgentRequest {
                 project_id,
                 message: data.message,
                 image_url: data.image_url,
                 user_id: user.id.clone(),
                 message_id: None,
-            })
-            .map_err(|error| ApiError::Internal(error.to_string()))?
+            };
+            let data = serde_json::to_value(&request).map_err(|error| ApiError::Internal(error.to_string()))?;
+            (data, Some(request))
         } else {
-            event.data
+            (event.data, None)
         };
         // Idempotency keys are per user, so one user's keys never swallow another's events.
         // Without a key of its own, an event sent by an Inngest SDK is keyed by the request's
@@ -131,25 +133,23 @@ pub async fn send(
             (None, Some(seed)) => Some(format!("{}:seed:{seed}:{index}", user.id)),
             (None, None) => None,
         };
-        checked.push(NewEvent {
+        let event = NewEvent {
             name: event.name,
             data,
             id,
             ts: event.ts,
-        });
+        };
+        checked.push((event, request));
     }
     let mut ids = Vec::with_capacity(checked.len());
-    for event in checked {
-        let id = if state.external_runs && event.name == CODE_AGENT_EVENT {
-            let request: CodeAgentRequest =
-                serde_json::from_value(event.data).map_err(|error| ApiError::Internal(error.to_string()))?;
-            state
+    for (event, request) in checked {
+        let id = match request {
+            Some(request) if state.external_runs => state
                 .runs
                 .start_run(&request, event.id.as_deref())
                 .await
-                .map_err(|error| ApiError::Unavailable(format!("{error}; send the event again later")))?
-        } else {
-            state.events.send_event(event).await?.event_id
+                .map_err(|error| ApiError::Unavailable(format!("{error}; send the event again later")))?,
+            _ => state.events.send_event(event).await?.event_id,
         };
         ids.push(id);
         state.metrics.events_sent.inc();
