@@ -492,12 +492,10 @@ async fn timeout_is_retried() {
 
 #[tokio::test]
 async fn connect_error_is_retriable() {
-    // Bind then drop a listener to get a port nobody listens on.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let config = LlmConfig::new(format!("http://127.0.0.1:{port}/v1"), None)
+    // Port 9 (discard), where nothing listens on these machines, as the other tests' unreachable
+    // URLs: a port freed by a dropped listener could be taken by a mock server of a test running
+    // in parallel, which then resets the connection instead of refusing it.
+    let config = LlmConfig::new("http://127.0.0.1:9/v1", None)
         .with_max_retries(1)
         .with_base_delay(Duration::from_millis(1));
     let err = LlmClient::new(config)
