@@ -24,7 +24,7 @@ mod provider;
 pub mod templates;
 
 pub use error::{Error, Result};
-pub use local::{LocalConfig, LocalProvider, forgeai_v1_recipe};
+pub use local::{LocalConfig, LocalProvider, MAX_READ_BYTES, ProjectPath, forgeai_v1_recipe};
 pub use preview::{PreviewConfig, PreviewProxy, PreviewTarget, Upstream};
 pub use provider::{
     CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT,

@@ -16,6 +16,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
@@ -23,10 +24,34 @@ use crate::error::{Error, Result};
 
 /// Where a sandbox port can be reached from the host.
 pub struct Upstream {
-    pub addr: SocketAddr,
+    /// `scheme://authority` requests go to: the sandbox's own address for a local sandbox, the
+    /// cloud provider's proxy for a remote one.
+    pub origin: String,
+    /// The Host header sent upstream; `None` keeps the client's (a local dev server sees the
+    /// preview host it is served under).
+    pub host: Option<String>,
+    /// Headers added to every forwarded request (a remote provider's routing and access tokens).
+    pub headers: HeaderMap,
     /// Held while the request or upgraded connection lasts (e.g. keeps the sandbox from being
     /// paused as idle while a hot-reload socket is open).
     pub guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl Upstream {
+    /// A port of a sandbox on this machine.
+    pub fn local(addr: SocketAddr, guard: Option<Box<dyn Send + Sync>>) -> Self {
+        Upstream {
+            origin: format!("http://{addr}"),
+            host: None,
+            headers: HeaderMap::new(),
+            guard,
+        }
+    }
+
+    /// A port behind a remote provider's proxy, which answers 502 while nothing listens yet.
+    fn is_remote(&self) -> bool {
+        self.host.is_some() || !self.headers.is_empty()
+    }
 }
 
 /// Resolves sandbox ports for the proxy; the local provider implements it.
@@ -59,7 +84,7 @@ impl Default for PreviewConfig {
 pub struct PreviewProxy {
     target: Arc<dyn PreviewTarget>,
     config: PreviewConfig,
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
 }
 
 /// Headers that describe one hop, not the request (RFC 9110 §7.6.1); never forwarded as is.
@@ -78,6 +103,13 @@ impl PreviewProxy {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.enforce_http(false);
+        // Remote sandboxes (E2B) are served over HTTPS; local ones over plain HTTP.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -140,7 +172,7 @@ impl PreviewProxy {
 
         let (parts, body) = req.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri: Uri = match format!("http://{}{}", upstream.addr, path).parse() {
+        let uri: Uri = match format!("{}{}", upstream.origin, path).parse() {
             Ok(u) => u,
             Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad request path: {e}")),
         };
@@ -153,6 +185,13 @@ impl PreviewProxy {
             HeaderName::from_static("x-forwarded-proto"),
             HeaderValue::from_static("http"),
         );
+        if let Some(Ok(upstream_host)) = upstream.host.as_deref().map(HeaderValue::from_str) {
+            headers.insert(header::HOST, upstream_host);
+        }
+        for (name, value) in &upstream.headers {
+            headers.insert(name, value.clone());
+        }
+        let remote = upstream.is_remote();
         // Bodiless requests can be replayed, so they may wait for a server that is starting.
         let replayable = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
             && !parts.headers.contains_key(header::TRANSFER_ENCODING)
@@ -177,6 +216,14 @@ impl PreviewProxy {
                 Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot forward request: {e}")),
             };
             match self.client.request(out).await {
+                Ok(resp)
+                    if remote
+                        && replayable
+                        && resp.status() == StatusCode::BAD_GATEWAY
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
                 Ok(resp) => break resp,
                 Err(e) if replayable && e.is_connect() && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;

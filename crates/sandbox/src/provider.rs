@@ -198,6 +198,10 @@ pub trait SandboxProvider: Send + Sync {
     /// Destroys the sandbox and everything in it. Returns false if it did not exist.
     async fn kill(&self, id: &str) -> Result<bool>;
 
+    /// Pauses the sandbox: its processes stop until [`connect`](Self::connect) (or, for the
+    /// local provider, the next use) resumes it with its files and memory as they were.
+    async fn pause(&self, id: &str) -> Result<()>;
+
     /// What the template's dev server printed, from byte `from` of its output on (from the start
     /// when the output is shorter, i.e. the server restarted since), at most the last
     /// [`DEV_OUTPUT_MAX_BYTES`] of it. `None` when the provider keeps no such output.

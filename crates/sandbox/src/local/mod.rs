@@ -38,7 +38,7 @@ pub(crate) use build::build_forgeai_v1;
 pub use build::forgeai_v1_recipe;
 pub use cgroup::{CgroupLayout, Limits};
 pub use net::NetConfig;
-pub use paths::MAX_READ_BYTES;
+pub use paths::{MAX_READ_BYTES, ProjectPath};
 pub use reconcile::Reconciled;
 
 use self::cgroup::Cgroup;
@@ -46,7 +46,7 @@ use self::devserver::{DevServer, read_output};
 use self::exec::SpawnSpec;
 use self::layout::{Dirs, STATE_FILE};
 use self::net::{Network, SandboxNet};
-use self::paths::{ProjectPath, ProjectRoot};
+use self::paths::ProjectRoot;
 use crate::error::{Error, IoContext, Result};
 use crate::preview::{PreviewTarget, Upstream};
 use crate::provider::{
@@ -1008,6 +1008,10 @@ impl SandboxProvider for LocalProvider {
         slot.save_state()
     }
 
+    async fn pause(&self, id: &str) -> Result<()> {
+        LocalProvider::pause(self, id).await
+    }
+
     async fn dev_server_output(&self, id: &str, from: u64) -> Result<Option<DevServerOutput>> {
         let slot = self.inner.slot(id)?;
         let log = slot.dirs.dev_log.clone();
@@ -1055,9 +1059,6 @@ impl SandboxProvider for LocalProvider {
 impl PreviewTarget for LocalProvider {
     async fn upstream(&self, id: &str, port: u16) -> Result<Upstream> {
         let h = self.handle(id).await?;
-        Ok(Upstream {
-            addr: SocketAddr::from((h.addr, port)),
-            guard: Some(Box::new(h.guard)),
-        })
+        Ok(Upstream::local(SocketAddr::from((h.addr, port)), Some(Box::new(h.guard))))
     }
 }

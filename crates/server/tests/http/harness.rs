@@ -444,10 +444,7 @@ impl EchoSandboxes {
 impl PreviewTarget for EchoSandboxes {
     async fn upstream(&self, id: &str, port: u16) -> forgeai_sandbox::Result<Upstream> {
         self.woken.lock().unwrap().push(format!("{port}-{id}"));
-        Ok(Upstream {
-            addr: self.addr,
-            guard: None,
-        })
+        Ok(Upstream::local(self.addr, None))
     }
 }
 
