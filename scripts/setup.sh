@@ -3,7 +3,7 @@
 # Postgres tests, Chromium for the browser tests. Idempotent: installs only what is missing.
 set -euo pipefail
 
-packages=(bubblewrap nftables iproute2 e2fsprogs busybox procps psmisc postgresql chromium ca-certificates curl)
+packages=(bubblewrap nftables iproute2 e2fsprogs busybox procps psmisc postgresql chromium ca-certificates curl python3 python3-venv)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -45,6 +45,19 @@ if [[ "$(readlink -f /usr/local/bin/restate-server 2>/dev/null)" != "$restate_di
     sudo_cmd=()
     [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
     "${sudo_cmd[@]}" ln -sf "$restate_dir/bin/restate-server" /usr/local/bin/restate-server
+fi
+
+# E2B's official Python SDK, pinned: the tests run it against the mock E2B to prove that the
+# mock speaks E2B's protocols the way E2B's own client expects.
+e2b_sdk_version=2.63.0
+e2b_sdk_dir=/usr/local/lib/forgeai/e2b-sdk-$e2b_sdk_version
+if ! "$e2b_sdk_dir/bin/python" -c "import e2b" 2>/dev/null; then
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    echo "setup: installing the e2b Python SDK $e2b_sdk_version"
+    "${sudo_cmd[@]}" rm -rf "$e2b_sdk_dir"
+    "${sudo_cmd[@]}" python3 -m venv "$e2b_sdk_dir"
+    "${sudo_cmd[@]}" "$e2b_sdk_dir/bin/pip" install --quiet --disable-pip-version-check "e2b==$e2b_sdk_version"
 fi
 
 # The web UI: dependencies when the lockfile changed, then the build `forgeai serve` serves.

@@ -14,7 +14,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use forgeai_sandbox::{
     CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, EntryInfo,
     EntryKind, Error, MAX_READ_BYTES, PreviewTarget, ProjectPath, Result, SandboxInfo, SandboxProvider,
-    SandboxStatus, Stream, Upstream, preview_host, validate_id,
+    SandboxStatus, Stream, Upstream, command_cwd, preview_host, validate_id,
 };
 
 use crate::api::{ApiError, ControlPlane, CreatedSandbox, NewSandbox, SandboxDetail};
@@ -363,7 +363,7 @@ impl SandboxProvider for E2bProvider {
     }
 
     async fn run_command(&self, id: &str, command: &str, options: CommandOptions) -> Result<CommandResult> {
-        let cwd = project_path(options.cwd.as_deref().unwrap_or(""))?;
+        let cwd = command_cwd(options.cwd.as_deref())?;
         let limit = options.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
         let max = self.inner.config.max_output_bytes;
         let tail = Arc::new(Mutex::new(Some(OutputTail::new(max, options.on_output.clone()))));

@@ -29,6 +29,6 @@ pub use preview::{PreviewConfig, PreviewProxy, PreviewTarget, Upstream};
 pub use provider::{
     CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT,
     DEV_OUTPUT_MAX_BYTES, DevServerOutput, EntryInfo, EntryKind, HOME_DIR, OutputCallback, OutputChunk, PROJECT_DIR,
-    Sandbox, SandboxInfo, SandboxProvider, SandboxStatus, Stream, preview_host, validate_id,
+    Sandbox, SandboxInfo, SandboxProvider, SandboxStatus, Stream, command_cwd, preview_host, validate_id,
 };
 pub use templates::{Template, TemplateConfig, Templates, build_template};

@@ -297,6 +297,25 @@ pub fn preview_host(id: &str, port: u16, domain: &str, public_port: Option<u16>)
     }
 }
 
+/// The working directory of a command: [`PROJECT_DIR`], a directory relative to it, or any
+/// absolute directory inside the sandbox (its mounts are its world).
+pub fn command_cwd(cwd: Option<&str>) -> Result<String> {
+    let Some(cwd) = cwd else {
+        return Ok(PROJECT_DIR.to_string());
+    };
+    if cwd.contains('\0') {
+        return Err(crate::Error::WrongKind {
+            path: cwd.into(),
+            reason: "contains a NUL byte".into(),
+        });
+    }
+    if cwd.starts_with('/') {
+        Ok(cwd.to_string())
+    } else {
+        Ok(format!("{PROJECT_DIR}/{cwd}"))
+    }
+}
+
 /// Checks that `id` has the shape of a sandbox id before it is used in paths or names.
 pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());

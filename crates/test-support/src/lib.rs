@@ -5,6 +5,7 @@
 //!   `127.0.0.1:<random port>` that plays scripted [`MockReply`]s in order (or
 //!   asks a responder closure), streaming or not, and records every request.
 //! * [`MockUnsplash`] — the Unsplash search API, its download tracking and its images.
+//! * [`MockE2b`] — E2B's control plane and envd (behind its proxy), over local sandboxes.
 //! * [`cached_forgeai_v1`] — the real `forgeai-v1` template from the cache CI keeps.
 //! * [`TestRestate`] — a throwaway `restate-server`, which a test can kill and restart.
 //!
@@ -22,11 +23,13 @@
 //! # }
 //! ```
 
+mod e2b;
 mod openai;
 mod restate;
 mod template_cache;
 mod unsplash;
 
+pub use e2b::{MockE2b, MockE2bRequest};
 pub use openai::{MockOpenAi, MockReply, MockToolCall, RecordedRequest, Responder};
 pub use restate::{RESTATE_SERVER, TestRestate};
 pub use template_cache::{TEMPLATE_CACHE_VAR, cached_forgeai_v1, template_cache};

@@ -51,7 +51,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::preview::{PreviewTarget, Upstream};
 use crate::provider::{
     CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, DevServerOutput,
-    EntryInfo, PROJECT_DIR, SandboxInfo, SandboxProvider, SandboxStatus, Stream, preview_host, validate_id,
+    EntryInfo, SandboxInfo, SandboxProvider, SandboxStatus, Stream, command_cwd, preview_host, validate_id,
 };
 use crate::templates::{DEFAULT_SANDBOX_UID, Template, Templates};
 
@@ -807,24 +807,6 @@ fn new_id() -> String {
     id
 }
 
-fn resolve_cwd(cwd: Option<&str>) -> Result<String> {
-    let Some(cwd) = cwd else {
-        return Ok(PROJECT_DIR.to_string());
-    };
-    if cwd.contains('\0') {
-        return Err(Error::WrongKind {
-            path: cwd.into(),
-            reason: "contains a NUL byte".into(),
-        });
-    }
-    // Any directory inside the sandbox is fine as a cwd: the sandbox's mounts are its world.
-    if cwd.starts_with('/') {
-        Ok(cwd.to_string())
-    } else {
-        Ok(format!("{PROJECT_DIR}/{cwd}"))
-    }
-}
-
 #[async_trait]
 impl SandboxProvider for LocalProvider {
     async fn create(&self, template: &str, options: CreateOptions) -> Result<SandboxInfo> {
@@ -907,7 +889,7 @@ impl SandboxProvider for LocalProvider {
     }
 
     async fn run_command(&self, id: &str, command: &str, options: CommandOptions) -> Result<CommandResult> {
-        let cwd = resolve_cwd(options.cwd.as_deref())?;
+        let cwd = command_cwd(options.cwd.as_deref())?;
         let h = self.handle(id).await?;
         let mut prepared = h.spec.prepare(command, &cwd, &options.envs)?;
         prepared
