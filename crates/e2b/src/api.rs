@@ -119,7 +119,10 @@ impl ControlPlane {
     /// does not exist.
     pub async fn connect(&self, id: &str, timeout: Duration) -> Result<Option<CreatedSandbox>, ApiError> {
         let body = serde_json::json!({ "timeout": timeout.as_secs().max(1) });
-        for path in [format!("/v2/sandboxes/{id}/connect"), format!("/sandboxes/{id}/connect")] {
+        for path in [
+            format!("/v2/sandboxes/{id}/connect"),
+            format!("/sandboxes/{id}/connect"),
+        ] {
             let (status, bytes) = self.send(Method::POST, &path, Some(body.clone()), None).await?;
             match status {
                 StatusCode::OK | StatusCode::CREATED => return decode(&bytes).map(Some),
@@ -172,7 +175,12 @@ impl ControlPlane {
     /// `None` when it does not exist.
     pub async fn pause(&self, id: &str) -> Result<Option<bool>, ApiError> {
         let (status, bytes) = self
-            .send(Method::POST, &format!("/sandboxes/{id}/pause"), Some(serde_json::json!({})), None)
+            .send(
+                Method::POST,
+                &format!("/sandboxes/{id}/pause"),
+                Some(serde_json::json!({})),
+                None,
+            )
             .await?;
         match status {
             s if s.is_success() => Ok(Some(true)),
@@ -184,7 +192,9 @@ impl ControlPlane {
 
     /// `DELETE /sandboxes/{id}`; false when it did not exist.
     pub async fn kill(&self, id: &str) -> Result<bool, ApiError> {
-        let (status, bytes) = self.send(Method::DELETE, &format!("/sandboxes/{id}"), None, None).await?;
+        let (status, bytes) = self
+            .send(Method::DELETE, &format!("/sandboxes/{id}"), None, None)
+            .await?;
         match status {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),

@@ -114,35 +114,41 @@ pub async fn server_stream<Req: Serialize, Resp: DeserializeOwned + Send + 'stat
     }
     let chunks = response.bytes_stream();
     let state = (chunks, BytesMut::new(), false);
-    Ok(futures::stream::unfold(state, |(mut chunks, mut buffer, mut done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            match next_envelope(&mut buffer) {
-                Some((flags, payload)) => {
-                    if flags & FLAG_END_STREAM != 0 {
-                        done = true;
-                        return end_of_stream(&payload).map(|error| (Err(error), (chunks, buffer, done)));
-                    }
-                    if flags & FLAG_COMPRESSED != 0 {
-                        let error = RpcError::Decode("envd sent a compressed message, which was not asked for".into());
-                        return Some((Err(error), (chunks, buffer, true)));
-                    }
-                    let item = serde_json::from_slice::<Resp>(&payload).map_err(|e| RpcError::Decode(e.to_string()));
-                    return Some((item, (chunks, buffer, done)));
-                }
-                None => match chunks.next().await {
-                    Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
-                    Some(Err(error)) => return Some((Err(transport(error)), (chunks, buffer, true))),
-                    None => {
-                        let error = RpcError::Transport("the stream ended without its end-of-stream message".into());
-                        return Some((Err(error), (chunks, buffer, true)));
-                    }
-                },
+    Ok(futures::stream::unfold(
+        state,
+        |(mut chunks, mut buffer, mut done)| async move {
+            if done {
+                return None;
             }
-        }
-    }))
+            loop {
+                match next_envelope(&mut buffer) {
+                    Some((flags, payload)) => {
+                        if flags & FLAG_END_STREAM != 0 {
+                            done = true;
+                            return end_of_stream(&payload).map(|error| (Err(error), (chunks, buffer, done)));
+                        }
+                        if flags & FLAG_COMPRESSED != 0 {
+                            let error =
+                                RpcError::Decode("envd sent a compressed message, which was not asked for".into());
+                            return Some((Err(error), (chunks, buffer, true)));
+                        }
+                        let item =
+                            serde_json::from_slice::<Resp>(&payload).map_err(|e| RpcError::Decode(e.to_string()));
+                        return Some((item, (chunks, buffer, done)));
+                    }
+                    None => match chunks.next().await {
+                        Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
+                        Some(Err(error)) => return Some((Err(transport(error)), (chunks, buffer, true))),
+                        None => {
+                            let error =
+                                RpcError::Transport("the stream ended without its end-of-stream message".into());
+                            return Some((Err(error), (chunks, buffer, true)));
+                        }
+                    },
+                }
+            }
+        },
+    ))
 }
 
 /// Takes one whole envelope off the front of `buffer`, if it holds one.
@@ -267,14 +273,22 @@ mod tests {
     #[test]
     fn error_answers_tell_envd_from_the_proxy() {
         assert_eq!(
-            error_answer(404, "application/json", br#"{"code":"not_found","message":"no such file"}"#),
+            error_answer(
+                404,
+                "application/json",
+                br#"{"code":"not_found","message":"no such file"}"#
+            ),
             RpcError::Connect {
                 code: "not_found".into(),
                 message: "no such file".into()
             }
         );
         assert_eq!(
-            error_answer(502, "application/json; charset=utf-8", br#"{"code":502,"message":"The sandbox x was not found"}"#),
+            error_answer(
+                502,
+                "application/json; charset=utf-8",
+                br#"{"code":502,"message":"The sandbox x was not found"}"#
+            ),
             RpcError::Http {
                 status: 502,
                 message: "The sandbox x was not found".into()

@@ -24,10 +24,17 @@ const KEEPALIVE_SECS: &str = "50";
 /// What a process stream delivered.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ProcessEvent {
-    Started { pid: u32 },
+    Started {
+        pid: u32,
+    },
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
-    Ended { exit_code: i32, exited: bool, status: String, error: Option<String> },
+    Ended {
+        exit_code: i32,
+        exited: bool,
+        status: String,
+        error: Option<String>,
+    },
 }
 
 /// A client for one sandbox's envd.
@@ -71,9 +78,15 @@ impl Envd {
         let mut headers = HeaderMap::new();
         headers.insert("Authorization", basic_auth(USER));
         headers.insert("Keepalive-Ping-Interval", HeaderValue::from_static(KEEPALIVE_SECS));
-        let stream =
-            connect::server_stream::<_, StartResponse>(&self.http, &self.target, "process.Process/Start", &request, headers, deadline)
-                .await?;
+        let stream = connect::server_stream::<_, StartResponse>(
+            &self.http,
+            &self.target,
+            "process.Process/Start",
+            &request,
+            headers,
+            deadline,
+        )
+        .await?;
         futures::pin_mut!(stream);
         let mut ended = false;
         while let Some(message) = stream.next().await {
@@ -103,7 +116,9 @@ impl Envd {
         if ended {
             Ok(())
         } else {
-            Err(RpcError::Transport("the process stream closed before the process ended".into()))
+            Err(RpcError::Transport(
+                "the process stream closed before the process ended".into(),
+            ))
         }
     }
 
@@ -148,7 +163,10 @@ impl Envd {
     pub async fn upload(&self, files: &[(String, Vec<u8>)]) -> Result<(), RpcError> {
         let mut form = reqwest::multipart::Form::new();
         for (path, contents) in files {
-            form = form.part("file", reqwest::multipart::Part::bytes(contents.clone()).file_name(path.clone()));
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(contents.clone()).file_name(path.clone()),
+            );
         }
         let mut query = vec![("username", USER.to_owned())];
         if let [(path, _)] = files {
@@ -282,6 +300,9 @@ mod tests {
             stdin: Some(false),
             ..Default::default()
         };
-        assert_eq!(serde_json::to_value(&request).unwrap(), serde_json::json!({"stdin": false}));
+        assert_eq!(
+            serde_json::to_value(&request).unwrap(),
+            serde_json::json!({"stdin": false})
+        );
     }
 }

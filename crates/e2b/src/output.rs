@@ -98,7 +98,12 @@ mod tests {
     fn characters_split_across_messages_arrive_whole() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
-        let mut tail = OutputTail::new(1024, Some(Arc::new(move |c: &OutputChunk| sink.lock().unwrap().push(c.data.clone()))));
+        let mut tail = OutputTail::new(
+            1024,
+            Some(Arc::new(move |c: &OutputChunk| {
+                sink.lock().unwrap().push(c.data.clone())
+            })),
+        );
         let bytes = "héllo".as_bytes();
         tail.push(Stream::Stdout, &bytes[..2]);
         tail.push(Stream::Stdout, &bytes[2..]);

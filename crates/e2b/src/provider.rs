@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use forgeai_sandbox::{
     CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, EntryInfo,
-    EntryKind, Error, MAX_READ_BYTES, PreviewTarget, ProjectPath, Result, SandboxInfo, SandboxProvider,
-    SandboxStatus, Stream, Upstream, command_cwd, preview_host, validate_id,
+    EntryKind, Error, MAX_READ_BYTES, PreviewTarget, ProjectPath, Result, SandboxInfo, SandboxProvider, SandboxStatus,
+    Stream, Upstream, command_cwd, preview_host, validate_id,
 };
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::api::{ApiError, ControlPlane, CreatedSandbox, NewSandbox, SandboxDetail};
 use crate::connect::{RpcError, RpcTarget};
@@ -125,12 +125,20 @@ impl E2bProvider {
 
     /// The control plane's view of running and paused sandboxes with all of `metadata`.
     pub async fn list(&self, metadata: &BTreeMap<String, String>) -> Result<Vec<SandboxInfo>> {
-        let listed = self.inner.api.list(metadata).await.map_err(|e| self.api_error(e, None))?;
+        let listed = self
+            .inner
+            .api
+            .list(metadata)
+            .await
+            .map_err(|e| self.api_error(e, None))?;
         Ok(listed.into_iter().map(|detail| info(&detail)).collect())
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.inner.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn forget(&self, id: &str) {
@@ -179,17 +187,21 @@ impl E2bProvider {
         let config = &self.inner.config;
         let domain = sandbox.domain.clone().unwrap_or_else(|| config.domain.clone());
         let mut headers = HeaderMap::new();
-        insert(&mut headers, "E2b-Sandbox-Id", &sandbox.sandbox_id);
-        insert(&mut headers, "E2b-Sandbox-Port", &ENVD_PORT.to_string());
+        insert(&mut headers, "e2b-sandbox-id", &sandbox.sandbox_id);
+        insert(&mut headers, "e2b-sandbox-port", &ENVD_PORT.to_string());
         if let Some(token) = &sandbox.envd_access_token {
-            insert(&mut headers, "X-Access-Token", token);
+            insert(&mut headers, "x-access-token", token);
         }
         let base_url = match &config.sandbox_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("https://{ENVD_PORT}-{}.{domain}", sandbox.sandbox_id),
         };
         let session = Session {
-            envd: Envd::new(self.inner.http.clone(), RpcTarget { base_url, headers }, config.request_timeout),
+            envd: Envd::new(
+                self.inner.http.clone(),
+                RpcTarget { base_url, headers },
+                config.request_timeout,
+            ),
             domain,
             traffic_token: sandbox.traffic_access_token.clone(),
             timeout,
@@ -239,7 +251,11 @@ impl E2bProvider {
         };
         let ambiguous = matches!(
             &error,
-            RpcError::Transport(_) | RpcError::Http { status: 502 | 503 | 404, .. }
+            RpcError::Transport(_)
+                | RpcError::Http {
+                    status: 502 | 503 | 404,
+                    ..
+                }
         ) || matches!(&error, RpcError::Connect { code, .. } if code == "unavailable");
         if said_gone || (ambiguous && matches!(self.inner.api.get(id).await, Ok(None))) {
             self.forget(id);
@@ -257,7 +273,9 @@ impl E2bProvider {
     fn api_error(&self, error: ApiError, id: Option<&str>) -> Error {
         let hint = match error.status {
             401 | 403 => "check E2B_API_KEY (and E2B_DOMAIN / E2B_API_URL for a self-hosted E2B)",
-            429 => "E2B's rate limit or sandbox quota was hit and retrying did not help; wait, or raise the limit with E2B",
+            429 => {
+                "E2B's rate limit or sandbox quota was hit and retrying did not help; wait, or raise the limit with E2B"
+            }
             0 => "check that E2B is reachable (E2B_DOMAIN, E2B_API_URL)",
             _ => "",
         };
@@ -337,13 +355,18 @@ impl SandboxProvider for E2bProvider {
         // One key for every retry of this create, so E2B makes one sandbox however often the
         // request has to be sent.
         let key = uuid::Uuid::new_v4().to_string();
-        let sandbox = self.inner.api.create(&body, &key).await.map_err(|error| match error.status {
-            404 | 400 if error.message.to_ascii_lowercase().contains("template") => Error::TemplateNotFound {
-                name: template.into(),
-                path: format!("E2B ({}): {}", self.inner.api.api_url(), error.message).into(),
-            },
-            _ => self.api_error(error, None),
-        })?;
+        let sandbox = self
+            .inner
+            .api
+            .create(&body, &key)
+            .await
+            .map_err(|error| match error.status {
+                404 | 400 if error.message.to_ascii_lowercase().contains("template") => Error::TemplateNotFound {
+                    name: template.into(),
+                    path: format!("E2B ({}): {}", self.inner.api.api_url(), error.message).into(),
+                },
+                _ => self.api_error(error, None),
+            })?;
         self.remember(&sandbox, timeout);
         Ok(SandboxInfo {
             id: sandbox.sandbox_id,
@@ -376,25 +399,23 @@ impl SandboxProvider for E2bProvider {
                 let (tail, pid, ended) = (tail.clone(), pid.clone(), ended.clone());
                 let (command, cwd, envs) = (command.to_owned(), cwd.clone(), options.envs.clone());
                 async move {
-                    envd.run(&command, &cwd, &envs, limit, move |event| {
-                        match event {
-                            ProcessEvent::Started { pid: started } => {
-                                *pid.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
+                    envd.run(&command, &cwd, &envs, limit, move |event| match event {
+                        ProcessEvent::Started { pid: started } => {
+                            *pid.lock().unwrap_or_else(|p| p.into_inner()) = Some(started);
+                        }
+                        ProcessEvent::Stdout(bytes) | ProcessEvent::Stderr(bytes) if bytes.is_empty() => {}
+                        ProcessEvent::Stdout(bytes) => push(&tail, Stream::Stdout, &bytes),
+                        ProcessEvent::Stderr(bytes) => push(&tail, Stream::Stderr, &bytes),
+                        ProcessEvent::Ended {
+                            exit_code: code,
+                            exited,
+                            status,
+                            error,
+                        } => {
+                            if let Some(error) = error.filter(|e| !e.is_empty()) {
+                                tracing::debug!(%error, %status, "envd reported a process error");
                             }
-                            ProcessEvent::Stdout(bytes) | ProcessEvent::Stderr(bytes) if bytes.is_empty() => {}
-                            ProcessEvent::Stdout(bytes) => push(&tail, Stream::Stdout, &bytes),
-                            ProcessEvent::Stderr(bytes) => push(&tail, Stream::Stderr, &bytes),
-                            ProcessEvent::Ended {
-                                exit_code: code,
-                                exited,
-                                status,
-                                error,
-                            } => {
-                                if let Some(error) = error.filter(|e| !e.is_empty()) {
-                                    tracing::debug!(%error, %status, "envd reported a process error");
-                                }
-                                *ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit_code(code, exited, &status));
-                            }
+                            *ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit_code(code, exited, &status));
                         }
                     })
                     .await
@@ -570,7 +591,11 @@ impl SandboxProvider for E2bProvider {
     async fn kill(&self, id: &str) -> Result<bool> {
         validate_id(id)?;
         self.forget(id);
-        self.inner.api.kill(id).await.map_err(|error| self.api_error(error, Some(id)))
+        self.inner
+            .api
+            .kill(id)
+            .await
+            .map_err(|error| self.api_error(error, Some(id)))
     }
 
     async fn pause(&self, id: &str) -> Result<()> {
@@ -598,8 +623,8 @@ impl PreviewTarget for E2bProvider {
         let session = self.session(id).await?;
         let host = format!("{port}-{id}.{}", session.domain);
         let mut headers = HeaderMap::new();
-        insert(&mut headers, "E2b-Sandbox-Id", id);
-        insert(&mut headers, "E2b-Sandbox-Port", &port.to_string());
+        insert(&mut headers, "e2b-sandbox-id", id);
+        insert(&mut headers, "e2b-sandbox-port", &port.to_string());
         if let Some(token) = &session.traffic_token {
             insert(&mut headers, "e2b-traffic-access-token", token);
         }
@@ -638,7 +663,9 @@ mod tests {
 
     #[test]
     fn an_api_key_is_required() {
-        let error = E2bProvider::new(E2bConfig::new(" ")).err().expect("no key, no provider");
+        let error = E2bProvider::new(E2bConfig::new(" "))
+            .err()
+            .expect("no key, no provider");
         assert!(error.to_string().contains("E2B_API_KEY"), "{error}");
     }
 }

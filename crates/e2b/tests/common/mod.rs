@@ -18,8 +18,15 @@ pub struct E2bEnv {
 impl E2bEnv {
     pub async fn new() -> E2bEnv {
         // SAFETY: geteuid has no preconditions.
-        assert_eq!(unsafe { libc::geteuid() }, 0, "the E2B tests run local sandboxes and must run as root");
-        let dir = tempfile::Builder::new().prefix("forgeai-e2b-test-").tempdir().expect("tempdir");
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the E2B tests run local sandboxes and must run as root"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("forgeai-e2b-test-")
+            .tempdir()
+            .expect("tempdir");
         let mut config = LocalConfig::new(dir.path());
         config.limits = Limits {
             memory_bytes: Some(512 << 20),

@@ -1041,6 +1041,9 @@ impl SandboxProvider for LocalProvider {
 impl PreviewTarget for LocalProvider {
     async fn upstream(&self, id: &str, port: u16) -> Result<Upstream> {
         let h = self.handle(id).await?;
-        Ok(Upstream::local(SocketAddr::from((h.addr, port)), Some(Box::new(h.guard))))
+        Ok(Upstream::local(
+            SocketAddr::from((h.addr, port)),
+            Some(Box::new(h.guard)),
+        ))
     }
 }

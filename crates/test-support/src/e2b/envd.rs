@@ -110,14 +110,20 @@ async fn upload(shared: &Shared, id: &str, request: Request) -> Response {
         }
     } else if content_type.starts_with("application/octet-stream") {
         let Some(path) = query.get("path") else {
-            return error(StatusCode::BAD_REQUEST, "the path parameter is required for an octet-stream upload");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the path parameter is required for an octet-stream upload",
+            );
         };
         match axum::body::to_bytes(request.into_body(), 512 << 20).await {
             Ok(bytes) => files.push((path.clone(), bytes.to_vec())),
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")),
         }
     } else {
-        return error(StatusCode::BAD_REQUEST, format!("unsupported content type {content_type:?}"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unsupported content type {content_type:?}"),
+        );
     }
     let mut written = Vec::new();
     for (path, contents) in files {
@@ -153,7 +159,9 @@ impl ConnectError {
     fn from_sandbox(path: &str, e: Error) -> Self {
         match e {
             Error::NotFound { .. } => ConnectError::new("not_found", format!("path '{path}' does not exist")),
-            Error::WrongKind { reason, .. } => ConnectError::new("invalid_argument", format!("path '{path}': {reason}")),
+            Error::WrongKind { reason, .. } => {
+                ConnectError::new("invalid_argument", format!("path '{path}': {reason}"))
+            }
             Error::PathEscape { .. } => ConnectError::new(
                 "permission_denied",
                 format!("path '{path}' is outside {PROJECT_DIR}, the only directory this mock's envd serves"),
@@ -173,11 +181,18 @@ impl ConnectError {
             "deadline_exceeded" => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, axum::Json(json!({ "code": self.code, "message": self.message }))).into_response()
+        (
+            status,
+            axum::Json(json!({ "code": self.code, "message": self.message })),
+        )
+            .into_response()
     }
 
     fn end_of_stream(self) -> Vec<u8> {
-        envelope(0x02, serde_json::to_vec(&json!({ "error": { "code": self.code, "message": self.message } })).unwrap_or_default())
+        envelope(
+            0x02,
+            serde_json::to_vec(&json!({ "error": { "code": self.code, "message": self.message } })).unwrap_or_default(),
+        )
     }
 }
 
@@ -229,7 +244,10 @@ async fn rpc(shared: Arc<Shared>, id: &str, sandbox: &MockSandbox, method: Strin
     };
     if streaming {
         if method != "process.Process/Start" {
-            return stream_response(codec, vec![ConnectError::new("unimplemented", format!("{method} is not a server stream")).end_of_stream()]);
+            return stream_response(
+                codec,
+                vec![ConnectError::new("unimplemented", format!("{method} is not a server stream")).end_of_stream()],
+            );
         }
         // A streaming request is one enveloped message.
         let message = if body.len() >= 5 { body.slice(5..) } else { Bytes::new() };
@@ -252,79 +270,107 @@ async fn rpc(shared: Arc<Shared>, id: &str, sandbox: &MockSandbox, method: Strin
         return start_process(shared, id, sandbox, codec, request, deadline, keepalive);
     }
     let answer = match method.as_str() {
-        "process.Process/SendSignal" => unary(codec, &body, |r: SendSignalRequest| async move {
-            let pid = match r.process.and_then(|p| p.selector) {
-                Some(process_selector::Selector::Pid(pid)) => pid,
-                _ => return Err(ConnectError::new("invalid_argument", "select the process by pid")),
-            };
-            match lock(&shared.processes).remove(&(id.to_owned(), pid)) {
-                Some(kill) => {
-                    let _ = kill.send(());
-                    Ok(SendSignalResponse {})
+        "process.Process/SendSignal" => {
+            unary(codec, &body, |r: SendSignalRequest| async move {
+                let pid = match r.process.and_then(|p| p.selector) {
+                    Some(process_selector::Selector::Pid(pid)) => pid,
+                    _ => return Err(ConnectError::new("invalid_argument", "select the process by pid")),
+                };
+                match lock(&shared.processes).remove(&(id.to_owned(), pid)) {
+                    Some(kill) => {
+                        let _ = kill.send(());
+                        Ok(SendSignalResponse {})
+                    }
+                    None => Err(ConnectError::new(
+                        "not_found",
+                        format!("process with pid {pid} not found"),
+                    )),
                 }
-                None => Err(ConnectError::new("not_found", format!("process with pid {pid} not found"))),
-            }
-        })
-        .await,
-        "process.Process/List" => unary(codec, &body, |_: forgeai_e2b::proto::process::ListRequest| async move {
-            let processes = lock(&shared.processes)
-                .keys()
-                .filter(|(sandbox, _)| sandbox == id)
-                .map(|(_, pid)| ProcessInfo {
-                    pid: *pid,
-                    ..Default::default()
+            })
+            .await
+        }
+        "process.Process/List" => {
+            unary(codec, &body, |_: forgeai_e2b::proto::process::ListRequest| async move {
+                let processes = lock(&shared.processes)
+                    .keys()
+                    .filter(|(sandbox, _)| sandbox == id)
+                    .map(|(_, pid)| ProcessInfo {
+                        pid: *pid,
+                        ..Default::default()
+                    })
+                    .collect();
+                Ok(ListResponse { processes })
+            })
+            .await
+        }
+        "filesystem.Filesystem/ListDir" => {
+            unary(codec, &body, |r: ListDirRequest| async move {
+                let path = resolve(&r.path);
+                let entries = shared
+                    .provider
+                    .list_files(id, &path, r.depth.max(1))
+                    .await
+                    .map_err(|e| ConnectError::from_sandbox(&path, e))?;
+                Ok(ListDirResponse {
+                    entries: entries.into_iter().map(entry).collect(),
                 })
-                .collect();
-            Ok(ListResponse { processes })
-        })
-        .await,
-        "filesystem.Filesystem/ListDir" => unary(codec, &body, |r: ListDirRequest| async move {
-            let path = resolve(&r.path);
-            let entries = shared
-                .provider
-                .list_files(id, &path, r.depth.max(1))
-                .await
-                .map_err(|e| ConnectError::from_sandbox(&path, e))?;
-            Ok(ListDirResponse {
-                entries: entries.into_iter().map(entry).collect(),
             })
-        })
-        .await,
-        "filesystem.Filesystem/Stat" => unary(codec, &body, |r: StatRequest| async move {
-            let path = resolve(&r.path);
-            Ok(StatResponse {
-                entry: Some(stat(&shared, id, &path).await?),
+            .await
+        }
+        "filesystem.Filesystem/Stat" => {
+            unary(codec, &body, |r: StatRequest| async move {
+                let path = resolve(&r.path);
+                Ok(StatResponse {
+                    entry: Some(stat(&shared, id, &path).await?),
+                })
             })
-        })
-        .await,
-        "filesystem.Filesystem/MakeDir" => unary(codec, &body, |r: MakeDirRequest| async move {
-            let path = resolve(&r.path);
-            if stat(&shared, id, &path).await.is_ok() {
-                return Err(ConnectError::new("already_exists", format!("directory '{path}' already exists")));
-            }
-            shell(&shared, id, &format!("mkdir -p -- {}", quote(&path))).await?;
-            Ok(MakeDirResponse {
-                entry: Some(stat(&shared, id, &path).await?),
+            .await
+        }
+        "filesystem.Filesystem/MakeDir" => {
+            unary(codec, &body, |r: MakeDirRequest| async move {
+                let path = resolve(&r.path);
+                if stat(&shared, id, &path).await.is_ok() {
+                    return Err(ConnectError::new(
+                        "already_exists",
+                        format!("directory '{path}' already exists"),
+                    ));
+                }
+                shell(&shared, id, &format!("mkdir -p -- {}", quote(&path))).await?;
+                Ok(MakeDirResponse {
+                    entry: Some(stat(&shared, id, &path).await?),
+                })
             })
-        })
-        .await,
-        "filesystem.Filesystem/Remove" => unary(codec, &body, |r: RemoveRequest| async move {
-            let path = resolve(&r.path);
-            stat(&shared, id, &path).await?;
-            shell(&shared, id, &format!("rm -rf -- {}", quote(&path))).await?;
-            Ok(RemoveResponse {})
-        })
-        .await,
-        "filesystem.Filesystem/Move" => unary(codec, &body, |r: MoveRequest| async move {
-            let (source, destination) = (resolve(&r.source), resolve(&r.destination));
-            stat(&shared, id, &source).await?;
-            shell(&shared, id, &format!("mv -- {} {}", quote(&source), quote(&destination))).await?;
-            Ok(MoveResponse {
-                entry: Some(stat(&shared, id, &destination).await?),
+            .await
+        }
+        "filesystem.Filesystem/Remove" => {
+            unary(codec, &body, |r: RemoveRequest| async move {
+                let path = resolve(&r.path);
+                stat(&shared, id, &path).await?;
+                shell(&shared, id, &format!("rm -rf -- {}", quote(&path))).await?;
+                Ok(RemoveResponse {})
             })
-        })
-        .await,
-        _ => Err(ConnectError::new("unimplemented", format!("{method} is not implemented by the mock envd"))),
+            .await
+        }
+        "filesystem.Filesystem/Move" => {
+            unary(codec, &body, |r: MoveRequest| async move {
+                let (source, destination) = (resolve(&r.source), resolve(&r.destination));
+                stat(&shared, id, &source).await?;
+                shell(
+                    &shared,
+                    id,
+                    &format!("mv -- {} {}", quote(&source), quote(&destination)),
+                )
+                .await?;
+                Ok(MoveResponse {
+                    entry: Some(stat(&shared, id, &destination).await?),
+                })
+            })
+            .await
+        }
+        _ => Err(ConnectError::new(
+            "unimplemented",
+            format!("{method} is not implemented by the mock envd"),
+        )),
     };
     match answer {
         Ok(bytes) => {
@@ -362,7 +408,12 @@ fn entry(info: forgeai_sandbox::EntryInfo) -> EntryInfo {
         path: info.path,
         size: info.size as i64,
         mode: if info.kind == EntryKind::Dir { 0o755 } else { 0o644 },
-        permissions: if info.kind == EntryKind::Dir { "drwxr-xr-x" } else { "-rw-r--r--" }.into(),
+        permissions: if info.kind == EntryKind::Dir {
+            "drwxr-xr-x"
+        } else {
+            "-rw-r--r--"
+        }
+        .into(),
         owner: "user".into(),
         group: "user".into(),
         is_symlink: info.kind == EntryKind::Symlink,
@@ -396,7 +447,11 @@ async fn stat(shared: &Shared, id: &str, path: &str) -> Result<EntryInfo, Connec
 }
 
 async fn shell(shared: &Shared, id: &str, command: &str) -> Result<(), ConnectError> {
-    match shared.provider.run_command(id, command, CommandOptions::default()).await {
+    match shared
+        .provider
+        .run_command(id, command, CommandOptions::default())
+        .await
+    {
         Ok(result) if result.success() => Ok(()),
         Ok(result) => Err(ConnectError::new("internal", result.stderr)),
         Err(e) => Err(ConnectError::new("internal", e.to_string())),
@@ -422,7 +477,9 @@ fn streaming_body(codec: Codec, rx: mpsc::UnboundedReceiver<Vec<u8>>) -> Respons
         Codec::Proto => "application/connect+proto",
     };
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| (Ok::<_, std::convert::Infallible>(Bytes::from(bytes)), rx))
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, std::convert::Infallible>(Bytes::from(bytes)), rx))
     });
     ([(header::CONTENT_TYPE, content_type)], Body::from_stream(stream)).into_response()
 }
@@ -477,7 +534,12 @@ fn start_process(
                     forgeai_sandbox::Stream::Stdout => data_event::Output::Stdout(bytes),
                     forgeai_sandbox::Stream::Stderr => data_event::Output::Stderr(bytes),
                 };
-                let _ = output.send(event(codec, Event::Data(DataEvent { output: Some(output_event) })));
+                let _ = output.send(event(
+                    codec,
+                    Event::Data(DataEvent {
+                        output: Some(output_event),
+                    }),
+                ));
             })),
         };
         let run = shared.provider.run_command(&id, &command, options);
@@ -504,6 +566,9 @@ fn start_process(
             )
         };
         match finished {
+            // The sandbox went away under the command: the connection just ends, as it does
+            // when E2B stops a sandbox.
+            _ if shared.sandbox(&id).is_none() => {}
             None => {
                 let _ = tx.send(end(-1, false, "signal: killed".into()));
                 let _ = tx.send(envelope(0x02, b"{}".to_vec()));
@@ -515,9 +580,6 @@ fn start_process(
             Some(Err(Error::CommandTimeout { .. })) => {
                 let _ = tx.send(ConnectError::new("deadline_exceeded", "context deadline exceeded").end_of_stream());
             }
-            // The sandbox went away under the command: the connection just ends, as it does
-            // when E2B stops a sandbox.
-            Some(Err(_)) if shared.sandbox(&id).is_none() => {}
             Some(Err(e)) => {
                 let _ = tx.send(ConnectError::new("internal", e.to_string()).end_of_stream());
             }

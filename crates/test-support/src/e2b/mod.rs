@@ -206,7 +206,9 @@ impl Drop for MockE2b {
 }
 
 async fn bind() -> tokio::net::TcpListener {
-    tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mock E2B")
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind mock E2B")
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -218,7 +220,11 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// Records the request, checks the API key and plays injected rate limits.
-async fn control_plane_gate(State(shared): State<Arc<Shared>>, request: Request, next: axum::middleware::Next) -> Response {
+async fn control_plane_gate(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
     lock(&shared.requests).push(MockE2bRequest {
         method: request.method().to_string(),
         uri: request.uri().to_string(),
@@ -226,14 +232,20 @@ async fn control_plane_gate(State(shared): State<Arc<Shared>>, request: Request,
     });
     let key = request.headers().get("x-api-key").and_then(|v| v.to_str().ok());
     if key != Some(shared.api_key.as_str()) {
-        return error(StatusCode::UNAUTHORIZED, "Invalid API key, please visit the API Keys tab at https://e2b.dev/dashboard");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Invalid API key, please visit the API Keys tab at https://e2b.dev/dashboard",
+        );
     }
     if shared
         .rate_limited
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
     {
-        return error(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded, please try again later");
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Rate limit exceeded, please try again later",
+        );
     }
     next.run(request).await
 }
@@ -277,11 +289,18 @@ async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axu
     let Some(template) = body.get("templateID").and_then(Value::as_str) else {
         return error(StatusCode::BAD_REQUEST, "templateID is required");
     };
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if let Some(key) = &key {
         let known = lock(&shared.idempotency).get(key).cloned();
         if let Some(sandbox) = known.and_then(|id| shared.sandbox(&id).map(|s| (id, s))) {
-            return (StatusCode::CREATED, axum::Json(sandbox_json(&sandbox.0, &sandbox.1, &shared.domain))).into_response();
+            return (
+                StatusCode::CREATED,
+                axum::Json(sandbox_json(&sandbox.0, &sandbox.1, &shared.domain)),
+            )
+                .into_response();
         }
     }
     if !shared.templates.iter().any(|t| t == template) {
@@ -301,7 +320,12 @@ async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axu
     };
     let info = match shared.provider.create(template, options).await {
         Ok(info) => info,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot start the sandbox: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot start the sandbox: {e}"),
+            );
+        }
     };
     let now = Utc::now();
     let sandbox = MockSandbox {
@@ -317,22 +341,26 @@ async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axu
     if let Some(key) = key {
         lock(&shared.idempotency).insert(key, info.id.clone());
     }
-    (StatusCode::CREATED, axum::Json(sandbox_json(&info.id, &sandbox, &shared.domain))).into_response()
+    (
+        StatusCode::CREATED,
+        axum::Json(sandbox_json(&info.id, &sandbox, &shared.domain)),
+    )
+        .into_response()
 }
 
 async fn detail(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     match shared.sandbox(&id) {
         Some(sandbox) => axum::Json(detail_json(&id, &sandbox)).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("sandbox \"{id}\" doesn't exist or you don't have access to it")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("sandbox \"{id}\" doesn't exist or you don't have access to it"),
+        ),
     }
 }
 
 async fn list(State(shared): State<Arc<Shared>>, Query(query): Query<HashMap<String, String>>) -> Response {
     // `metadata` is itself a URL-encoded `k=v&k2=v2`, as the SDKs send it.
-    let wanted: Vec<(String, String)> = query
-        .get("metadata")
-        .map(|m| url_pairs(m))
-        .unwrap_or_default();
+    let wanted: Vec<(String, String)> = query.get("metadata").map(|m| url_pairs(m)).unwrap_or_default();
     let states: Option<Vec<String>> = query.get("state").map(|s| s.split(',').map(str::to_owned).collect());
     let sandboxes = lock(&shared.sandboxes).clone();
     let listed: Vec<Value> = sandboxes
@@ -361,16 +389,14 @@ fn percent_decode(value: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&value[i + 1..i + 3], 16) {
-                    Ok(byte) => {
-                        out.push(byte);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&value[i + 1..i + 3], 16) {
+                Ok(byte) => {
+                    out.push(byte);
+                    i += 3;
+                    continue;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             other => out.push(other),
         }
@@ -484,7 +510,10 @@ async fn route_to_sandbox(State(shared): State<Arc<Shared>>, request: Request) -
         }),
     };
     let Some((port, id)) = routed else {
-        return error(StatusCode::BAD_REQUEST, "no sandbox in the request (E2b-Sandbox-Id and E2b-Sandbox-Port, or a <port>-<id>.<domain> host)");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "no sandbox in the request (E2b-Sandbox-Id and E2b-Sandbox-Port, or a <port>-<id>.<domain> host)",
+        );
     };
     let Some(sandbox) = shared.sandbox(&id) else {
         return error(StatusCode::BAD_GATEWAY, format!("The sandbox {id} was not found"));
@@ -496,7 +525,10 @@ async fn route_to_sandbox(State(shared): State<Arc<Shared>>, request: Request) -
         return forward(&shared, request, &id, port).await;
     }
     if request.uri().path() != "/health" && header("x-access-token").as_deref() != Some(sandbox.access_token.as_str()) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized access, please provide a valid access token");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized access, please provide a valid access token",
+        );
     }
     envd::handle(shared, &id, &sandbox, request).await
 }
@@ -515,7 +547,10 @@ async fn forward(shared: &Shared, mut request: Request, id: &str, port: u16) -> 
     }
     let response = shared.proxy.handle(request).await;
     if response.status() == StatusCode::BAD_GATEWAY {
-        return error(StatusCode::BAD_GATEWAY, format!("The sandbox {id} is running but port {port} is not open"));
+        return error(
+            StatusCode::BAD_GATEWAY,
+            format!("The sandbox {id} is running but port {port} is not open"),
+        );
     }
     response
 }
