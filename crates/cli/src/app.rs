@@ -10,13 +10,17 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use forgeai_code_agent::{CodeAgent, CodeAgentConfig, CodeAgentRuns, SizeLimits, Unsplash};
+use forgeai_e2b::E2bProvider;
 use forgeai_engine::{Engine, EngineConfig, RealtimeFeed};
 use forgeai_llm::LlmClient;
 use forgeai_restate::{CodeAgentObject, RestateRuns, register_deployment};
-use forgeai_sandbox::{LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, Template};
+use forgeai_sandbox::{
+    LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, PreviewTarget, SandboxProvider, Template,
+};
 use forgeai_server::{AppState, PreviewGate, ServerConfig};
 use forgeai_store::{PgRealtime, PgRealtimeConfig, Store};
 
+use crate::e2b_args::ProviderKind;
 use crate::engine_args::EngineKind;
 use tower::ServiceExt;
 
@@ -32,8 +36,16 @@ pub struct Settings {
     /// Sizes of files, tool calls, tool results and fragments.
     pub limits: SizeLimits,
     pub sandbox: crate::sandbox_args::SandboxArgs,
+    pub provider: crate::e2b_args::ProviderArgs,
     pub access: crate::access_args::AccessArgs,
     pub engine: crate::engine_args::EngineArgs,
+}
+
+impl Settings {
+    /// Whether sandboxes run on this machine (and so need the template built in the data dir).
+    pub fn local_sandboxes(&self) -> bool {
+        self.provider.sandbox_provider == ProviderKind::Local
+    }
 }
 
 pub async fn open_store(settings: &Settings) -> Result<Store> {
@@ -87,6 +99,40 @@ async fn start_restate(
     Ok((Arc::new(RestateRuns::new(config)), realtime))
 }
 
+/// The sandbox provider `FORGEAI_SANDBOX_PROVIDER` names, as the code-agent and the preview
+/// proxy use it, and the local provider itself when it is the one.
+async fn start_sandboxes(
+    settings: &Settings,
+    preview_port: u16,
+) -> Result<(
+    Arc<dyn SandboxProvider>,
+    Arc<dyn PreviewTarget>,
+    Option<Arc<LocalProvider>>,
+)> {
+    match settings.provider.sandbox_provider {
+        ProviderKind::Local => {
+            let mut config = LocalConfig::new(&settings.data_dir);
+            config.preview_domain = settings.preview_domain.clone();
+            config.preview_port = Some(preview_port);
+            settings.sandbox.apply(&mut config);
+            let local = Arc::new(
+                LocalProvider::new(config)
+                    .await
+                    .context("cannot start the local sandbox provider (it needs root and scripts/setup.sh)")?,
+            );
+            Ok((local.clone(), local.clone(), Some(local)))
+        }
+        ProviderKind::E2b => {
+            let keepalive = CodeAgentConfig::new(&settings.data_dir).sandbox_timeout;
+            let config = settings
+                .provider
+                .e2b_config(&settings.preview_domain, preview_port, keepalive)?;
+            let e2b = Arc::new(E2bProvider::new(config).context("cannot start the E2B sandbox provider")?);
+            Ok((e2b.clone(), e2b, None))
+        }
+    }
+}
+
 /// A running forgeai: everything `serve` and `run` share.
 pub struct App {
     pub store: Store,
@@ -95,7 +141,9 @@ pub struct App {
     pub runs: Arc<dyn CodeAgentRuns>,
     /// Where statuses are published and read: the embedded engine, or PostgreSQL.
     pub realtime: Arc<dyn RealtimeFeed>,
-    pub sandboxes: Arc<LocalProvider>,
+    pub sandboxes: Arc<dyn SandboxProvider>,
+    /// The local provider, when sandboxes run on this machine (stopped with the process).
+    local: Option<Arc<LocalProvider>>,
     pub listener_url: String,
     router: Router,
     listener: Option<tokio::net::TcpListener>,
@@ -110,15 +158,7 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {listen} (set FORGEAI_LISTEN to another address)"))?;
         let address = listener.local_addr()?;
-        let mut sandbox_config = LocalConfig::new(&settings.data_dir);
-        sandbox_config.preview_domain = settings.preview_domain.clone();
-        sandbox_config.preview_port = Some(address.port());
-        settings.sandbox.apply(&mut sandbox_config);
-        let sandboxes = Arc::new(
-            LocalProvider::new(sandbox_config)
-                .await
-                .context("cannot start the local sandbox provider (it needs root and scripts/setup.sh)")?,
-        );
+        let (sandboxes, preview_target, local) = start_sandboxes(settings, address.port()).await?;
         let llm = LlmClient::from_env().context("invalid model API settings (OPENAI_BASE_URL, OPENAI_API_KEY)")?;
         let mut agent_config = CodeAgentConfig::new(&settings.data_dir);
         agent_config.template = settings.template.clone();
@@ -159,7 +199,7 @@ impl App {
         };
         let state = state.with_limits(settings.limits);
         let proxy = PreviewProxy::new(
-            sandboxes.clone(),
+            preview_target,
             PreviewConfig {
                 domain: settings.preview_domain.clone(),
                 ..PreviewConfig::default()
@@ -176,6 +216,7 @@ impl App {
             runs,
             realtime,
             sandboxes,
+            local,
             listener_url,
             router,
             listener: Some(listener),
@@ -249,7 +290,9 @@ impl App {
 
     pub async fn stop(&self) {
         self.engine.shutdown(Duration::from_secs(5)).await;
-        self.sandboxes.shutdown().await;
+        if let Some(local) = &self.local {
+            local.shutdown().await;
+        }
         self.store.close().await;
     }
 }

@@ -3,6 +3,7 @@
 
 mod access_args;
 mod app;
+mod e2b_args;
 mod engine_args;
 mod limit_args;
 mod run;
@@ -43,6 +44,8 @@ struct Cli {
     ui_dir: Option<PathBuf>,
     #[command(flatten)]
     sandbox: sandbox_args::SandboxArgs,
+    #[command(flatten)]
+    provider: e2b_args::ProviderArgs,
     #[command(flatten)]
     access: access_args::AccessArgs,
     #[command(flatten)]
@@ -128,6 +131,7 @@ async fn forgeai() -> Result<()> {
         ui_dir: cli.ui_dir.unwrap_or_else(forgeai_server::default_ui_dir),
         limits: cli.limits.limits(),
         sandbox: cli.sandbox,
+        provider: cli.provider,
         access: cli.access,
         engine: cli.engine,
     };
@@ -213,7 +217,7 @@ async fn users(settings: &Settings, listen: &str, command: UsersCommand) -> Resu
 
 async fn serve(settings: &Settings, listen: &str) -> Result<()> {
     let mut app = App::start(settings, listen).await?;
-    if App::current_template(settings).is_none() {
+    if settings.local_sandboxes() && App::current_template(settings).is_none() {
         // Prompts wait (through their retries) while the template is built.
         let settings = settings.clone();
         tokio::spawn(async move {

@@ -69,7 +69,9 @@ async fn user(store: &Store, name: &str) -> Result<User> {
 }
 
 async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()> {
-    App::ensure_template(settings).await?;
+    if settings.local_sandboxes() {
+        App::ensure_template(settings).await?;
+    }
     let user = user(&app.store, &args.user).await?;
     let image_url = match &args.image {
         Some(path) => {

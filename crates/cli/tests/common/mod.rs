@@ -508,3 +508,33 @@ pub fn hello_then_about_model(body: &Value) -> MockReply {
         (true, _) => MockReply::text("<task_summary>Added an about page.</task_summary>"),
     }
 }
+
+/// Sandboxes on E2B: a mock E2B whose sandboxes are local ones in a data dir of their own, and
+/// the environment that points `forgeai` at it (`FORGEAI_SANDBOX_PROVIDER=e2b`).
+pub struct E2bSandboxes {
+    pub mock: forgeai_test_support::MockE2b,
+    envs: Vec<(String, String)>,
+    _sandboxes: DataDir,
+}
+
+impl E2bSandboxes {
+    pub async fn start() -> E2bSandboxes {
+        let dir = DataDir::new();
+        let local = forgeai_sandbox::LocalProvider::new(forgeai_sandbox::LocalConfig::new(dir.path()))
+            .await
+            .expect("the mock E2B's local provider");
+        local.ensure_static_template().await.expect("static template");
+        let mock = forgeai_test_support::MockE2b::start(local, &["static"]).await;
+        let mut envs: Vec<(String, String)> = mock.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        envs.push(("FORGEAI_SANDBOX_PROVIDER".into(), "e2b".into()));
+        E2bSandboxes {
+            mock,
+            envs,
+            _sandboxes: dir,
+        }
+    }
+
+    pub fn envs(&self) -> Vec<(&str, &str)> {
+        self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+}
