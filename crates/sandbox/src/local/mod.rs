@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use build::build_forgeai_v1;
-pub use build::forgeai_v1_recipe;
+pub use build::{forgeai_v1_e2b_template, forgeai_v1_recipe};
 pub use cgroup::{CgroupLayout, Limits};
 pub use net::NetConfig;
 pub use paths::{MAX_READ_BYTES, ProjectPath};

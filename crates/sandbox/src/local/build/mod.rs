@@ -14,6 +14,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+mod e2b;
+
+pub use e2b::forgeai_v1_e2b_template;
+
 use super::{LocalConfig, LocalProvider};
 use crate::error::{Error, IoContext, Result};
 use crate::local::cgroup::Limits;
@@ -33,6 +37,8 @@ const PATCH_NEXT_CONFIG_MJS: &str = include_str!("patch-config.mjs");
 const LAYOUT_TSX: &str = include_str!("layout.tsx");
 const PAGE_TSX: &str = include_str!("page.tsx");
 const SMOKE_TEST_SH: &str = include_str!("smoke-test.sh");
+/// The template's dev server, run in the project directory.
+const DEV_SERVER: &str = "node_modules/.bin/next dev --turbopack -H 0.0.0.0 -p 3000";
 const USE_TOAST_TS: &str = include_str!("use-toast.ts");
 const TOASTER_TSX: &str = include_str!("toaster.tsx");
 
@@ -113,6 +119,7 @@ pub fn forgeai_v1_recipe() -> String {
     let mut digest = Sha256::new();
     for part in [
         include_str!("mod.rs"),
+        include_str!("e2b.rs"),
         COPY_COMPONENTS_MJS,
         PATCH_NEXT_CONFIG_MJS,
         LAYOUT_TSX,
@@ -188,7 +195,7 @@ pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
         return Err(e);
     }
     let config = TemplateConfig {
-        dev_command: Some("exec node_modules/.bin/next dev --turbopack -H 0.0.0.0 -p 3000".into()),
+        dev_command: Some(format!("exec {DEV_SERVER}")),
         port: 3000,
         env: BTreeMap::from([
             ("NEXT_TELEMETRY_DISABLED".to_string(), "1".to_string()),
@@ -203,8 +210,105 @@ pub(crate) async fn build_forgeai_v1(data_dir: &Path) -> Result<Template> {
     Template::load(provider.data_dir(), NAME)
 }
 
+/// One step of the recipe: a shell command in the project directory, or a file written there.
+pub(crate) enum Step {
+    Run { name: &'static str, script: String },
+    Write { path: &'static str, contents: &'static str },
+}
+
+/// The recipe, in order. The local build runs it in a sandbox; [`forgeai_v1_e2b_template`] renders
+/// the same steps as an E2B template's Dockerfile.
+pub(crate) fn steps() -> Vec<Step> {
+    use Step::{Run, Write};
+    let mut steps = vec![
+        Run {
+            name: "create-next-app",
+            script: format!(
+                "npx --yes {CREATE_NEXT_APP} forgeai-app --yes --ts --tailwind --app --turbopack --use-npm --no-src-dir \
+                 --no-eslint --import-alias '@/*' && shopt -s dotglob && mv forgeai-app/* . && rmdir forgeai-app && rm -rf .git"
+            ),
+        },
+        Run {
+            name: "install packages",
+            script: format!(
+                "npm install --no-audit --no-fund --save-exact {} && npm install --no-audit --no-fund --save-exact --save-dev {}",
+                DEPENDENCIES.join(" "),
+                DEV_DEPENDENCIES.join(" ")
+            ),
+        },
+        Write {
+            path: ".forgeai-copy-components.mjs",
+            contents: COPY_COMPONENTS_MJS,
+        },
+        Run {
+            name: "copy components",
+            script: format!(
+                "set -e; dir=$(mktemp -d); npm pack --silent --pack-destination \"$dir\" {SHADCN_PACKAGED} >/dev/null; \
+                 tar -xzf \"$dir\"/*.tgz -C \"$dir\"; SHADCN_DIR=\"$dir/package\" node .forgeai-copy-components.mjs; \
+                 cp \"$dir/package/index.css\" app/globals.css; rm -rf \"$dir\" .forgeai-copy-components.mjs"
+            ),
+        },
+        Write {
+            path: ".forgeai-font-theme.css",
+            contents: FONT_THEME_CSS,
+        },
+        Run {
+            name: "fonts",
+            script: "cat .forgeai-font-theme.css >> app/globals.css && rm .forgeai-font-theme.css".into(),
+        },
+        Write {
+            path: "app/layout.tsx",
+            contents: LAYOUT_TSX,
+        },
+        Write {
+            path: "app/page.tsx",
+            contents: PAGE_TSX,
+        },
+    ];
+    for path in ["hooks/use-toast.ts", "components/ui/use-toast.ts"] {
+        steps.push(Write {
+            path,
+            contents: USE_TOAST_TS,
+        });
+    }
+    steps.extend([
+        Write {
+            path: "components/ui/toaster.tsx",
+            contents: TOASTER_TSX,
+        },
+        Write {
+            path: ".forgeai-patch-config.mjs",
+            contents: PATCH_NEXT_CONFIG_MJS,
+        },
+        Run {
+            name: "next.config.ts",
+            script: "node .forgeai-patch-config.mjs && rm .forgeai-patch-config.mjs".into(),
+        },
+        Write {
+            path: ".forgeai-smoke-test.sh",
+            contents: SMOKE_TEST_SH,
+        },
+        Run {
+            name: "smoke test",
+            script: "bash .forgeai-smoke-test.sh && rm .forgeai-smoke-test.sh".into(),
+        },
+        Run {
+            name: "clean",
+            script: "rm -rf .next".into(),
+        },
+    ]);
+    steps
+}
+
 async fn build_in(provider: &LocalProvider, id: &str) -> Result<()> {
-    let step = |name: &'static str, script: String| async move {
+    for step in steps() {
+        let (name, script) = match step {
+            Step::Write { path, contents } => {
+                provider.write_file(id, path, contents.as_bytes()).await?;
+                continue;
+            }
+            Step::Run { name, script } => (name, script),
+        };
         tracing::info!(step = name, "building {NAME}");
         let opts = CommandOptions::default()
             .with_timeout(STEP_TIMEOUT)
@@ -230,59 +334,7 @@ async fn build_in(provider: &LocalProvider, id: &str) -> Result<()> {
                 r.exit_code
             )));
         }
-        Ok(())
-    };
-    step(
-        "create-next-app",
-        format!(
-            "npx --yes {CREATE_NEXT_APP} forgeai-app --yes --ts --tailwind --app --turbopack --use-npm --no-src-dir \
-             --no-eslint --import-alias '@/*' && shopt -s dotglob && mv forgeai-app/* . && rmdir forgeai-app && rm -rf .git"
-        ),
-    )
-    .await?;
-    step(
-        "install packages",
-        format!(
-            "npm install --no-audit --no-fund --save-exact {} && npm install --no-audit --no-fund --save-exact --save-dev {}",
-            DEPENDENCIES.join(" "),
-            DEV_DEPENDENCIES.join(" ")
-        ),
-    )
-    .await?;
-    provider
-        .write_file(id, ".forgeai-copy-components.mjs", COPY_COMPONENTS_MJS.as_bytes())
-        .await?;
-    step(
-        "copy components",
-        format!(
-            "set -e; dir=$(mktemp -d); npm pack --silent --pack-destination \"$dir\" {SHADCN_PACKAGED} >/dev/null; \
-             tar -xzf \"$dir\"/*.tgz -C \"$dir\"; SHADCN_DIR=\"$dir/package\" node .forgeai-copy-components.mjs; \
-             cp \"$dir/package/index.css\" app/globals.css; rm -rf \"$dir\" .forgeai-copy-components.mjs"
-        ),
-    )
-    .await?;
-    let css = provider.read_file(id, "app/globals.css").await?;
-    let mut css = String::from_utf8_lossy(&css).into_owned();
-    css.push_str(FONT_THEME_CSS);
-    provider.write_file(id, "app/globals.css", css.as_bytes()).await?;
-    provider.write_file(id, "app/layout.tsx", LAYOUT_TSX.as_bytes()).await?;
-    provider.write_file(id, "app/page.tsx", PAGE_TSX.as_bytes()).await?;
-    for path in ["hooks/use-toast.ts", "components/ui/use-toast.ts"] {
-        provider.write_file(id, path, USE_TOAST_TS.as_bytes()).await?;
     }
-    provider
-        .write_file(id, "components/ui/toaster.tsx", TOASTER_TSX.as_bytes())
-        .await?;
-    provider
-        .write_file(id, ".forgeai-patch-config.mjs", PATCH_NEXT_CONFIG_MJS.as_bytes())
-        .await?;
-    step(
-        "next.config.ts",
-        "node .forgeai-patch-config.mjs && rm .forgeai-patch-config.mjs".into(),
-    )
-    .await?;
-    step("smoke test", SMOKE_TEST_SH.into()).await?;
-    step("clean", "rm -rf .next".into()).await?;
     Ok(())
 }
 
