@@ -143,3 +143,19 @@ async fn with_restate_and_e2b_a_second_node_takes_over_a_project() {
     );
     assert_eq!(preview(&node_b, &token, &url, "/about.html").await.1, "<p>About</p>");
 }
+
+#[tokio::test]
+async fn without_an_api_key_the_e2b_provider_says_what_to_set() {
+    let data = DataDir::new();
+    let output = forgeai(data.path(), "http://127.0.0.1:9")
+        .env("FORGEAI_SANDBOX_PROVIDER", "e2b")
+        .env_remove("E2B_API_KEY")
+        .env("FORGEAI_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .arg("serve")
+        .output()
+        .expect("forgeai runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("E2B_API_KEY"), "{stderr}");
+    assert!(!stderr.contains("stack backtrace"), "{stderr}");
+}

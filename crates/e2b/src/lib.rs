@@ -20,4 +20,4 @@ mod output;
 pub mod proto;
 mod provider;
 
-pub use provider::{E2bConfig, E2bProvider, ENVD_PORT};
+pub use provider::{DEV_LOG, E2bConfig, E2bProvider, ENVD_PORT};

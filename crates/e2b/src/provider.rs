@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use forgeai_sandbox::{
-    CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT, EntryInfo,
-    EntryKind, Error, MAX_READ_BYTES, PreviewTarget, ProjectPath, Result, SandboxInfo, SandboxProvider, SandboxStatus,
-    Stream, Upstream, command_cwd, preview_host, validate_id,
+    CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT,
+    DEV_OUTPUT_MAX_BYTES, DevServerOutput, EntryInfo, EntryKind, Error, MAX_READ_BYTES, PreviewTarget, ProjectPath,
+    Result, SandboxInfo, SandboxProvider, SandboxStatus, Stream, Upstream, command_cwd, preview_host, validate_id,
 };
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -25,6 +25,8 @@ use crate::proto::filesystem::FileType;
 
 /// envd's port in every E2B sandbox.
 pub const ENVD_PORT: u16 = 49983;
+/// Where the `forgeai-v1` E2B template's start command writes the dev server's output.
+pub const DEV_LOG: &str = "/home/user/.forgeai-dev.log";
 
 /// Settings of the E2B provider, named after the variables E2B's SDKs read.
 #[derive(Debug, Clone)]
@@ -361,10 +363,15 @@ impl SandboxProvider for E2bProvider {
             .create(&body, &key)
             .await
             .map_err(|error| match error.status {
-                404 | 400 if error.message.to_ascii_lowercase().contains("template") => Error::TemplateNotFound {
-                    name: template.into(),
-                    path: format!("E2B ({}): {}", self.inner.api.api_url(), error.message).into(),
-                },
+                400..=499
+                    if ![401, 403, 429].contains(&error.status)
+                        && error.message.to_ascii_lowercase().contains("template") =>
+                {
+                    Error::TemplateNotFound {
+                        name: template.into(),
+                        path: format!("E2B ({}): {}", self.inner.api.api_url(), error.message).into(),
+                    }
+                }
                 _ => self.api_error(error, None),
             })?;
         self.remember(&sandbox, timeout);
@@ -515,7 +522,15 @@ impl SandboxProvider for E2bProvider {
                     other => Err(other),
                 },
             )
-            .await?;
+            .await;
+        // envd's 404 for a missing file and a proxy's 404 for a missing sandbox look alike.
+        let read = match read {
+            Err(Error::NotFound { .. }) if matches!(self.inner.api.get(id).await, Ok(None)) => {
+                self.forget(id);
+                return Err(Error::Gone { id: id.into() });
+            }
+            other => other?,
+        };
         read.map_err(|size| Error::FileTooLarge {
             path: path.into(),
             size,
@@ -596,6 +611,33 @@ impl SandboxProvider for E2bProvider {
             .kill(id)
             .await
             .map_err(|error| self.api_error(error, Some(id)))
+    }
+
+    /// The dev server's log, which the `forgeai-v1` E2B template's start command writes.
+    async fn dev_server_output(&self, id: &str, from: u64) -> Result<Option<DevServerOutput>> {
+        // The size first, then the bytes from `from` (from the start when the log is shorter),
+        // at most the last DEV_OUTPUT_MAX_BYTES of them.
+        let script = format!(
+            "f={DEV_LOG}; [ -f \"$f\" ] || exit 3; size=$(stat -c %s \"$f\"); from={from}; \
+             [ \"$from\" -le \"$size\" ] || from=0; echo \"$size\"; tail -c +$((from + 1)) \"$f\" | tail -c {DEV_OUTPUT_MAX_BYTES}"
+        );
+        let result = self
+            .run_command(
+                id,
+                &script,
+                CommandOptions::default().with_timeout(Duration::from_secs(30)),
+            )
+            .await?;
+        if result.exit_code == 3 {
+            return Ok(None);
+        }
+        let Some((size, text)) = result.stdout.split_once('\n') else {
+            return Ok(None);
+        };
+        Ok(size.trim().parse().ok().map(|end| DevServerOutput {
+            text: text.to_owned(),
+            end,
+        }))
     }
 
     async fn pause(&self, id: &str) -> Result<()> {

@@ -210,3 +210,29 @@ async fn the_proxy_routes_by_host_and_speaks_the_binary_codec() {
     assert_eq!(gone.status(), 502);
     assert!(gone.text().await.unwrap().contains("was not found"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dev_server_log_is_read_from_where_the_template_writes_it() {
+    let env = E2bEnv::new().await;
+    let provider = env.provider();
+    let id = provider.create("static", CreateOptions::default()).await.unwrap().id;
+    assert_eq!(provider.dev_server_output(&id, 0).await.unwrap(), None, "no log yet");
+    provider
+        .run_command(
+            &id,
+            &format!("printf 'ready\\n⨯ Error: boom\\n' > {}", forgeai_e2b::DEV_LOG),
+            CommandOptions::default(),
+        )
+        .await
+        .unwrap();
+    let all = provider.dev_server_output(&id, 0).await.unwrap().expect("the log");
+    assert_eq!(all.text, "ready\n⨯ Error: boom\n");
+    assert_eq!(all.end, all.text.len() as u64);
+    let tail = provider.dev_server_output(&id, 6).await.unwrap().unwrap();
+    assert_eq!(tail.text, "⨯ Error: boom\n");
+    let restarted = provider.dev_server_output(&id, 10_000).await.unwrap().unwrap();
+    assert_eq!(
+        restarted.text, all.text,
+        "a shorter log than `from` is read from its start"
+    );
+}
