@@ -59,6 +59,16 @@ if ! "$e2b_sdk_dir/bin/python" -c "import e2b" 2>/dev/null; then
     "${sudo_cmd[@]}" python3 -m venv "$e2b_sdk_dir"
     "${sudo_cmd[@]}" "$e2b_sdk_dir/bin/pip" install --quiet --disable-pip-version-check "e2b==$e2b_sdk_version"
 fi
+# ...and its official JavaScript SDK, for the same check.
+e2b_js_version=2.51.0
+e2b_js_dir=/usr/local/lib/forgeai/e2b-js-sdk-$e2b_js_version
+if [[ ! -f "$e2b_js_dir/node_modules/e2b/package.json" ]]; then
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    echo "setup: installing the e2b JavaScript SDK $e2b_js_version"
+    "${sudo_cmd[@]}" mkdir -p "$e2b_js_dir"
+    "${sudo_cmd[@]}" npm install --silent --no-audit --no-fund --prefix "$e2b_js_dir" "e2b@$e2b_js_version" >/dev/null
+fi
 
 # The web UI: dependencies when the lockfile changed, then the build `forgeai serve` serves.
 ui="$(dirname "$0")/../ui"

@@ -1,6 +1,6 @@
-//! The mock E2B is faithful: E2B's official Python SDK (pinned in scripts/setup.sh) creates a
-//! sandbox, runs commands with streamed output and a timeout, writes, reads and lists files,
-//! lists sandboxes by metadata and kills, all against the mock, with no error.
+//! The mock E2B is faithful: E2B's official SDKs, Python and JavaScript (pinned in
+//! scripts/setup.sh), create a sandbox, run commands with streamed output and a timeout, write,
+//! read and list files, list sandboxes by metadata and kill, all against the mock, with no error.
 
 mod common;
 
@@ -9,6 +9,7 @@ use std::process::Stdio;
 use common::E2bEnv;
 
 const SDK_PYTHON: &str = "/usr/local/lib/forgeai/e2b-sdk-2.63.0/bin/python";
+const SDK_JS_DIR: &str = "/usr/local/lib/forgeai/e2b-js-sdk-2.51.0";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_official_python_sdk_works_against_the_mock() {
@@ -16,10 +17,35 @@ async fn the_official_python_sdk_works_against_the_mock() {
         std::path::Path::new(SDK_PYTHON).exists(),
         "{SDK_PYTHON} is missing: run scripts/setup.sh"
     );
-    let env = E2bEnv::new().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk_check.py");
     let mut command = tokio::process::Command::new(SDK_PYTHON);
-    command.arg(script).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk_check.py"));
+    check_sdk(command).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_official_javascript_sdk_works_against_the_mock() {
+    let modules = std::path::Path::new(SDK_JS_DIR).join("node_modules");
+    assert!(
+        modules.join("e2b").exists(),
+        "{SDK_JS_DIR} is missing: run scripts/setup.sh"
+    );
+    // An ES module resolves `e2b` from its own directory up, so it runs from a copy next to the
+    // installed SDK.
+    let dir = tempfile::Builder::new()
+        .prefix("e2b-js-check-")
+        .tempdir_in(SDK_JS_DIR)
+        .unwrap();
+    let script = dir.path().join("sdk_check.mjs");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk_check.mjs"), &script).unwrap();
+    let mut command = tokio::process::Command::new("node");
+    command.arg(&script);
+    check_sdk(command).await;
+}
+
+/// Runs one SDK's check script against a fresh mock and checks what it saw.
+async fn check_sdk(mut command: tokio::process::Command) {
+    let env = E2bEnv::new().await;
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     for (name, value) in env.mock.env() {
         command.env(name, value);
     }
