@@ -12,19 +12,6 @@ use forgeai_store::testing::TestPostgres;
 use forgeai_test_support::{MockOpenAi, TestRestate};
 use serde_json::json;
 
-/// GETs a preview URL through `server`'s proxy as the holder of `token`.
-async fn preview(server: &Forgeai, token: &str, sandbox_url: &str, path: &str) -> (u16, String) {
-    let host = sandbox_url.trim_start_matches("http://").trim_end_matches('/');
-    let response = reqwest::Client::new()
-        .get(format!("{}{path}", server.url))
-        .header("Host", host)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_e2b_a_stopped_sandbox_is_recreated_with_the_projects_files() {
     let _serial = SERIAL.lock().await;
@@ -43,7 +30,7 @@ async fn on_e2b_a_stopped_sandbox_is_recreated_with_the_projects_files() {
     let sandbox = first["codeFragment"]["sandboxId"].as_str().unwrap().to_owned();
     assert_eq!(e2b.mock.sandbox_ids(), vec![sandbox.clone()], "the sandbox is E2B's");
     let url = first["codeFragment"]["sandboxUrl"].as_str().unwrap().to_owned();
-    assert_eq!(preview(&server, &token, &url, "/").await, (200, PAGE.to_owned()));
+    assert_eq!(preview_as(&server, &token, &url, "/").await, (200, PAGE.to_owned()));
     // Through E2B's proxy, on the routing headers, as an E2B client reaches a sandbox port.
     assert!(
         e2b.mock
@@ -58,30 +45,14 @@ async fn on_e2b_a_stopped_sandbox_is_recreated_with_the_projects_files() {
 
     // E2B stopped the sandbox between two prompts (its timeout ran out).
     e2b.mock.expire(&sandbox).await;
-    api.post(
-        "/api/messages",
-        json!({"projectId": project_id, "message": "Add an about page"}),
-    )
-    .await;
-    let second = api.replies(&project_id, 2, Duration::from_secs(60)).await[1].clone();
-    assert_eq!(second["type"], "RESULT", "{second}");
-    let fragment = &second["codeFragment"];
-    assert_ne!(
-        fragment["sandboxId"].as_str().unwrap(),
-        sandbox,
-        "a new sandbox was made"
-    );
-    let url = fragment["sandboxUrl"].as_str().unwrap();
-    assert_eq!(
-        preview(&server, &token, url, "/").await,
-        (200, PAGE.to_owned()),
-        "the first prompt's files were restored"
-    );
-    assert_eq!(preview(&server, &token, url, "/about.html").await.1, "<p>About</p>");
+    let url = follow_up_in_a_new_sandbox(&api, &server, &project_id, &sandbox).await;
     // The preview stays the owner's: without credentials it is not served.
     let anonymous = reqwest::Client::new()
         .get(format!("{}/", server.url))
-        .header("Host", url.trim_start_matches("http://").trim_end_matches('/'))
+        .header(
+            "Host",
+            url.trim_start_matches("http://").trim_end_matches('/').to_owned(),
+        )
         .send()
         .await
         .unwrap();
@@ -135,13 +106,13 @@ async fn with_restate_and_e2b_a_second_node_takes_over_a_project() {
         replies[1]["codeFragment"]["sandboxId"], first["codeFragment"]["sandboxId"],
         "node B reconnected to the project's E2B sandbox"
     );
-    let (status, page) = preview(&node_b, &token, &url, "/").await;
+    let (status, page) = preview_as(&node_b, &token, &url, "/").await;
     assert_eq!(
         (status, page.as_str()),
         (200, PAGE),
         "node A's files, served through node B"
     );
-    assert_eq!(preview(&node_b, &token, &url, "/about.html").await.1, "<p>About</p>");
+    assert_eq!(preview_as(&node_b, &token, &url, "/about.html").await.1, "<p>About</p>");
 }
 
 #[tokio::test]

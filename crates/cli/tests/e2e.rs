@@ -359,24 +359,7 @@ async fn a_project_whose_sandbox_is_gone_gets_a_new_one_with_its_files() {
     provider.shutdown().await;
 
     let server = Forgeai::start(data.path(), &model.base_url(), port).await;
-    api.post(
-        "/api/messages",
-        json!({"projectId": project_id, "message": "Add an about page"}),
-    )
-    .await;
-    let second = api.replies(&project_id, 2, Duration::from_secs(60)).await[1].clone();
-    assert_eq!(second["type"], "RESULT", "{second}");
-    let fragment = &second["codeFragment"];
-    assert_ne!(
-        fragment["sandboxId"].as_str().unwrap(),
-        old_sandbox,
-        "a new sandbox was made"
-    );
-    let url = fragment["sandboxUrl"].as_str().unwrap();
-    let (_, page) = fetch_preview(&server, url, "/").await;
-    assert_eq!(page, PAGE, "the previous fragment's files were restored into it");
-    let (_, about) = fetch_preview(&server, url, "/about.html").await;
-    assert_eq!(about, "<p>About</p>");
+    follow_up_in_a_new_sandbox(&api, &server, &project_id, &old_sandbox).await;
 }
 
 /// An Inngest client retrying a send (same event id): one run, one answer.

@@ -291,13 +291,10 @@ fn local_error(message: String) -> ApiError {
 }
 
 fn unreachable(api_url: &str, error: &reqwest::Error) -> ApiError {
-    let mut message = format!("cannot reach E2B at {api_url}: {error}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message = format!("{message}: {cause}");
-        source = cause.source();
+    ApiError {
+        status: 0,
+        message: format!("cannot reach E2B at {api_url}: {}", crate::connect::error_chain(error)),
     }
-    ApiError { status: 0, message }
 }
 
 /// Percent-encodes a query component (RFC 3986 unreserved characters stay).

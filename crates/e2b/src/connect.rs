@@ -230,14 +230,19 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-fn transport(error: reqwest::Error) -> RpcError {
+pub(crate) fn transport(error: reqwest::Error) -> RpcError {
+    RpcError::Transport(error_chain(&error))
+}
+
+/// An error with its causes, `error: cause: cause` (reqwest's own message leaves them out).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
-    let mut source = std::error::Error::source(&error);
+    let mut source = error.source();
     while let Some(cause) = source {
         message = format!("{message}: {cause}");
         source = cause.source();
     }
-    RpcError::Transport(message)
+    message
 }
 
 #[cfg(test)]

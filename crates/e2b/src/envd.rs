@@ -8,7 +8,7 @@ use base64::Engine;
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue};
 
-use crate::connect::{self, RpcError, RpcTarget};
+use crate::connect::{self, RpcError, RpcTarget, transport};
 use crate::proto::filesystem::{EntryInfo, ListDirRequest, ListDirResponse};
 use crate::proto::process::process_event::{Event, data_event};
 use crate::proto::process::{
@@ -219,24 +219,6 @@ impl Envd {
         }
         Ok(Ok(body))
     }
-
-    /// `GET /health`: whether envd answers at all.
-    pub async fn healthy(&self) -> Result<(), RpcError> {
-        let response = self
-            .http
-            .get(format!("{}/health", self.target.base_url))
-            .headers(self.target.headers.clone())
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let bytes = response.bytes().await.map_err(transport)?;
-        Err(http_error(status.as_u16(), &bytes))
-    }
 }
 
 /// envd takes the user as HTTP basic auth with an empty password.
@@ -251,16 +233,6 @@ fn http_error(status: u16, bytes: &[u8]) -> RpcError {
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
         .unwrap_or_else(|| String::from_utf8_lossy(bytes).trim().chars().take(500).collect());
     RpcError::Http { status, message }
-}
-
-fn transport(error: reqwest::Error) -> RpcError {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        message = format!("{message}: {cause}");
-        source = cause.source();
-    }
-    RpcError::Transport(message)
 }
 
 #[cfg(test)]

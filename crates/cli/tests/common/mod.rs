@@ -485,6 +485,40 @@ pub async fn fetch_preview(server: &Forgeai, sandbox_url: &str, path: &str) -> (
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// GETs a preview URL through `server`'s proxy as the holder of `token`.
+pub async fn preview_as(server: &Forgeai, token: &str, sandbox_url: &str, path: &str) -> (u16, String) {
+    let host = sandbox_url.trim_start_matches("http://").trim_end_matches('/');
+    let response = reqwest::Client::new()
+        .get(format!("{}{path}", server.url))
+        .header("Host", host)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// After the project's sandbox was lost: a follow-up prompt ("Add an about page") is answered
+/// from a new sandbox holding the first prompt's page (restored) and the new one. Returns the
+/// new fragment's preview URL.
+pub async fn follow_up_in_a_new_sandbox(api: &Api, server: &Forgeai, project_id: &str, lost: &str) -> String {
+    api.post(
+        "/api/messages",
+        json!({"projectId": project_id, "message": "Add an about page"}),
+    )
+    .await;
+    let second = api.replies(project_id, 2, Duration::from_secs(60)).await[1].clone();
+    assert_eq!(second["type"], "RESULT", "{second}");
+    let fragment = &second["codeFragment"];
+    assert_ne!(fragment["sandboxId"].as_str().unwrap(), lost, "a new sandbox was made");
+    let url = fragment["sandboxUrl"].as_str().unwrap().to_owned();
+    let (_, page) = preview_as(server, &api.token, &url, "/").await;
+    assert_eq!(page, PAGE, "the previous fragment's files were restored into it");
+    let (_, about) = preview_as(server, &api.token, &url, "/about.html").await;
+    assert_eq!(about, "<p>About</p>");
+    url
+}
+
 /// Builds the hello page for a first prompt; for one about an "about page", reads it back and
 /// adds `about.html`.
 pub fn hello_then_about_model(body: &Value) -> MockReply {
