@@ -19,8 +19,9 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 pub struct CreatedSandbox {
     #[serde(rename = "sandboxID")]
     pub sandbox_id: String,
-    #[serde(rename = "templateID")]
+    #[serde(rename = "templateID", default)]
     pub template_id: String,
+    #[serde(default)]
     pub envd_version: String,
     #[serde(default)]
     pub envd_access_token: Option<String>,
@@ -37,11 +38,12 @@ pub struct CreatedSandbox {
 pub struct SandboxDetail {
     #[serde(rename = "sandboxID")]
     pub sandbox_id: String,
-    #[serde(rename = "templateID")]
+    #[serde(rename = "templateID", default)]
     pub template_id: String,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub end_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub end_at: Option<chrono::DateTime<chrono::Utc>>,
     /// `running` or `paused`.
+    #[serde(default)]
     pub state: String,
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,

@@ -169,6 +169,11 @@ impl E2bProvider {
                 self.forget(id);
                 Err(Error::Gone { id: id.into() })
             }
+            // Paused meanwhile (by E2B or another node): connecting resumes it.
+            Err(error) if error.status == 409 => {
+                self.forget(id);
+                self.connect_session(id).await
+            }
             Err(error) => Err(self.api_error(error, Some(id))),
         }
     }
@@ -247,7 +252,7 @@ impl E2bProvider {
     /// plane does not know it any more), or a failure a user can act on.
     async fn envd_error(&self, id: &str, error: RpcError, action: &str) -> Error {
         let said_gone = match &error {
-            RpcError::Http { status: 502, message } => message.contains("was not found"),
+            RpcError::Http { status: 502, message } => message.to_ascii_lowercase().contains("not found"),
             RpcError::Http { status: 404, message } => message.to_ascii_lowercase().contains("sandbox"),
             _ => false,
         };
@@ -305,7 +310,10 @@ fn insert(headers: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 fn info(detail: &SandboxDetail) -> SandboxInfo {
-    let timeout = (detail.end_at - detail.started_at).num_milliseconds().max(0) as u64;
+    let started_at = detail.started_at.unwrap_or_else(chrono::Utc::now);
+    let timeout = detail
+        .end_at
+        .map_or(0, |end| (end - started_at).num_milliseconds().max(0) as u64);
     SandboxInfo {
         id: detail.sandbox_id.clone(),
         template: detail.template_id.clone(),
@@ -314,7 +322,7 @@ fn info(detail: &SandboxDetail) -> SandboxInfo {
         } else {
             SandboxStatus::Running
         },
-        created_at: detail.started_at,
+        created_at: started_at,
         timeout_ms: timeout,
         metadata: detail.metadata.clone().unwrap_or_default(),
     }
@@ -438,10 +446,17 @@ impl SandboxProvider for E2bProvider {
             },
         );
         // envd enforces the deadline; this bounds a stream whose end never comes.
+        let started_at = Instant::now();
         let outcome = tokio::time::timeout(limit + Duration::from_secs(5), run).await;
         let taken = tail.lock().unwrap_or_else(|p| p.into_inner()).take();
         let (stdout, stderr, truncated) = taken.map(OutputTail::finish).unwrap_or_default();
-        let timed_out = matches!(&outcome, Err(_) | Ok(Err(Error::CommandTimeout { .. })));
+        // A stream that broke off at the deadline (rather than ending with `deadline_exceeded`)
+        // is the deadline too, unless the sandbox is gone.
+        let timed_out = match &outcome {
+            Err(_) | Ok(Err(Error::CommandTimeout { .. })) => true,
+            Ok(Err(Error::Gone { .. })) | Ok(Ok(())) => false,
+            Ok(Err(_)) => started_at.elapsed() >= limit,
+        };
         let started = *pid.lock().unwrap_or_else(|p| p.into_inner());
         if timed_out {
             // envd kills the process when the call's deadline passes; make sure of it.
