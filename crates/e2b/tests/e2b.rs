@@ -236,3 +236,33 @@ async fn the_dev_server_log_is_read_from_where_the_template_writes_it() {
         "a shorter log than `from` is read from its start"
     );
 }
+
+/// An E2B without the v2 connect path (an older self-hosted one) is still connected to.
+#[tokio::test]
+async fn connect_falls_back_to_the_older_path() {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    let app = axum::Router::new().route(
+        "/sandboxes/{id}/connect",
+        axum::routing::post(|Path(id): Path<String>| async move {
+            (
+                StatusCode::CREATED,
+                axum::Json(serde_json::json!({
+                    "sandboxID": id, "templateID": "forgeai-v1", "envdVersion": "0.5.0", "envdAccessToken": "token",
+                })),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let api = forgeai_e2b::api::ControlPlane::new(reqwest::Client::new(), &url, "key", 0);
+    let sandbox = api
+        .connect("abc123", Duration::from_secs(60))
+        .await
+        .expect("an answer")
+        .expect("found through /sandboxes/{id}/connect");
+    assert_eq!(sandbox.sandbox_id, "abc123");
+    assert_eq!(sandbox.envd_access_token.as_deref(), Some("token"));
+    server.abort();
+}
