@@ -42,11 +42,11 @@ pub use agent::{Agent, Model};
 pub use check::{CheckOutcome, DEFAULT_CHECK_ROUNDS, WorkCheck};
 pub use coding::{
     AppCheck, CHECK_STATUS, CODING_AGENT_NAME, CODING_AGENT_PROMPT, CODING_MAX_ITER, CommandOutput,
-    CreateOrUpdateFilesArgs, CreateOrUpdateFilesTool, DevOutput, FileToWrite, ImageAttribution, ImageError,
-    ImageOrientation, ImageProvider, ImagePurpose, PROJECT_ROOT, ProjectWorkspace, ReadFilesArgs, ReadFilesTool,
-    RouteResponse, SavedImage, TerminalArgs, TerminalTool, UnconfiguredImages, UnsplashImageArgs, UnsplashImageTool,
-    WorkspaceError, coding_agent, coding_agent_with_limits, coding_network, coding_network_with_limits,
-    normalize_project_path,
+    CreateOrUpdateFilesArgs, CreateOrUpdateFilesTool, DevOutput, EditFileArgs, EditFileTool, FileToWrite,
+    ImageAttribution, ImageError, ImageOrientation, ImageProvider, ImagePurpose, PROJECT_ROOT, ProjectWorkspace,
+    ReadFilesArgs, ReadFilesTool, RouteResponse, SavedImage, TerminalArgs, TerminalTool, TextEdit, UnconfiguredImages,
+    UnsplashImageArgs, UnsplashImageTool, WorkspaceError, apply_edits, coding_agent, coding_agent_with_limits,
+    coding_network, coding_network_with_limits, normalize_project_path,
 };
 pub use error::{AgentError, ToolError};
 pub use limits::{SizeLimits, format_bytes, truncate_middle};

@@ -120,7 +120,13 @@ async fn the_loop_runs_tools_until_the_task_summary_and_records_the_files() {
         .collect();
     assert_eq!(
         tool_names,
-        ["terminal", "createOrUpdateFiles", "readFiles", "unsplashImage"]
+        [
+            "terminal",
+            "createOrUpdateFiles",
+            "editFile",
+            "readFiles",
+            "unsplashImage"
+        ]
     );
     assert_eq!(
         requests[0]["tools"][1]["function"]["parameters"]["properties"]["files"]["items"]["required"],
@@ -257,7 +263,7 @@ async fn bad_tool_calls_reach_the_model_as_tool_errors() {
     assert_eq!(id, "unknown");
     assert!(unknown.contains("no tool named `deleteEverything`"), "{unknown}");
     assert!(
-        unknown.contains("terminal, createOrUpdateFiles, readFiles, unsplashImage"),
+        unknown.contains("terminal, createOrUpdateFiles, editFile, readFiles, unsplashImage"),
         "{unknown}"
     );
 

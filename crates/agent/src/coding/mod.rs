@@ -1,6 +1,7 @@
 //! The `forgeai-v1` coding agent: its prompt, tools and network.
 
 mod app_check;
+mod edit;
 mod images;
 mod prompt;
 mod tools;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use forgeai_llm::{LlmClient, ModelRole};
 
 pub use app_check::{AppCheck, CHECK_STATUS};
+pub use edit::{EditFileArgs, EditFileTool, TextEdit, apply_edits};
 pub use images::{
     ImageAttribution, ImageError, ImageOrientation, ImageProvider, ImagePurpose, SavedImage, UnconfiguredImages,
     UnsplashImageArgs, UnsplashImageTool,
@@ -35,7 +37,7 @@ pub const CODING_AGENT_NAME: &str = "code-agent";
 /// The most iterations of a coding run.
 pub const CODING_MAX_ITER: u32 = 20;
 
-/// The coding agent with its four tools, on the coder model.
+/// The coding agent with its five tools, on the coder model.
 pub fn coding_agent(workspace: Arc<dyn ProjectWorkspace>, images: Arc<dyn ImageProvider>) -> Agent {
     coding_agent_with_limits(workspace, images, SizeLimits::default())
 }
@@ -49,6 +51,7 @@ pub fn coding_agent_with_limits(
     Agent::new(CODING_AGENT_NAME, CODING_AGENT_PROMPT, ModelRole::Coder)
         .tool(TerminalTool::new(workspace.clone()))
         .tool(CreateOrUpdateFilesTool::new(workspace.clone()).max_file_bytes(limits.max_file_bytes))
+        .tool(EditFileTool::new(workspace.clone()).max_file_bytes(limits.max_file_bytes))
         .tool(ReadFilesTool::new(workspace).max_result_bytes(limits.max_tool_result_bytes))
         .tool(UnsplashImageTool::new(images))
 }
