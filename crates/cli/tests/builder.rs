@@ -91,3 +91,275 @@ async fn edit_file_changes_a_matching_text_once_and_explains_a_miss() {
     let url = reply["codeFragment"]["sandboxUrl"].as_str().unwrap();
     assert_eq!(preview_as(&server, &token, url, "/").await, (200, edited));
 }
+
+/// Prompt by prompt: "hello" writes the page, "change" rewrites it and adds a second page,
+/// "read" reads the page back.
+fn versioning_model(body: &Value) -> MockReply {
+    if is_naming(body) {
+        return MockReply::text("Hello Page");
+    }
+    let prompt = last_user_text(body);
+    match (iteration(body), prompt.as_str()) {
+        (1, p) if p.contains("hello") => MockReply::tool_call(
+            "c1",
+            "createOrUpdateFiles",
+            json!({"files": [{"path": "index.html", "content": PAGE}]}),
+        ),
+        (1, p) if p.contains("change") => MockReply::tool_call(
+            "c2",
+            "createOrUpdateFiles",
+            json!({"files": [{"path": "index.html", "content": "<h1>Changed</h1>"}, {"path": "about.html", "content": "<p>About</p>"}]}),
+        ),
+        (1, _) => MockReply::tool_call("c3", "readFiles", json!({"files": ["index.html"]})),
+        _ => MockReply::text("<task_summary>Done.</task_summary>"),
+    }
+}
+
+#[tokio::test]
+async fn versions_are_listed_diffed_and_restored() {
+    let _serial = SERIAL.lock().await;
+    let data = DataDir::new();
+    let model = MockOpenAi::with_responder(versioning_model).await;
+    let token = add_user(data.path(), "alice");
+    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
+    let api = Api::new(&server, token.clone());
+    let project_id = api.new_project("Build a hello page").await;
+    api.replies(&project_id, 1, Duration::from_secs(60)).await;
+    api.post(
+        "/api/messages",
+        json!({"projectId": project_id, "message": "Now change it"}),
+    )
+    .await;
+    api.replies(&project_id, 2, Duration::from_secs(60)).await;
+
+    let versions = api.get(&format!("/api/projects/{project_id}/versions")).await;
+    let versions = versions.as_array().unwrap().clone();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert_eq!(versions[0]["number"], 1);
+    assert_eq!(versions[0]["title"], "Hello Page");
+    assert_eq!(
+        versions[0]["changedFiles"],
+        json!([{"path": "index.html", "change": "added"}])
+    );
+    assert_eq!(
+        versions[1]["changedFiles"],
+        json!([{"path": "about.html", "change": "added"}, {"path": "index.html", "change": "modified"}])
+    );
+    let (v1, v2) = (versions[0]["id"].as_str().unwrap(), versions[1]["id"].as_str().unwrap());
+
+    let diff = api
+        .get(&format!("/api/projects/{project_id}/versions/{v1}/diff/{v2}"))
+        .await;
+    let files = diff["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{diff}");
+    let page = files.iter().find(|f| f["path"] == "index.html").unwrap()["diff"]
+        .as_str()
+        .unwrap();
+    assert!(page.starts_with("--- a/index.html\n+++ b/index.html\n@@"), "{page}");
+    assert!(
+        page.contains(&format!("-{PAGE}")) && page.contains("+<h1>Changed</h1>"),
+        "{page}"
+    );
+    let missing = api
+        .http
+        .get(format!("{}/api/projects/{project_id}/versions/{v1}/diff/nope", api.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let restored = api
+        .post(&format!("/api/projects/{project_id}/versions/{v1}/restore"), json!({}))
+        .await;
+    assert_eq!(restored["sandboxUpdated"], true, "{restored}");
+    assert_eq!(restored["version"]["number"], 3);
+    assert_eq!(
+        restored["version"]["changedFiles"],
+        json!([{"path": "about.html", "change": "removed"}, {"path": "index.html", "change": "modified"}])
+    );
+    let replies = api.replies(&project_id, 3, Duration::from_secs(5)).await;
+    assert!(
+        replies[2]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Restored version 1"),
+        "{:?}",
+        replies[2]
+    );
+    let url = replies[2]["codeFragment"]["sandboxUrl"].as_str().unwrap();
+    assert_eq!(
+        preview_as(&server, &token, url, "/").await,
+        (200, PAGE.to_owned()),
+        "the preview serves v1"
+    );
+    assert_eq!(
+        preview_as(&server, &token, url, "/about.html").await.0,
+        404,
+        "v2's page is gone"
+    );
+
+    // The next prompt builds on the restored version.
+    api.post(
+        "/api/messages",
+        json!({"projectId": project_id, "message": "Please read the page"}),
+    )
+    .await;
+    let replies = api.replies(&project_id, 4, Duration::from_secs(60)).await;
+    assert_eq!(replies[3]["type"], "RESULT", "{replies:?}");
+    let read = model
+        .requests()
+        .into_iter()
+        .filter(|body| !is_naming(body) && last_user_text(body).contains("read the page") && iteration(body) == 2)
+        .next_back()
+        .unwrap();
+    let answer = tool_answers(&read).pop().unwrap();
+    assert!(answer.contains(PAGE) && !answer.contains("Changed"), "{answer}");
+    let fourth = api
+        .get(&format!(
+            "/api/fragments/{}",
+            replies[3]["codeFragment"]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(fourth["files"], json!({"index.html": PAGE}));
+}
+
+#[tokio::test]
+async fn export_zip_holds_the_project_without_installed_packages() {
+    let _serial = SERIAL.lock().await;
+    let data = DataDir::new();
+    let model = MockOpenAi::with_responder(hello_then_about_model).await;
+    let token = add_user(data.path(), "alice");
+    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
+    let api = Api::new(&server, token.clone());
+    let project_id = api.new_project("Build a hello page").await;
+    let before = api
+        .http
+        .get(format!("{}/api/projects/{project_id}/export.zip", api.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(before.status().as_u16(), 200 | 409), "{}", before.status());
+    api.replies(&project_id, 1, Duration::from_secs(60)).await;
+    let files = export(&api, &project_id).await;
+    assert_eq!(files.get("index.html").map(String::as_str), Some(PAGE));
+    assert_eq!(
+        files.len(),
+        1,
+        "the static template's project is its one page: {:?}",
+        files.keys()
+    );
+    assert!(
+        files
+            .keys()
+            .all(|path| !path.starts_with("node_modules/") && !path.starts_with(".next/"))
+    );
+}
+
+/// The project's export, unpacked: path → text.
+async fn export(api: &Api, project_id: &str) -> std::collections::BTreeMap<String, String> {
+    let response = api
+        .http
+        .get(format!("{}/api/projects/{project_id}/export.zip", api.url))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"")
+    );
+    let bytes = response.bytes().await.unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a zip");
+    let mut files = std::collections::BTreeMap::new();
+    for index in 0..archive.len() {
+        let mut file = archive.by_index(index).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).unwrap_or_default();
+        files.insert(file.name().to_owned(), text);
+    }
+    files
+}
+
+/// A forgeai-v1 project's export builds on its own with `npm ci && npm run build`.
+#[tokio::test]
+async fn a_forgeai_v1_export_builds_on_its_own() {
+    let _serial = SERIAL.lock().await;
+    let Some(data) = forgeai_v1_data_dir().await else {
+        return;
+    };
+    let page = "export default function Page() {\n  return <main className=\"p-8\"><h1>Exported app</h1></main>;\n}\n";
+    let model = MockOpenAi::with_responder(move |body: &Value| {
+        if is_naming(body) {
+            return MockReply::text("Exported App");
+        }
+        match iteration(body) {
+            1 => MockReply::tool_call(
+                "c1",
+                "createOrUpdateFiles",
+                json!({"files": [{"path": "app/page.tsx", "content": page}]}),
+            ),
+            _ => MockReply::text("<task_summary>Built the page.</task_summary>"),
+        }
+    })
+    .await;
+    let token = add_user(data.path(), "alice");
+    let server = Forgeai::start_with(
+        data.path(),
+        &model.base_url(),
+        free_port(),
+        &[("FORGEAI_SANDBOX_TEMPLATE", "forgeai-v1")],
+    )
+    .await;
+    let api = Api::new(&server, token);
+    let project_id = api.new_project("Build an exported app").await;
+    let reply = api.replies(&project_id, 1, Duration::from_secs(240)).await[0].clone();
+    assert_eq!(reply["type"], "RESULT", "{reply}");
+    let files = export(&api, &project_id).await;
+    for needed in [
+        "package.json",
+        "package-lock.json",
+        "next.config.ts",
+        "tsconfig.json",
+        "postcss.config.mjs",
+        "app/layout.tsx",
+        "components/ui/button.jsx",
+    ] {
+        assert!(
+            files.contains_key(needed),
+            "{needed} is exported: {:?}",
+            files.keys().collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(files["app/page.tsx"], page);
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in &files {
+        let file = dir.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
+    for script in ["npm ci --no-audit --no-fund --loglevel=error", "npm run build"] {
+        let output = tokio::process::Command::new("bash")
+            .args(["-c", script])
+            .current_dir(dir.path())
+            .env("NEXT_TELEMETRY_DISABLED", "1")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "`{script}` failed in the export:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert!(
+        dir.path().join(".next/BUILD_ID").exists(),
+        "next build wrote its output"
+    );
+}

@@ -10,6 +10,7 @@ pub mod preview_access;
 mod realtime;
 mod ui;
 mod uploads;
+mod versions;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -178,6 +179,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/projects/{id}/preview", get(preview_access::preview_link))
         .route("/api/projects/{id}/runs", get(api::list_runs))
         .route("/api/projects/{id}/realtime", get(realtime::subscribe))
+        .route("/api/projects/{id}/versions", get(versions::list_versions))
+        .route("/api/projects/{id}/versions/{a}/diff/{b}", get(versions::diff_versions))
+        .route(
+            "/api/projects/{id}/versions/{v}/restore",
+            post(versions::restore_version),
+        )
+        .route("/api/projects/{id}/export.zip", get(versions::export_zip))
         .route("/api/messages", get(api::list_messages).post(api::create_message))
         .route(
             "/api/fragments/{id}",

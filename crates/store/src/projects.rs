@@ -289,6 +289,24 @@ impl Store {
         }))
     }
 
+    /// Every fragment of the project, oldest first: its versions. Empty when there is no such
+    /// project.
+    pub async fn project_fragments(&self, user_id: &str, project_id: &str) -> Result<Vec<Fragment>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT f.* FROM fragments f \
+                 JOIN messages m ON m.id = f.message_id \
+                 JOIN projects p ON p.id = m.project_id \
+                 WHERE p.id = $1 AND p.user_id = $2 \
+                 ORDER BY f.created_at, f.id",
+            )
+            .bind(project_id)
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
     /// The project's most recent fragment (whose files seed the next agent run), if any.
     pub async fn latest_fragment(&self, user_id: &str, project_id: &str) -> Result<Option<Fragment>> {
         Ok(with_pool!(self, pool => {
