@@ -243,7 +243,7 @@ async fn export_zip_holds_the_project_without_installed_packages() {
     assert!(matches!(before.status().as_u16(), 200 | 409), "{}", before.status());
     api.replies(&project_id, 1, Duration::from_secs(60)).await;
     let files = export(&api, &project_id).await;
-    assert_eq!(files.get("index.html").map(String::as_str), Some(PAGE));
+    assert_eq!(files.get("index.html").map(Vec::as_slice), Some(PAGE.as_bytes()));
     assert_eq!(
         files.len(),
         1,
@@ -257,8 +257,8 @@ async fn export_zip_holds_the_project_without_installed_packages() {
     );
 }
 
-/// The project's export, unpacked: path → text.
-async fn export(api: &Api, project_id: &str) -> std::collections::BTreeMap<String, String> {
+/// The project's export, unpacked: path → contents.
+async fn export(api: &Api, project_id: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
     let response = api
         .http
         .get(format!("{}/api/projects/{project_id}/export.zip", api.url))
@@ -279,9 +279,9 @@ async fn export(api: &Api, project_id: &str) -> std::collections::BTreeMap<Strin
     let mut files = std::collections::BTreeMap::new();
     for index in 0..archive.len() {
         let mut file = archive.by_index(index).unwrap();
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut file, &mut text).unwrap_or_default();
-        files.insert(file.name().to_owned(), text);
+        let mut contents = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut contents).unwrap();
+        files.insert(file.name().to_owned(), contents);
     }
     files
 }
@@ -336,7 +336,7 @@ async fn a_forgeai_v1_export_builds_on_its_own() {
             files.keys().collect::<Vec<_>>()
         );
     }
-    assert_eq!(files["app/page.tsx"], page);
+    assert_eq!(files["app/page.tsx"], page.as_bytes());
     let dir = tempfile::tempdir().unwrap();
     for (path, content) in &files {
         let file = dir.path().join(path);
