@@ -26,6 +26,7 @@
 //! * The naming agent ([`generate_title`]) and the vision step
 //!   ([`extract_design_spec_from_image`], [`build_agent_input`]).
 
+mod activity;
 mod agent;
 mod check;
 mod coding;
@@ -38,6 +39,7 @@ mod state;
 mod tool;
 mod vision;
 
+pub use activity::{ACTIVITY_TOPIC, Activity, CallOutcome, CallReport, RunOutcome, format_elapsed};
 pub use agent::{Agent, Model};
 pub use check::{CheckOutcome, DEFAULT_CHECK_ROUNDS, WorkCheck};
 pub use coding::{

@@ -8,6 +8,7 @@ use forgeai_llm::{ChatRequest, ChatResponse, LlmClient, Message, ToolCall, Usage
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::activity::{ACTIVITY_TOPIC, Activity, CallOutcome, CallReport};
 use crate::agent::Agent;
 use crate::check::{CheckOutcome, DEFAULT_CHECK_ROUNDS, WorkCheck, fix_request};
 use crate::error::{AgentError, ToolError};
@@ -160,6 +161,9 @@ struct ToolStepRecord {
     is_error: bool,
     #[serde(default)]
     changes: StateChanges,
+    /// How long the call took (journaled, so a replay publishes the same activity).
+    #[serde(default)]
+    duration_ms: u64,
 }
 
 /// Agents, a router and the loop that runs them.
@@ -293,6 +297,10 @@ impl Network {
                 .await?;
             if let Some(usage) = response.usage {
                 result.usage += usage;
+            }
+            if let Some(text) = response.content.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                self.activity(ctx, Activity::ModelText { text: text.to_owned() })
+                    .await?;
             }
             let summary = response.content.as_deref().and_then(extract_task_summary);
             if response.content.is_some() || !response.tool_calls.is_empty() {
@@ -463,6 +471,22 @@ impl Network {
         if record.is_error {
             tracing::info!(tool = tool.name(), output = %record.output, "tool call failed");
         }
+        let report = CallReport {
+            output: &record.output,
+            is_error: record.is_error,
+            elapsed: std::time::Duration::from_millis(record.duration_ms),
+        };
+        let activity = Activity::ToolCall {
+            tool: tool.name().to_owned(),
+            summary: tool.activity(&prepared.args, &report),
+            outcome: if record.is_error {
+                CallOutcome::Error
+            } else {
+                CallOutcome::Ok
+            },
+            duration_ms: record.duration_ms,
+        };
+        self.activity(ctx, activity).await?;
         written.record(record.changes.files.keys());
         state.apply(&record.changes);
         Ok(record.output)
@@ -497,7 +521,17 @@ impl Network {
                 }
             })
             .await?;
+        let problems = outcome.clone().into_problems();
+        self.activity(ctx, Activity::AppChecked { problems }).await?;
         Ok(Some(outcome))
+    }
+
+    /// Publishes an event on the activity topic of the network's channel, if it has one.
+    async fn activity(&self, ctx: &dyn DurableContext, activity: Activity) -> Result<(), StepError> {
+        match &self.status_channel {
+            Some(channel) => ctx.publish(channel, ACTIVITY_TOPIC, activity.to_value()).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -511,13 +545,16 @@ async fn run_tool(
     max_result_bytes: usize,
 ) -> Result<ToolStepRecord, StepError> {
     let mut tool_ctx = ToolContext::new(run_id, state);
+    let started = std::time::Instant::now();
     let outcome = tool.call(args, &mut tool_ctx).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
     let changes = tool_ctx.into_changes();
     match outcome {
         Ok(output) => Ok(ToolStepRecord {
             output: truncate_middle(&output, max_result_bytes),
             is_error: false,
             changes,
+            duration_ms,
         }),
         Err(ToolError::Unavailable(message)) => Err(StepError::retriable(format!(
             "tool `{}` could not reach its backend: {message}",
@@ -529,6 +566,7 @@ async fn run_tool(
             output: truncate_middle(&format!("Error: {error}"), max_result_bytes),
             is_error: true,
             changes,
+            duration_ms,
         }),
     }
 }

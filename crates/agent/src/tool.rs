@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::activity::CallReport;
 use crate::error::ToolError;
 use crate::schema::parameters_schema;
 use crate::state::{NetworkState, StateChanges};
@@ -43,6 +44,12 @@ pub trait Tool: Send + Sync + 'static {
     /// order and make later statuses go missing or repeat.
     fn status(&self, _args: &Self::Args) -> Option<String> {
         None
+    }
+
+    /// The line a person reads in the activity log once the call is done, e.g. "Edited
+    /// app/page.tsx". The network publishes it with the outcome and the time taken.
+    fn activity(&self, _args: &Self::Args, _report: &CallReport<'_>) -> String {
+        format!("Called {}", self.name())
     }
 
     /// Runs the call; the `Ok` text is the tool's result for the model.
@@ -123,6 +130,7 @@ pub(crate) trait DynTool: Send + Sync {
     /// Checks the model's raw arguments; `Err` is the message for the model.
     fn prepare(&self, raw_arguments: &str) -> Result<PreparedCall, String>;
     fn call<'a>(&'a self, args: Value, ctx: &'a mut ToolContext<'_>) -> BoxFuture<'a, Result<String, ToolError>>;
+    fn activity(&self, args: &Value, report: &CallReport<'_>) -> String;
 }
 
 impl<T: Tool> DynTool for T {
@@ -152,6 +160,13 @@ impl<T: Tool> DynTool for T {
             let typed: T::Args = deserialize_args(args).map_err(ToolError::InvalidArguments)?;
             Tool::call(self, typed, ctx).await
         })
+    }
+
+    fn activity(&self, args: &Value, report: &CallReport<'_>) -> String {
+        match deserialize_args::<T::Args>(args.clone()) {
+            Ok(typed) => Tool::activity(self, &typed, report),
+            Err(_) => format!("Called {}", Tool::name(self)),
+        }
     }
 }
 

@@ -317,17 +317,39 @@ async fn a_network_killed_in_iteration_three_resumes_without_repeating_model_cal
     assert_eq!(result.checks, 1);
     assert_eq!(result.problems, None);
 
-    // Statuses were published once per tool call and check, replays included.
+    // Statuses and activity events were published once per tool call and check, replays
+    // included.
     let engine = Engine::builder(EngineConfig::new(dir.path().join("engine")))
         .start()
         .await
         .expect("engine opens");
     let mut stream = engine.subscribe("Project:crash", Some(0));
-    let mut statuses = Vec::new();
+    let (mut statuses, mut activity) = (Vec::new(), Vec::new());
     while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
-        statuses.push(message.data);
+        match message.topic.as_str() {
+            "agentActivity" => activity.push(message.data),
+            _ => statuses.push(message.data),
+        }
     }
     let mut expected = vec![json!("Generating project files..."); 4];
     expected.push(json!("Checking the app..."));
     assert_eq!(statuses, expected);
+    let lines: Vec<String> = activity
+        .iter()
+        .map(|event| match event["type"].as_str() {
+            Some("toolCall") => event["summary"].as_str().unwrap_or_default().to_owned(),
+            other => other.unwrap_or_default().to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "Wrote src/file-1.ts",
+            "Wrote src/file-2.ts",
+            "Wrote src/file-3.ts",
+            "Wrote src/file-4.ts",
+            "modelText",
+            "appChecked"
+        ]
+    );
 }

@@ -328,7 +328,39 @@ async fn tools_publish_their_status_on_the_project_channel() {
     assert!(result.completed);
 
     let published = harness.published("Project:p1").await;
-    let statuses: Vec<&Value> = published.iter().map(|message| &message.data).collect();
+    let statuses: Vec<&Value> = published
+        .iter()
+        .filter(|message| message.topic == "projectInfo")
+        .map(|message| &message.data)
+        .collect();
+    // The activity log has a line a person reads for each tool call, in order.
+    let activity: Vec<String> = published
+        .iter()
+        .filter(|message| message.topic == "agentActivity")
+        .map(|message| match message.data["type"].as_str() {
+            Some("toolCall") => format!(
+                "{} [{}]",
+                message.data["summary"].as_str().unwrap(),
+                message.data["outcome"].as_str().unwrap()
+            ),
+            other => other.unwrap().to_owned(),
+        })
+        .collect();
+    assert_eq!(activity.len(), 6, "{activity:?}");
+    assert!(
+        activity[0].starts_with("Ran `npm install nope --yes` (exit 1, ") && activity[0].ends_with(" [ok]"),
+        "{activity:?}"
+    );
+    assert_eq!(
+        activity[1..],
+        [
+            "Wrote app/page.tsx [ok]",
+            "Read app/page.tsx [ok]",
+            "Fetched an Unsplash photo of “coffee shop” [ok]",
+            "modelText",
+            "appChecked"
+        ]
+    );
     assert_eq!(
         statuses,
         [
@@ -339,7 +371,11 @@ async fn tools_publish_their_status_on_the_project_channel() {
             &json!("Checking the app..."),
         ]
     );
-    assert!(published.iter().all(|message| message.topic == "projectInfo"));
+    assert!(
+        published
+            .iter()
+            .all(|m| m.topic == "projectInfo" || m.topic == "agentActivity")
+    );
 
     let requests = mock.requests();
     let failed = &tool_messages(&requests[1])[0].1;

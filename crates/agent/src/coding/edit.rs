@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::workspace::{ProjectWorkspace, WorkspaceError, normalize_project_path};
+use crate::activity::CallReport;
 use crate::error::ToolError;
 use crate::limits::{SizeLimits, format_bytes};
 use crate::tool::{Tool, ToolContext};
@@ -94,6 +95,14 @@ impl Tool for EditFileTool {
 
     fn status(&self, _args: &EditFileArgs) -> Option<String> {
         Some("Editing project files...".into())
+    }
+
+    fn activity(&self, args: &EditFileArgs, report: &CallReport<'_>) -> String {
+        if report.is_error {
+            format!("Could not edit {}", args.path)
+        } else {
+            format!("Edited {}", args.path)
+        }
     }
 
     async fn call(&self, args: EditFileArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {

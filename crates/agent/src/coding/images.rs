@@ -6,6 +6,7 @@ use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::activity::CallReport;
 use crate::error::ToolError;
 use crate::tool::{Tool, ToolContext};
 
@@ -167,6 +168,15 @@ impl Tool for UnsplashImageTool {
 
     fn status(&self, _args: &UnsplashImageArgs) -> Option<String> {
         Some("Downloading images...".into())
+    }
+
+    fn activity(&self, args: &UnsplashImageArgs, report: &CallReport<'_>) -> String {
+        let query = super::tools::short(args.query.trim(), 60);
+        if report.is_error {
+            format!("Found no Unsplash photo for “{query}”")
+        } else {
+            format!("Fetched an Unsplash photo of “{query}”")
+        }
     }
 
     async fn call(&self, mut args: UnsplashImageArgs, _ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::workspace::{ProjectWorkspace, WorkspaceError, normalize_project_path};
+use crate::activity::{CallReport, format_elapsed};
 use crate::error::ToolError;
 use crate::limits::{SizeLimits, format_bytes, truncate_middle};
 use crate::tool::{Tool, ToolContext};
@@ -59,6 +60,20 @@ impl Tool for TerminalTool {
         Some("Installing packages...".into())
     }
 
+    fn activity(&self, args: &TerminalArgs, report: &CallReport<'_>) -> String {
+        let command = short(args.command.trim(), 80);
+        let elapsed = format_elapsed(report.elapsed);
+        if report.is_error {
+            return format!("Ran `{command}` (failed, {elapsed})");
+        }
+        let exit = report
+            .output
+            .strip_prefix("Command failed with exit code ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or("0");
+        format!("Ran `{command}` (exit {exit}, {elapsed})")
+    }
+
     async fn call(&self, args: TerminalArgs, _ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
         let command = args.command.trim();
         if command.is_empty() {
@@ -75,6 +90,24 @@ impl Tool for TerminalTool {
             keep_tail(&output.stderr)
         ))
     }
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+pub(crate) fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().take(max).collect();
+    format!("{kept}…")
+}
+
+/// At most five paths, comma-separated, with an ellipsis for the rest.
+pub(crate) fn listed(paths: &[&str]) -> String {
+    let mut shown = paths.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    if paths.len() > 5 {
+        shown.push_str(", …");
+    }
+    shown
 }
 
 /// The last [`MAX_STREAM_CHARS`] characters of `text`, saying how much was cut.
@@ -142,6 +175,15 @@ impl Tool for CreateOrUpdateFilesTool {
 
     fn status(&self, _args: &CreateOrUpdateFilesArgs) -> Option<String> {
         Some("Generating project files...".into())
+    }
+
+    fn activity(&self, args: &CreateOrUpdateFilesArgs, report: &CallReport<'_>) -> String {
+        let paths: Vec<&str> = args.files.iter().map(|f| f.path.as_str()).collect();
+        let verb = if report.is_error { "Could not write" } else { "Wrote" };
+        match paths.as_slice() {
+            [one] => format!("{verb} {one}"),
+            many => format!("{verb} {} files: {}", many.len(), listed(many)),
+        }
     }
 
     async fn call(&self, args: CreateOrUpdateFilesArgs, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
@@ -248,6 +290,13 @@ impl Tool for ReadFilesTool {
 
     fn status(&self, _args: &ReadFilesArgs) -> Option<String> {
         Some("Reading project files...".into())
+    }
+
+    fn activity(&self, args: &ReadFilesArgs, _report: &CallReport<'_>) -> String {
+        match args.files.as_slice() {
+            [one] => format!("Read {one}"),
+            many => format!("Read {} files", many.len()),
+        }
     }
 
     async fn call(&self, args: ReadFilesArgs, _ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
