@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use forgeai_code_agent::{
-    ERRORS_STATUS, FAILED_STATUS, PromptTarget, READY_STATUS, SubmitError, project_channel, submit_prompt,
+    ACTIVITY_TOPIC, ERRORS_STATUS, FAILED_STATUS, PromptTarget, READY_STATUS, SubmitError, project_channel,
+    submit_prompt,
 };
 use forgeai_engine::RunStatus;
 use forgeai_store::{MessageRole, MessageType, Store, User};
@@ -129,7 +130,15 @@ async fn run_prompt(app: &App, settings: &Settings, args: &RunArgs) -> Result<()
         tokio::select! {
             status = statuses.next() => {
                 let Some(status) = status else { break };
-                let text = status?.data.as_str().unwrap_or_default().to_owned();
+                let message = status?;
+                if message.topic == ACTIVITY_TOPIC {
+                    // Each tool call in a line under the status it belongs to.
+                    if let Some(summary) = message.data.get("summary").and_then(|s| s.as_str()) {
+                        spinner.println(format!("    {summary}"));
+                    }
+                    continue;
+                }
+                let text = message.data.as_str().unwrap_or_default().to_owned();
                 spinner.println(format!("  {text}"));
                 spinner.set_message(text.clone());
                 if [READY_STATUS, ERRORS_STATUS, FAILED_STATUS].contains(&text.as_str()) {

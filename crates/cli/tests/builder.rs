@@ -363,3 +363,51 @@ async fn a_forgeai_v1_export_builds_on_its_own() {
         "next build wrote its output"
     );
 }
+
+#[tokio::test]
+async fn the_activity_topic_tells_what_the_agent_does_and_replays() {
+    let _serial = SERIAL.lock().await;
+    let data = DataDir::new();
+    let model = MockOpenAi::with_responder(hello_then_about_model).await;
+    let token = add_user(data.path(), "alice");
+    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
+    let api = Api::new(&server, token);
+    let project_id = api.new_project("Build a hello page").await;
+    let finished = |data: &Value| data["type"] == "runFinished";
+    let events = api.events_until(&project_id, "agentActivity", "0", finished).await;
+    let kinds: Vec<&str> = events.iter().map(|(_, e)| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["runStarted", "toolCall", "modelText", "appChecked", "runFinished"],
+        "{events:?}"
+    );
+    let run_id = events[0].1["runId"].as_str().unwrap();
+    assert_eq!(events[1].1["summary"], "Wrote index.html");
+    assert_eq!(events[1].1["outcome"], "ok");
+    assert_eq!(
+        events[2].1["text"],
+        "<task_summary>Built the hello page.</task_summary>"
+    );
+    assert_eq!(
+        events[4].1,
+        json!({"type": "runFinished", "runId": run_id, "outcome": "completed"})
+    );
+    let runs = api.get(&format!("/api/projects/{project_id}/runs")).await;
+    assert_eq!(runs[0]["id"], run_id, "runStarted names the run");
+
+    // A client that reconnects after the second event gets the rest, in order.
+    let second = events[1].0.to_string();
+    let replayed = api.events_until(&project_id, "agentActivity", &second, finished).await;
+    assert_eq!(replayed, events[2..].to_vec());
+    // The status topic alone has no activity in it.
+    let statuses = api.statuses_until(&project_id, "Demo is ready").await;
+    assert_eq!(statuses, READY_STATUSES);
+    let bad = api
+        .http
+        .get(format!("{}/api/projects/{project_id}/realtime?topic=nope", api.url))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}

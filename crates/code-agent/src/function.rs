@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use forgeai_agent::{NetworkInput, NetworkState};
+use forgeai_agent::{Activity, NetworkInput, NetworkState, RunOutcome};
 use forgeai_engine::{DurableContext, DurableContextExt, StepError};
 
 use crate::steps::SavedReply;
@@ -14,6 +14,10 @@ pub async fn code_agent(
     request: &CodeAgentRequest,
     agent: Arc<CodeAgent>,
 ) -> Result<SavedReply, StepError> {
+    let run_id = ctx.run_id().to_owned();
+    agent
+        .activity(ctx, request, Activity::RunStarted { run_id: run_id.clone() })
+        .await?;
     let sandbox_id = ctx
         .step("get-or-create-sandbox", || agent.get_or_create_sandbox(request))
         .await?;
@@ -53,6 +57,11 @@ pub async fn code_agent(
         READY_STATUS
     };
     agent.status(ctx, request, last_status).await?;
+    let finished = Activity::RunFinished {
+        run_id,
+        outcome: RunOutcome::Completed,
+    };
+    agent.activity(ctx, request, finished).await?;
     Ok(saved)
 }
 
@@ -69,5 +78,10 @@ pub async fn code_agent_failed(
     };
     ctx.step("save-error", || agent.save(request, ctx.run_id(), reply.clone()))
         .await?;
-    agent.status(ctx, request, FAILED_STATUS).await
+    agent.status(ctx, request, FAILED_STATUS).await?;
+    let finished = Activity::RunFinished {
+        run_id: ctx.run_id().to_owned(),
+        outcome: RunOutcome::Failed,
+    };
+    agent.activity(ctx, request, finished).await
 }

@@ -32,6 +32,8 @@ pub const CODE_AGENT_EVENT: &str = "code-agent/codeAgent.run";
 /// The id of the code-agent function in the engine.
 pub const CODE_AGENT_FUNCTION: &str = "code-agent";
 
+/// The topic of the agent's activity events on a project's channel.
+pub const ACTIVITY_TOPIC: &str = forgeai_agent::ACTIVITY_TOPIC;
 /// The topic of status messages on a project's channel.
 pub const STATUS_TOPIC: &str = forgeai_agent::STATUS_TOPIC;
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use forgeai_agent::{AgentInput, ImageProvider, Network, NetworkResult, UnconfiguredImages};
+use forgeai_agent::{ACTIVITY_TOPIC, Activity, AgentInput, ImageProvider, Network, NetworkResult, UnconfiguredImages};
 use forgeai_engine::{DurableContext, Event, StepError};
 use forgeai_llm::Message;
 use forgeai_sandbox::{CreateOptions, Error as SandboxError};
@@ -44,6 +44,21 @@ impl CodeAgent {
     ) -> Result<(), StepError> {
         ctx.publish(&project_channel(&request.project_id), STATUS_TOPIC, status.into())
             .await
+    }
+
+    /// Publishes an event on the project's activity topic.
+    pub(crate) async fn activity(
+        &self,
+        ctx: &dyn DurableContext,
+        request: &CodeAgentRequest,
+        activity: Activity,
+    ) -> Result<(), StepError> {
+        ctx.publish(
+            &project_channel(&request.project_id),
+            ACTIVITY_TOPIC,
+            activity.to_value(),
+        )
+        .await
     }
 
     /// Reconnects to the project's sandbox, or makes a new one holding the latest fragment's files.

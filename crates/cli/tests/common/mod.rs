@@ -431,18 +431,34 @@ impl Api {
 
     /// The statuses of a project's channel from the start, until `last` arrives.
     pub async fn statuses_until(&self, project_id: &str, last: &str) -> Vec<String> {
+        self.events_until(project_id, "projectInfo", "0", |data| data == last)
+            .await
+            .into_iter()
+            .map(|(_, data)| serde_json::from_value(data).unwrap())
+            .collect()
+    }
+
+    /// The `(id, data)` of a project's realtime messages of `topic` after message
+    /// `last_event_id`, until one for which `done` holds.
+    pub async fn events_until(
+        &self,
+        project_id: &str,
+        topic: &str,
+        last_event_id: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Vec<(i64, Value)> {
         let response = self
             .http
-            .get(format!("{}/api/projects/{project_id}/realtime", self.url))
+            .get(format!("{}/api/projects/{project_id}/realtime?topic={topic}", self.url))
             .bearer_auth(&self.token)
-            .header("Last-Event-ID", "0")
+            .header("Last-Event-ID", last_event_id)
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
         let mut body = response.bytes_stream();
         let mut buffer = String::new();
-        let mut statuses = Vec::new();
+        let mut events = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             let chunk = tokio::time::timeout(Duration::from_secs(120), body.next())
@@ -453,17 +469,23 @@ impl Api {
             buffer.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buffer.find("\n\n") {
                 let event: String = buffer.drain(..end + 2).collect();
-                if let Some(data) = event.lines().find_map(|line| line.strip_prefix("data: ")) {
-                    let status: String = serde_json::from_str(data).unwrap();
-                    let done = status == last;
-                    statuses.push(status);
-                    if done {
-                        return statuses;
+                let field = |name: &str| {
+                    event
+                        .lines()
+                        .find_map(|line| line.strip_prefix(name).map(str::to_owned))
+                };
+                if let (Some(id), Some(data)) = (field("id: "), field("data: ")) {
+                    assert_eq!(field("event: ").as_deref(), Some(topic), "{event}");
+                    let data: Value = serde_json::from_str(&data).unwrap();
+                    let finished = done(&data);
+                    events.push((id.parse().unwrap(), data));
+                    if finished {
+                        return events;
                     }
                 }
             }
         }
-        panic!("`{last}` never came; got {statuses:?}");
+        panic!("the awaited {topic} message never came; got {events:?}");
     }
 }
 
