@@ -411,3 +411,157 @@ async fn the_activity_topic_tells_what_the_agent_does_and_replays() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+/// "slow model": the first model call takes a minute. Otherwise: write the page, then run a
+/// command of a minute, then (a later prompt) check that no `sleep` is left and finish.
+fn stoppable_model(body: &Value) -> MockReply {
+    if is_naming(body) {
+        return MockReply::text("Stoppable");
+    }
+    let prompt = last_user_text(body);
+    match (iteration(body), prompt.as_str()) {
+        (1, p) if p.contains("slow model") => {
+            MockReply::text("<task_summary>late</task_summary>").delay(Duration::from_secs(60))
+        }
+        (1, p) if p.contains("long command") => MockReply::tool_call(
+            "c1",
+            "createOrUpdateFiles",
+            json!({"files": [{"path": "index.html", "content": PAGE}]}),
+        ),
+        (2, p) if p.contains("long command") => {
+            MockReply::tool_call("c2", "terminal", json!({"command": "sleep 61; echo late > late.txt"}))
+        }
+        (1, _) => MockReply::tool_call("c3", "terminal", json!({"command": "ls"})),
+        (2, p) if p.contains("Check") => MockReply::tool_call(
+            "c4",
+            "createOrUpdateFiles",
+            json!({"files": [{"path": "about.html", "content": "<p>About</p>"}]}),
+        ),
+        _ => MockReply::text("<task_summary>Checked.</task_summary>"),
+    }
+}
+
+/// `POST /api/runs/{id}/cancel`, answered 200 with the run.
+async fn cancel(api: &Api, run_id: &str) -> Value {
+    let response = api
+        .http
+        .post(format!("{}/api/runs/{run_id}/cancel", api.url))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Waits until the project's newest run is `running` with `step` in flight; returns its id.
+async fn run_in_step(api: &Api, project_id: &str, step: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let runs = api.get(&format!("/api/projects/{project_id}/runs")).await;
+        if let Some(run) = runs.as_array().and_then(|runs| runs.last()) {
+            let id = run["id"].as_str().unwrap().to_owned();
+            let detail = api.get(&format!("/api/runs/{id}")).await;
+            let in_step = detail["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["status"] == "running" && s["name"].as_str().unwrap().ends_with(step));
+            if in_step {
+                return id;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no run reached `{step}`");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_is_stopped_mid_tool_and_mid_model_call_and_the_next_prompt_runs() {
+    let _serial = SERIAL.lock().await;
+    let data = DataDir::new();
+    let model = MockOpenAi::with_responder(stoppable_model).await;
+    let token = add_user(data.path(), "alice");
+    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
+    let api = Api::new(&server, token.clone());
+
+    // Mid-tool: the terminal command is killed.
+    let project_id = api.new_project("Run a long command").await;
+    let run_id = run_in_step(&api, &project_id, "terminal").await;
+    let started = std::time::Instant::now();
+    let stopped = cancel(&api, &run_id).await;
+    assert_eq!(stopped["status"], "cancelled", "{stopped}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(api.get(&format!("/api/runs/{run_id}")).await["status"], "cancelled");
+    let replies = api.replies(&project_id, 1, Duration::from_secs(10)).await;
+    assert_eq!(replies[0]["type"], "ERROR");
+    assert!(
+        replies[0]["content"].as_str().unwrap().starts_with("Stopped."),
+        "{:?}",
+        replies[0]
+    );
+    let activity = api
+        .events_until(&project_id, "agentActivity", "0", |e| e["type"] == "runFinished")
+        .await;
+    assert_eq!(
+        activity.last().unwrap().1,
+        json!({"type": "runFinished", "runId": run_id, "outcome": "cancelled"})
+    );
+    // The command's process is gone (seen from the host, where every sandbox's processes are).
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "[s]leep 61"])
+        .output()
+        .unwrap();
+    assert!(
+        !left.status.success(),
+        "`sleep 61` still runs: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    // Cancelling an ended run changes nothing.
+    let again = cancel(&api, &run_id).await;
+    assert_eq!(again["status"], "cancelled");
+
+    // The next prompt runs normally, in the same sandbox: the killed command did not get to its
+    // end, and the file written before the stop is there.
+    api.post(
+        "/api/messages",
+        json!({"projectId": project_id, "message": "Check the sandbox"}),
+    )
+    .await;
+    let replies = api.replies(&project_id, 2, Duration::from_secs(60)).await;
+    assert_eq!(replies[1]["type"], "RESULT", "{replies:?}");
+    let check = model
+        .requests()
+        .into_iter()
+        .filter(|body| last_user_text(body).contains("Check the sandbox") && iteration(body) == 2)
+        .next_back()
+        .unwrap();
+    let listing = tool_answers(&check).pop().unwrap();
+    assert!(
+        listing.contains("index.html") && !listing.contains("late.txt"),
+        "{listing}"
+    );
+
+    // Mid-model-call: the request is dropped.
+    let slow = api.new_project("A slow model").await;
+    let slow_run = run_in_step(&api, &slow, "model").await;
+    let started = std::time::Instant::now();
+    let stopped = cancel(&api, &slow_run).await;
+    assert_eq!(stopped["status"], "cancelled", "{stopped}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let replies = api.replies(&slow, 1, Duration::from_secs(10)).await;
+    assert!(replies[0]["content"].as_str().unwrap().starts_with("Stopped."));
+
+    let unknown = api
+        .http
+        .post(format!("{}/api/runs/nosuchrun/cancel", api.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}

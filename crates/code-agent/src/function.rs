@@ -6,7 +6,7 @@ use forgeai_agent::{Activity, NetworkInput, NetworkState, RunOutcome};
 use forgeai_engine::{DurableContext, DurableContextExt, StepError};
 
 use crate::steps::SavedReply;
-use crate::{CodeAgent, CodeAgentRequest, ERRORS_STATUS, FAILED_STATUS, READY_STATUS};
+use crate::{CANCELLED_STATUS, CodeAgent, CodeAgentRequest, ERRORS_STATUS, FAILED_STATUS, READY_STATUS};
 
 /// One run answering `request`, on any engine.
 pub async fn code_agent(
@@ -82,6 +82,25 @@ pub async fn code_agent_failed(
     let finished = Activity::RunFinished {
         run_id: ctx.run_id().to_owned(),
         outcome: RunOutcome::Failed,
+    };
+    agent.activity(ctx, request, finished).await
+}
+
+/// After a run was stopped: an ERROR message saying so, the status, and the run's end.
+pub async fn code_agent_cancelled(
+    ctx: &dyn DurableContext,
+    request: &CodeAgentRequest,
+    agent: Arc<CodeAgent>,
+) -> Result<(), StepError> {
+    let reply = forgeai_store::AssistantReply::Error {
+        content: CANCELLED_STATUS.to_owned(),
+    };
+    ctx.step("save-cancelled", || agent.save(request, ctx.run_id(), reply.clone()))
+        .await?;
+    agent.status(ctx, request, CANCELLED_STATUS).await?;
+    let finished = Activity::RunFinished {
+        run_id: ctx.run_id().to_owned(),
+        outcome: RunOutcome::Cancelled,
     };
     agent.activity(ctx, request, finished).await
 }

@@ -19,7 +19,7 @@ use forgeai_store::Store;
 use serde::{Deserialize, Serialize};
 
 pub use forgeai_agent::{SizeLimits, format_bytes};
-pub use function::{code_agent, code_agent_failed};
+pub use function::{code_agent, code_agent_cancelled, code_agent_failed};
 pub use steps::SavedReply;
 pub use submit::{
     CodeAgentRuns, PromptTarget, RunStarter, RunsError, StartError, SubmitError, Submitted, submit_prompt,
@@ -32,6 +32,8 @@ pub const CODE_AGENT_EVENT: &str = "code-agent/codeAgent.run";
 /// The id of the code-agent function in the engine.
 pub const CODE_AGENT_FUNCTION: &str = "code-agent";
 
+/// The answer stored for a run that was stopped, and its last status.
+pub const CANCELLED_STATUS: &str = "Stopped. File changes made before the stop stay in the sandbox.";
 /// The topic of the agent's activity events on a project's channel.
 pub const ACTIVITY_TOPIC: &str = forgeai_agent::ACTIVITY_TOPIC;
 /// The topic of status messages on a project's channel.
@@ -129,6 +131,7 @@ impl CodeAgent {
     pub fn function(self: &Arc<Self>) -> Function {
         let agent = self.clone();
         let on_failure = self.clone();
+        let on_cancel = self.clone();
         Function::new(CODE_AGENT_FUNCTION, CODE_AGENT_EVENT, move |ctx, event| {
             let agent = agent.clone();
             async move { function::code_agent(&ctx, &CodeAgent::request(&event)?, agent).await }
@@ -137,6 +140,10 @@ impl CodeAgent {
         .on_failure(move |ctx, event, error| {
             let agent = on_failure.clone();
             async move { function::code_agent_failed(&ctx, &CodeAgent::request(&event)?, error, agent).await }
+        })
+        .on_cancel(move |ctx, event| {
+            let agent = on_cancel.clone();
+            async move { function::code_agent_cancelled(&ctx, &CodeAgent::request(&event)?, agent).await }
         })
     }
 }

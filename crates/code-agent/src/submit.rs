@@ -4,7 +4,7 @@
 //! HTTP API and `forgeai run` both submit through here.
 
 use async_trait::async_trait;
-use forgeai_engine::{Engine, NewEvent, RunDetail, RunFilter, RunInfo};
+use forgeai_engine::{Engine, NewEvent, RunDetail, RunFilter, RunInfo, RunStatus};
 use forgeai_store::{Message, Project, Store};
 
 use crate::{CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest};
@@ -27,6 +27,11 @@ pub trait CodeAgentRuns: RunStarter {
 
     /// One run with its steps; `None` when the engine does not know it.
     async fn run_detail(&self, run_id: &str) -> Result<Option<RunDetail>, RunsError>;
+
+    /// Stops a run: a queued one never starts, a running one stops in its current step (a
+    /// sandbox command is killed, a model call dropped). `None` when the engine does not know
+    /// it; otherwise its status after the request.
+    async fn cancel_run(&self, run_id: &str) -> Result<Option<RunStatus>, RunsError>;
 }
 
 /// Why the engine could not say what its runs are.
@@ -46,6 +51,14 @@ impl CodeAgentRuns for Engine {
 
     async fn run_detail(&self, run_id: &str) -> Result<Option<RunDetail>, RunsError> {
         self.run(run_id).await.map_err(|error| RunsError(error.to_string()))
+    }
+
+    async fn cancel_run(&self, run_id: &str) -> Result<Option<RunStatus>, RunsError> {
+        match self.cancel(run_id).await {
+            Ok(status) => Ok(Some(status)),
+            Err(forgeai_engine::Error::RunNotFound(_)) => Ok(None),
+            Err(error) => Err(RunsError(error.to_string())),
+        }
     }
 }
 

@@ -37,7 +37,10 @@ struct Inner {
     realtime: Arc<Realtime>,
     live: Arc<LiveSteps>,
     retry: RetryPolicy,
+    /// Ends the run at its next step boundary (a cancel request, or the engine shutting down).
     cancel: CancellationToken,
+    /// Stops the step in flight too (a cancel request only: at shutdown a step may finish).
+    abort: CancellationToken,
     /// Prepended to step names, so an `on_failure` handler gets a journal of its own.
     prefix: &'static str,
     state: Mutex<ReplayState>,
@@ -56,6 +59,7 @@ impl RunContext {
         entries: HashMap<String, JournalEntry>,
         retry: RetryPolicy,
         cancel: CancellationToken,
+        abort: CancellationToken,
         prefix: &'static str,
     ) -> Self {
         let next_position = u32::try_from(entries.len()).unwrap_or(u32::MAX);
@@ -67,6 +71,7 @@ impl RunContext {
                 live: services.live,
                 retry,
                 cancel,
+                abort,
                 prefix,
                 state: Mutex::new(ReplayState {
                     entries,
@@ -121,7 +126,12 @@ impl RunContext {
             // The attempt is only journaled when it ends (one write per step, committed together
             // with the other runs' writes of the moment); meanwhile the engine shows it from memory.
             self.inner.live.started(run_id, &step_id, name, attempts, started_at);
-            let outcome = work().await.map_err(Into::into);
+            // Dropping the step's future stops what it does (a model request, a sandbox
+            // command, whose process tree is killed with it).
+            let outcome = tokio::select! {
+                outcome = work() => outcome.map_err(Into::into),
+                () = self.inner.abort.cancelled() => Err(StepError::cancelled()),
+            };
             self.inner.live.ended(run_id, &step_id);
             let record = |status, output, error| StepRecord {
                 run_id,

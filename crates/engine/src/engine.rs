@@ -148,7 +148,7 @@ struct Inner {
     // Shared with the journal writer, which queues new runs right after their commit.
     scheduler: Arc<Mutex<Scheduler>>,
     wake: Arc<Notify>,
-    running: Mutex<HashMap<String, CancellationToken>>,
+    running: Mutex<HashMap<String, RunTokens>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     retention: Duration,
@@ -247,14 +247,12 @@ impl Engine {
         let key = queue_key(&run.function_id, run.concurrency_key.as_deref(), run_id);
         let was_waiting = self.lock_scheduler().remove_waiting(&key, run_id);
         if was_waiting {
-            self.inner
-                .journal
-                .finish_run(run_id, RunStatus::Cancelled, None, Some("run was cancelled"))
-                .await?;
+            self.finish_cancelled(run_id).await?;
             return Ok(RunStatus::Cancelled);
         }
-        if let Some(token) = self.lock_running().get(run_id) {
-            token.cancel();
+        if let Some(tokens) = self.lock_running().get(run_id) {
+            tokens.stop.cancel();
+            tokens.abort.cancel();
         }
         Ok(status)
     }
@@ -307,7 +305,7 @@ impl Engine {
         self.inner.scheduler.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunTokens>> {
         self.inner.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -316,9 +314,9 @@ impl Engine {
             loop {
                 let next = self.lock_scheduler().next();
                 let Some((key, run)) = next else { break };
-                let token = self.inner.shutdown.child_token();
-                self.lock_running().insert(run.run_id.clone(), token.clone());
-                self.inner.tasks.spawn(self.clone().execute(key, run, token));
+                let tokens = RunTokens::new(&self.inner.shutdown);
+                self.lock_running().insert(run.run_id.clone(), tokens.clone());
+                self.inner.tasks.spawn(self.clone().execute(key, run, tokens));
             }
             tokio::select! {
                 () = self.inner.wake.notified() => {}
@@ -327,8 +325,8 @@ impl Engine {
         }
     }
 
-    async fn execute(self, key: QueueKey, run: Queued, token: CancellationToken) {
-        let driven = tokio::spawn(self.clone().drive(run.run_id.clone(), token)).await;
+    async fn execute(self, key: QueueKey, run: Queued, tokens: RunTokens) {
+        let driven = tokio::spawn(self.clone().drive(run.run_id.clone(), tokens)).await;
         let requeue = match driven {
             Ok(Ok(())) => false,
             Ok(Err(error)) => {
@@ -362,7 +360,8 @@ impl Engine {
     }
 
     /// Executes (or resumes) one run to its end.
-    async fn drive(self, run_id: String, token: CancellationToken) -> Result<(), Error> {
+    async fn drive(self, run_id: String, tokens: RunTokens) -> Result<(), Error> {
+        let token = &tokens.stop;
         let journal = &self.inner.journal;
         let state = journal.run_state(&run_id).await?;
         if state.status.is_finished() {
@@ -382,7 +381,7 @@ impl Engine {
             None => {
                 let mut attempt = state.attempt;
                 loop {
-                    let ctx = self.context(&run_id, function, &token, "").await?;
+                    let ctx = self.context(&run_id, function, &tokens, "").await?;
                     let error = match (function.handler)(ctx, state.event.clone()).await {
                         Ok(output) => {
                             return journal
@@ -409,7 +408,7 @@ impl Engine {
         };
 
         if let Some(on_failure) = &function.on_failure {
-            let ctx = self.context(&run_id, function, &token, "on_failure/").await?;
+            let ctx = self.context(&run_id, function, &tokens, "on_failure/").await?;
             if let Err(error) = on_failure(ctx, state.event.clone(), failure.clone()).await {
                 if error.is_cancelled() && self.inner.shutdown.is_cancelled() {
                     return Ok(());
@@ -426,7 +425,7 @@ impl Engine {
         &self,
         run_id: &str,
         function: &Function,
-        token: &CancellationToken,
+        tokens: &RunTokens,
         prefix: &'static str,
     ) -> Result<RunContext, Error> {
         let services = RunServices {
@@ -439,7 +438,8 @@ impl Engine {
             services,
             self.inner.journal.journal(run_id).await?,
             function.retry,
-            token.clone(),
+            tokens.stop.clone(),
+            tokens.abort.clone(),
             prefix,
         ))
     }
@@ -453,7 +453,23 @@ impl Engine {
         self.finish_cancelled(run_id).await
     }
 
+    /// Ends a cancelled run, after its function's `on_cancel` handler (with tokens of its own:
+    /// the run's are cancelled) had its say.
     async fn finish_cancelled(&self, run_id: &str) -> Result<(), Error> {
+        let state = self.inner.journal.run_state(run_id).await?;
+        if let Some(function) = self.inner.functions.get(&state.function_id)
+            && let Some(on_cancel) = &function.on_cancel
+        {
+            let ctx = self
+                .context(run_id, function, &RunTokens::new(&self.inner.shutdown), "on_cancel/")
+                .await?;
+            if let Err(error) = on_cancel(ctx, state.event.clone()).await {
+                if error.is_cancelled() && self.inner.shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                tracing::warn!(%run_id, %error, "on_cancel handler failed");
+            }
+        }
         self.inner
             .journal
             .finish_run(run_id, RunStatus::Cancelled, None, Some("run was cancelled"))
@@ -471,6 +487,23 @@ impl Engine {
             if let Err(error) = self.inner.journal.delete_realtime_before(now_ms() - retention_ms).await {
                 tracing::warn!(%error, "could not delete expired realtime messages");
             }
+        }
+    }
+}
+
+/// The tokens of a running run: `stop` ends it at its next step boundary (also set when the
+/// engine shuts down), `abort` stops its step in flight (set by a cancel request only).
+#[derive(Clone)]
+struct RunTokens {
+    stop: CancellationToken,
+    abort: CancellationToken,
+}
+
+impl RunTokens {
+    fn new(shutdown: &CancellationToken) -> Self {
+        RunTokens {
+            stop: shutdown.child_token(),
+            abort: CancellationToken::new(),
         }
     }
 }

@@ -67,7 +67,8 @@ impl StepError {
         }
     }
 
-    pub(crate) fn cancelled() -> Self {
+    /// The run was cancelled: the step did not (or not entirely) run.
+    pub fn cancelled() -> Self {
         Self {
             message: "run was cancelled".into(),
             kind: StepErrorKind::Cancelled,

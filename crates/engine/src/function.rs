@@ -15,6 +15,8 @@ use crate::types::Event;
 pub(crate) type Handler = Arc<dyn Fn(RunContext, Event) -> BoxFuture<'static, Result<Value, StepError>> + Send + Sync>;
 pub(crate) type FailureHandler =
     Arc<dyn Fn(RunContext, Event, String) -> BoxFuture<'static, Result<(), StepError>> + Send + Sync>;
+pub(crate) type CancelHandler =
+    Arc<dyn Fn(RunContext, Event) -> BoxFuture<'static, Result<(), StepError>> + Send + Sync>;
 
 /// How often and how patiently failures are tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +58,7 @@ pub struct Function {
     pub(crate) retry: RetryPolicy,
     pub(crate) handler: Handler,
     pub(crate) on_failure: Option<FailureHandler>,
+    pub(crate) on_cancel: Option<CancelHandler>,
 }
 
 impl Function {
@@ -80,6 +83,7 @@ impl Function {
             retry: RetryPolicy::default(),
             handler,
             on_failure: None,
+            on_cancel: None,
         }
     }
 
@@ -108,6 +112,17 @@ impl Function {
         Fut: Future<Output = Result<(), StepError>> + Send + 'static,
     {
         self.on_failure = Some(Arc::new(move |ctx, event, error| Box::pin(handler(ctx, event, error))));
+        self
+    }
+
+    /// Runs once a run was cancelled ([`crate::Engine::cancel`]), after the step in flight
+    /// was stopped. Its steps are journaled like the function's own.
+    pub fn on_cancel<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(RunContext, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), StepError>> + Send + 'static,
+    {
+        self.on_cancel = Some(Arc::new(move |ctx, event| Box::pin(handler(ctx, event))));
         self
     }
 

@@ -166,12 +166,19 @@ fn run_info(row: &Value) -> RunInfo {
     let text = |column: &str| row[column].as_str().map(str::to_owned);
     let status = match (row["status"].as_str(), row["completion_result"].as_str()) {
         (Some("completed"), Some("success")) => RunStatus::Completed,
+        (Some("completed"), _)
+            if row["completion_failure"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("[409]")) =>
+        {
+            RunStatus::Cancelled
+        }
         (Some("completed"), _) => RunStatus::Failed,
         (Some("pending" | "scheduled" | "inboxed"), _) => RunStatus::Queued,
         _ => RunStatus::Running,
     };
     let error = match status {
-        RunStatus::Failed => text("completion_failure"),
+        RunStatus::Failed | RunStatus::Cancelled => text("completion_failure"),
         RunStatus::Running => text("last_failure"),
         _ => None,
     };
@@ -248,5 +255,34 @@ impl CodeAgentRuns for RestateRuns {
             })
             .collect();
         Ok(Some(RunDetail { run, steps }))
+    }
+
+    /// Restate's cancel (`PATCH /invocations/{id}/cancel`): the handler gets a terminal error
+    /// 409 at its next await, stores the stopped answer and ends.
+    async fn cancel_run(&self, run_id: &str) -> Result<Option<RunStatus>, RunsError> {
+        if !is_invocation_id(run_id) {
+            return Ok(None);
+        }
+        let url = format!(
+            "{}/invocations/{run_id}/cancel",
+            self.config.admin_url.trim_end_matches('/')
+        );
+        let response = self
+            .http
+            .patch(&url)
+            .send()
+            .await
+            .map_err(|error| RunsError(format!("cannot reach Restate's admin API at {url}: {error}")))?;
+        match response.status().as_u16() {
+            404 => return Ok(None),
+            status if !(200..300).contains(&status) => {
+                let body = response.text().await.unwrap_or_default();
+                return Err(RunsError(format!(
+                    "Restate's admin API answered {status} to the cancel: {body}"
+                )));
+            }
+            _ => {}
+        }
+        Ok(self.run_detail(run_id).await?.map(|detail| detail.run.status))
     }
 }

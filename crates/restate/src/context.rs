@@ -44,6 +44,9 @@ fn retry_policy() -> RunRetryPolicy {
         .max_attempts(STEP_ATTEMPTS)
 }
 
+/// The code of the terminal error with which Restate cancels an invocation.
+pub(crate) const CANCELLED_CODE: u16 = 409;
+
 impl<'ctx> DurableContext for RestateContext<'ctx> {
     fn run_id(&self) -> &str {
         &self.run_id
@@ -72,6 +75,8 @@ impl<'ctx> DurableContext for RestateContext<'ctx> {
             };
             match self.ctx.run(attempt).name(name).retry_policy(retry_policy()).await {
                 Ok(Json(value)) => Ok(value),
+                // Restate delivers a cancel request as a terminal error 409 at the next await.
+                Err(error) if error.code() == CANCELLED_CODE => Err(StepError::cancelled()),
                 Err(error) => Err(StepError::non_retriable(format!(
                     "step `{name}` failed: {}",
                     error.message()
@@ -97,10 +102,10 @@ impl<'ctx> DurableContext for RestateContext<'ctx> {
 
     fn sleep<'a>(&'a self, _name: &'a str, duration: Duration) -> StepFuture<'a, ()> {
         Box::pin(async move {
-            self.ctx
-                .sleep(duration)
-                .await
-                .map_err(|error| StepError::non_retriable(format!("the sleep ended early: {}", error.message())))
+            self.ctx.sleep(duration).await.map_err(|error| match error.code() {
+                CANCELLED_CODE => StepError::cancelled(),
+                _ => StepError::non_retriable(format!("the sleep ended early: {}", error.message())),
+            })
         })
     }
 }

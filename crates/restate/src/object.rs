@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use forgeai_code_agent::{CodeAgent, CodeAgentRequest, SavedReply};
+
+use crate::context::CANCELLED_CODE;
 use forgeai_engine::RealtimeFeed;
 use restate_sdk::prelude::*;
 
@@ -48,6 +50,12 @@ impl CodeAgentObject {
         let durable = RestateContext::new(ctx, self.realtime.clone());
         match forgeai_code_agent::code_agent(&durable, &request, self.agent.clone()).await {
             Ok(saved) => Ok(Json(saved)),
+            Err(error) if error.is_cancelled() => {
+                forgeai_code_agent::code_agent_cancelled(&durable, &request, self.agent.clone())
+                    .await
+                    .map_err(|failure| TerminalError::new(failure.message()))?;
+                Err(TerminalError::new_with_code(CANCELLED_CODE, "run was cancelled").into())
+            }
             Err(error) => {
                 // The failure path of the embedded engine: an ERROR message and a failure status,
                 // then the invocation ends for good, so the project's next prompt runs.

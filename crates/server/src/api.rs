@@ -366,6 +366,52 @@ pub async fn update_fragment(
     Ok(Json(update.fragment))
 }
 
+/// The run `raw_id` of one of the user's projects.
+async fn owned_run(state: &AppState, user_id: &str, raw_id: &str) -> Result<forgeai_engine::RunDetail, ApiError> {
+    let id = parse_run_id(raw_id)?;
+    let detail = state.runs.run_detail(&id).await?.ok_or(ApiError::NotFound("run"))?;
+    // A run belongs to the owner of the project it is keyed by.
+    let owned = match (&detail.run.concurrency_key, detail.run.function_id.as_str()) {
+        (Some(project_id), CODE_AGENT_FUNCTION) => state.store.get_project(user_id, project_id).await?.is_some(),
+        _ => false,
+    };
+    if owned {
+        Ok(detail)
+    } else {
+        Err(ApiError::NotFound("run"))
+    }
+}
+
+/// How long a cancel request waits for the run to end before it answers.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Stops a run: a queued one never starts; a running one stops in its current step (a sandbox
+/// command is killed, a model call dropped), file changes made before stay in the sandbox, and
+/// the project gets an answer saying the run was stopped. Answers once the run has ended (or
+/// after 15 s, still `running`); a run that had ended keeps its status.
+#[utoipa::path(post, path = "/api/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    responses((status = 200, body = RunSummary), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<RunSummary>, ApiError> {
+    let detail = owned_run(&state, &user.id, &id).await?;
+    let id = detail.run.id.clone();
+    if !detail.run.status.is_finished() {
+        state.runs.cancel_run(&id).await?.ok_or(ApiError::NotFound("run"))?;
+    }
+    let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+    loop {
+        let run = state.runs.run_detail(&id).await?.ok_or(ApiError::NotFound("run"))?.run;
+        if run.status.is_finished() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(run_summary(run)));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// A run id: a UUID (the embedded engine) or another engine's id (Restate's `inv_…`), in a
 /// safe alphabet.
 fn parse_run_id(raw: &str) -> Result<String, ApiError> {
@@ -430,17 +476,8 @@ pub async fn get_run(
     CurrentUser(user): CurrentUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RunWithSteps>, ApiError> {
-    let id = parse_run_id(&id)?;
-    let detail = state.runs.run_detail(&id).await?.ok_or(ApiError::NotFound("run"))?;
-    // A run belongs to the owner of the project it is keyed by.
+    let detail = owned_run(&state, &user.id, &id).await?;
     let project_id = detail.run.concurrency_key.clone();
-    let owned = match (&project_id, detail.run.function_id.as_str()) {
-        (Some(project_id), CODE_AGENT_FUNCTION) => state.store.get_project(&user.id, project_id).await?.is_some(),
-        _ => false,
-    };
-    if !owned {
-        return Err(ApiError::NotFound("run"));
-    }
     let steps = detail
         .steps
         .into_iter()

@@ -198,6 +198,7 @@ pub fn router(state: AppState) -> Router {
             post(uploads::upload).layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)),
         )
         .route("/api/runs/{id}", get(api::get_run))
+        .route("/api/runs/{id}/cancel", post(api::cancel_run))
         .route("/api/openapi.json", get(ops::openapi))
         .route("/e/{event_key}", post(events::send))
         .route("/uploads/{name}", get(uploads::serve))

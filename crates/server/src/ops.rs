@@ -148,7 +148,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     paths(
         crate::api::create_project, crate::api::list_projects, crate::api::get_project, crate::api::delete_project,
         crate::api::list_messages, crate::api::create_message, crate::api::get_fragment, crate::api::update_fragment,
-        crate::api::list_runs, crate::api::get_run, crate::realtime::subscribe, crate::uploads::upload,
+        crate::api::list_runs, crate::api::get_run, crate::api::cancel_run, crate::realtime::subscribe, crate::uploads::upload,
         crate::events::send, crate::auth::sign_in, crate::auth::sign_out,
         crate::auth::list_tokens, crate::auth::revoke_token,
         crate::preview_access::preview_link, crate::preview_access::update_project,
