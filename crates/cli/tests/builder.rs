@@ -565,3 +565,54 @@ async fn a_run_is_stopped_mid_tool_and_mid_model_call_and_the_next_prompt_runs()
         .unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test]
+async fn a_hand_edit_is_saved_as_a_new_version_the_preview_and_the_agent_see() {
+    let _serial = SERIAL.lock().await;
+    let data = DataDir::new();
+    let model = MockOpenAi::with_responder(versioning_model).await;
+    let token = add_user(data.path(), "alice");
+    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
+    let api = Api::new(&server, token.clone());
+    let project_id = api.new_project("Build a hello page").await;
+    let first = api.replies(&project_id, 1, Duration::from_secs(60)).await[0].clone();
+
+    let edited = "<h1>Edited by hand</h1>";
+    let saved = api
+        .post(&format!("/api/projects/{project_id}/versions"), json!({"files": {"index.html": edited}}))
+        .await;
+    assert_eq!(saved["sandboxUpdated"], true, "{saved}");
+    assert_eq!(saved["version"]["number"], 2);
+    assert_eq!(saved["version"]["changedFiles"], json!([{"path": "index.html", "change": "modified"}]));
+    let url = first["codeFragment"]["sandboxUrl"].as_str().unwrap();
+    assert_eq!(preview_as(&server, &token, url, "/").await, (200, edited.to_owned()));
+
+    for (body, status) in [
+        (json!({"files": {"../escape.html": "x"}}), 400),
+        (json!({"files": {}}), 400),
+        (json!({"files": {"big.txt": "x".repeat(2 << 20)}}), 413),
+    ] {
+        let response = api
+            .http
+            .post(format!("{}/api/projects/{project_id}/versions", api.url))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+    }
+    let versions = api.get(&format!("/api/projects/{project_id}/versions")).await;
+    assert_eq!(versions.as_array().unwrap().len(), 2, "refused saves store nothing");
+
+    api.post("/api/messages", json!({"projectId": project_id, "message": "Please read the page"}))
+        .await;
+    api.replies(&project_id, 3, Duration::from_secs(60)).await;
+    let read = model
+        .requests()
+        .into_iter()
+        .filter(|body| !is_naming(body) && last_user_text(body).contains("read the page") && iteration(body) == 2)
+        .next_back()
+        .unwrap();
+    assert!(tool_answers(&read).pop().unwrap().contains(edited), "the agent reads the hand edit");
+}

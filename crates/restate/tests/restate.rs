@@ -282,7 +282,9 @@ async fn a_prompt_runs_once_on_restate_and_survives_a_restate_crash() {
     let mut seen = Vec::new();
     use futures::StreamExt;
     while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(500), statuses.next()).await {
-        seen.push(message.data.as_str().unwrap_or_default().to_owned());
+        if message.topic == forgeai_code_agent::STATUS_TOPIC {
+            seen.push(message.data.as_str().unwrap_or_default().to_owned());
+        }
     }
     assert_eq!(
         seen,
@@ -403,7 +405,9 @@ async fn a_failed_run_stores_an_error_and_the_next_prompt_runs() {
     use futures::StreamExt;
     let mut seen = Vec::new();
     while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(500), statuses.next()).await {
-        seen.push(message.data.as_str().unwrap_or_default().to_owned());
+        if message.topic == forgeai_code_agent::STATUS_TOPIC {
+            seen.push(message.data.as_str().unwrap_or_default().to_owned());
+        }
     }
     assert_eq!(
         seen.first().map(String::as_str),

@@ -323,25 +323,7 @@ pub async fn update_fragment(
     ApiJson(body): ApiJson<UpdateFragment>,
 ) -> Result<Json<Fragment>, ApiError> {
     let id = parse_id("fragment id", &id)?;
-    if body.files.is_empty() {
-        return Err(ApiError::BadRequest("files must name at least one file".into()));
-    }
-    for (path, content) in &body.files {
-        validate_file_path(path)?;
-        // PostgreSQL's JSON cannot hold NUL; source files have no use for it.
-        if content.contains('\0') {
-            return Err(ApiError::BadRequest(format!(
-                "file {path:?} must not contain NUL characters"
-            )));
-        }
-        if content.len() > state.limits.max_file_bytes {
-            return Err(ApiError::TooLarge(format!(
-                "file {path:?} has {}; a file may have at most {}; nothing was saved",
-                format_bytes(content.len()),
-                format_bytes(state.limits.max_file_bytes)
-            )));
-        }
-    }
+    validate_files(&state, &body.files)?;
     let update = state
         .store
         .merge_fragment_files_within(&user.id, &id, &body.files, state.limits.max_fragment_bytes)
@@ -410,6 +392,31 @@ pub async fn cancel_run(
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Files sent to be saved: at least one, each path inside the project, no NUL, none over the
+/// per-file limit.
+pub(crate) fn validate_files(state: &AppState, files: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if files.is_empty() {
+        return Err(ApiError::BadRequest("files must name at least one file".into()));
+    }
+    for (path, content) in files {
+        validate_file_path(path)?;
+        // PostgreSQL's JSON cannot hold NUL; source files have no use for it.
+        if content.contains('\0') {
+            return Err(ApiError::BadRequest(format!(
+                "file {path:?} must not contain NUL characters"
+            )));
+        }
+        if content.len() > state.limits.max_file_bytes {
+            return Err(ApiError::TooLarge(format!(
+                "file {path:?} has {}; a file may have at most {}; nothing was saved",
+                format_bytes(content.len()),
+                format_bytes(state.limits.max_file_bytes)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A run id: a UUID (the embedded engine) or another engine's id (Restate's `inv_…`), in a

@@ -152,7 +152,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         crate::events::send, crate::auth::sign_in, crate::auth::sign_out,
         crate::auth::list_tokens, crate::auth::revoke_token,
         crate::preview_access::preview_link, crate::preview_access::update_project,
-        crate::versions::list_versions, crate::versions::diff_versions, crate::versions::restore_version,
+        crate::versions::list_versions, crate::versions::save_version, crate::versions::diff_versions, crate::versions::restore_version,
         crate::versions::export_zip,
     ),
     modifiers(&BearerAuth),

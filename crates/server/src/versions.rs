@@ -9,12 +9,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use forgeai_sandbox::{CommandOptions, SandboxProvider};
-use forgeai_store::{AssistantReply, Fragment, NewFragment, Project};
+use forgeai_code_agent::format_bytes;
+use forgeai_store::{AssistantReply, Fragment, NewFragment, Project, files_size};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api::ApiPath;
+use crate::api::{ApiJson, ApiPath, UpdateFragment, validate_files};
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
 
@@ -67,7 +68,7 @@ pub struct VersionDiff {
     pub files: Vec<FileDiff>,
 }
 
-/// What restoring made: the new version, and whether the sandbox holds it now.
+/// A new version (restored or saved by hand), and whether the sandbox holds it now.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Restored {
@@ -187,24 +188,68 @@ pub async fn restore_version(
     let restored = find(&fragments, &v)?;
     let number = fragments.iter().position(|f| f.id == restored.id).unwrap_or(0) + 1;
     let latest = fragments.last().unwrap_or(restored);
+    let stale: Vec<&String> = latest.files.keys().filter(|p| !restored.files.contains_key(*p)).collect();
+    let content = format!("Restored version {number}: {}", restored.title);
+    let restored = store_version(&state, &user.id, &project, latest, restored.files.clone(), &stale, content).await?;
+    Ok((StatusCode::CREATED, Json(restored)))
+}
+
+/// Saves files edited by hand as a new version: the latest version's files with these on top.
+/// They are written into the project's sandbox, so the preview shows them and the agent's next
+/// run builds on them.
+#[utoipa::path(post, path = "/api/projects/{id}/versions", request_body = UpdateFragment, tag = "versions",
+    params(("id" = String, Path, format = "uuid")),
+    responses((status = 201, body = Restored), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn save_version(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateFragment>,
+) -> Result<(StatusCode, Json<Restored>), ApiError> {
+    validate_files(&state, &body.files)?;
+    let (project, fragments) = fragments(&state, &user.id, &id).await?;
+    let latest = fragments
+        .last()
+        .ok_or_else(|| ApiError::Conflict("the project has no version yet: send a prompt first".into()))?;
+    let mut files = latest.files.clone();
+    files.extend(body.files.clone());
+    if files_size(&files) > state.limits.max_fragment_bytes {
+        return Err(ApiError::TooLarge(format!(
+            "the version would have {}, more than the {} a version may have; nothing was saved",
+            format_bytes(files_size(&files)),
+            format_bytes(state.limits.max_fragment_bytes)
+        )));
+    }
+    let paths: Vec<&str> = body.files.keys().map(String::as_str).collect();
+    let content = format!("Edited {} in the code view", paths.join(", "));
+    let saved = store_version(&state, &user.id, &project, latest, files, &[], content).await?;
+    Ok((StatusCode::CREATED, Json(saved)))
+}
+
+/// Writes `files` into the project's sandbox (removing `stale` ones) and stores them as the
+/// newest version, with an ASSISTANT message saying what happened.
+async fn store_version(
+    state: &AppState,
+    user_id: &str,
+    project: &Project,
+    latest: &Fragment,
+    files: BTreeMap<String, String>,
+    stale: &[&String],
+    content: String,
+) -> Result<Restored, ApiError> {
     let sandbox_updated = match (&state.sandboxes, &project.sandbox_id) {
-        (Some(sandboxes), Some(sandbox_id)) => {
-            let stale: Vec<&String> = latest
-                .files
-                .keys()
-                .filter(|p| !restored.files.contains_key(*p))
-                .collect();
-            write_version(sandboxes.as_ref(), sandbox_id, restored, &stale).await?
-        }
+        (Some(sandboxes), Some(sandbox_id)) => write_version(sandboxes.as_ref(), sandbox_id, &files, stale).await?,
         _ => false,
     };
     let reply = AssistantReply::Result {
-        content: format!("Restored version {number}: {}", restored.title),
+        content,
         fragment: NewFragment {
             sandbox_url: latest.sandbox_url.clone(),
             sandbox_id: project.sandbox_id.clone(),
-            title: restored.title.clone(),
-            files: restored.files.clone(),
+            title: latest.title.clone(),
+            files,
             image_url: None,
             design_spec: None,
             app_errors: None,
@@ -212,18 +257,15 @@ pub async fn restore_version(
     };
     state
         .store
-        .add_assistant_message(&user.id, &project.id, reply)
+        .add_assistant_message(user_id, &project.id, reply)
         .await?
         .ok_or(ApiError::NotFound("project"))?;
-    let fragments = state.store.project_fragments(&user.id, &project.id).await?;
+    let fragments = state.store.project_fragments(user_id, &project.id).await?;
     let version = versions_of(&fragments).pop().ok_or(ApiError::NotFound("version"))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Restored {
-            version,
-            sandbox_updated,
-        }),
-    ))
+    Ok(Restored {
+        version,
+        sandbox_updated,
+    })
 }
 
 /// Writes a version's files into the sandbox and removes `stale` ones; false when the sandbox
@@ -231,7 +273,7 @@ pub async fn restore_version(
 async fn write_version(
     sandboxes: &dyn SandboxProvider,
     sandbox_id: &str,
-    version: &Fragment,
+    files: &BTreeMap<String, String>,
     stale: &[&String],
 ) -> Result<bool, ApiError> {
     let unavailable = |error: forgeai_sandbox::Error| {
@@ -255,8 +297,7 @@ async fn write_version(
             Err(error) => return Err(unavailable(error)),
         }
     }
-    let files: Vec<(String, Vec<u8>)> = version
-        .files
+    let files: Vec<(String, Vec<u8>)> = files
         .iter()
         .map(|(path, content)| (path.clone(), content.clone().into_bytes()))
         .collect();
