@@ -96,7 +96,7 @@ async fn start_restate(
             }
         }
     }
-    Ok((Arc::new(RestateRuns::new(config)), realtime))
+    Ok((Arc::new(RestateRuns::new(config, realtime.clone())), realtime))
 }
 
 /// The sandbox provider `FORGEAI_SANDBOX_PROVIDER` names, as the code-agent and the preview

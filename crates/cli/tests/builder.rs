@@ -2,6 +2,8 @@
 
 mod common;
 
+on_both_engines!(a_run_is_stopped_mid_tool_and_mid_model_call_and_the_next_prompt_runs);
+
 use std::time::Duration;
 
 use common::*;
@@ -476,13 +478,11 @@ async fn run_in_step(api: &Api, project_id: &str, step: &str) -> String {
     }
 }
 
-#[tokio::test]
-async fn a_run_is_stopped_mid_tool_and_mid_model_call_and_the_next_prompt_runs() {
-    let _serial = SERIAL.lock().await;
+async fn a_run_is_stopped_mid_tool_and_mid_model_call_and_the_next_prompt_runs(backend: Backend) {
     let data = DataDir::new();
     let model = MockOpenAi::with_responder(stoppable_model).await;
-    let token = add_user(data.path(), "alice");
-    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
+    let token = backend.add_user(data.path(), "alice");
+    let server = backend.start(data.path(), &model.base_url(), free_port()).await;
     let api = Api::new(&server, token.clone());
 
     // Mid-tool: the terminal command is killed.
@@ -579,11 +579,17 @@ async fn a_hand_edit_is_saved_as_a_new_version_the_preview_and_the_agent_see() {
 
     let edited = "<h1>Edited by hand</h1>";
     let saved = api
-        .post(&format!("/api/projects/{project_id}/versions"), json!({"files": {"index.html": edited}}))
+        .post(
+            &format!("/api/projects/{project_id}/versions"),
+            json!({"files": {"index.html": edited}}),
+        )
         .await;
     assert_eq!(saved["sandboxUpdated"], true, "{saved}");
     assert_eq!(saved["version"]["number"], 2);
-    assert_eq!(saved["version"]["changedFiles"], json!([{"path": "index.html", "change": "modified"}]));
+    assert_eq!(
+        saved["version"]["changedFiles"],
+        json!([{"path": "index.html", "change": "modified"}])
+    );
     let url = first["codeFragment"]["sandboxUrl"].as_str().unwrap();
     assert_eq!(preview_as(&server, &token, url, "/").await, (200, edited.to_owned()));
 
@@ -605,8 +611,11 @@ async fn a_hand_edit_is_saved_as_a_new_version_the_preview_and_the_agent_see() {
     let versions = api.get(&format!("/api/projects/{project_id}/versions")).await;
     assert_eq!(versions.as_array().unwrap().len(), 2, "refused saves store nothing");
 
-    api.post("/api/messages", json!({"projectId": project_id, "message": "Please read the page"}))
-        .await;
+    api.post(
+        "/api/messages",
+        json!({"projectId": project_id, "message": "Please read the page"}),
+    )
+    .await;
     api.replies(&project_id, 3, Duration::from_secs(60)).await;
     let read = model
         .requests()
@@ -614,5 +623,8 @@ async fn a_hand_edit_is_saved_as_a_new_version_the_preview_and_the_agent_see() {
         .filter(|body| !is_naming(body) && last_user_text(body).contains("read the page") && iteration(body) == 2)
         .next_back()
         .unwrap();
-    assert!(tool_answers(&read).pop().unwrap().contains(edited), "the agent reads the hand edit");
+    assert!(
+        tool_answers(&read).pop().unwrap().contains(edited),
+        "the agent reads the hand edit"
+    );
 }

@@ -14,7 +14,7 @@ pub async fn code_agent(
     request: &CodeAgentRequest,
     agent: Arc<CodeAgent>,
 ) -> Result<SavedReply, StepError> {
-    let run_id = ctx.run_id().to_owned();
+    let run_id = ctx.engine_run_id().to_owned();
     agent
         .activity(ctx, request, Activity::RunStarted { run_id: run_id.clone() })
         .await?;
@@ -80,7 +80,7 @@ pub async fn code_agent_failed(
         .await?;
     agent.status(ctx, request, FAILED_STATUS).await?;
     let finished = Activity::RunFinished {
-        run_id: ctx.run_id().to_owned(),
+        run_id: ctx.engine_run_id().to_owned(),
         outcome: RunOutcome::Failed,
     };
     agent.activity(ctx, request, finished).await
@@ -99,7 +99,7 @@ pub async fn code_agent_cancelled(
         .await?;
     agent.status(ctx, request, CANCELLED_STATUS).await?;
     let finished = Activity::RunFinished {
-        run_id: ctx.run_id().to_owned(),
+        run_id: ctx.engine_run_id().to_owned(),
         outcome: RunOutcome::Cancelled,
     };
     agent.activity(ctx, request, finished).await

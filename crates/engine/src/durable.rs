@@ -31,6 +31,12 @@ pub trait DurableContext: Send + Sync {
     /// The id of the run (the invocation) this context belongs to.
     fn run_id(&self) -> &str;
 
+    /// The run's id as the engine's own API names it (to list, show or cancel it); the run id
+    /// unless the engine has ids of its own (Restate's invocation ids).
+    fn engine_run_id(&self) -> &str {
+        self.run_id()
+    }
+
     /// Runs `work` as the durable step `name` and returns its journaled JSON result. A
     /// retriable error is retried with backoff; a step that failed for good answers a
     /// non-retriable error, which the function should return.

@@ -3,10 +3,13 @@
 
 use async_trait::async_trait;
 use forgeai_code_agent::{CODE_AGENT_FUNCTION, CodeAgentRequest, CodeAgentRuns, RunStarter, RunsError, StartError};
-use forgeai_engine::{RunDetail, RunInfo, RunStatus, StepInfo, StepStatus};
+use std::sync::Arc;
+
+use forgeai_engine::{RealtimeFeed, RunDetail, RunInfo, RunStatus, StepInfo, StepStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::context::cancel_channel;
 use crate::object::CODE_AGENT_OBJECT;
 
 /// Where the Restate cluster is.
@@ -56,17 +59,20 @@ pub async fn register_deployment(config: &RestateConfig, endpoint_url: &str) -> 
 }
 
 /// Starts code-agent runs through the Restate ingress.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RestateRuns {
     config: RestateConfig,
     http: reqwest::Client,
+    /// Where stop requests for running invocations are published (see [`cancel_channel`]).
+    realtime: Arc<dyn RealtimeFeed>,
 }
 
 impl RestateRuns {
-    pub fn new(config: RestateConfig) -> Self {
+    pub fn new(config: RestateConfig, realtime: Arc<dyn RealtimeFeed>) -> Self {
         Self {
             config,
             http: reqwest::Client::new(),
+            realtime,
         }
     }
 }
@@ -257,29 +263,39 @@ impl CodeAgentRuns for RestateRuns {
         Ok(Some(RunDetail { run, steps }))
     }
 
-    /// Restate's cancel (`PATCH /invocations/{id}/cancel`): the handler gets a terminal error
-    /// 409 at its next await, stores the stopped answer and ends.
+    /// A queued invocation is cancelled by Restate (`PATCH /invocations/{id}/cancel`): it never
+    /// starts. A running one is told through the realtime feed, which stops its step in flight
+    /// (Restate's own cancel would wait for that step to end); its handler then stores the
+    /// stopped answer and ends with a terminal error 409.
     async fn cancel_run(&self, run_id: &str) -> Result<Option<RunStatus>, RunsError> {
-        if !is_invocation_id(run_id) {
+        let Some(detail) = self.run_detail(run_id).await? else {
             return Ok(None);
-        }
-        let url = format!(
-            "{}/invocations/{run_id}/cancel",
-            self.config.admin_url.trim_end_matches('/')
-        );
-        let response = self
-            .http
-            .patch(&url)
-            .send()
-            .await
-            .map_err(|error| RunsError(format!("cannot reach Restate's admin API at {url}: {error}")))?;
-        match response.status().as_u16() {
-            404 => return Ok(None),
-            status if !(200..300).contains(&status) => {
-                let body = response.text().await.unwrap_or_default();
-                return Err(RunsError(format!(
-                    "Restate's admin API answered {status} to the cancel: {body}"
-                )));
+        };
+        match detail.run.status {
+            RunStatus::Queued => {
+                let url = format!(
+                    "{}/invocations/{run_id}/cancel",
+                    self.config.admin_url.trim_end_matches('/')
+                );
+                let response = self
+                    .http
+                    .patch(&url)
+                    .send()
+                    .await
+                    .map_err(|error| RunsError(format!("cannot reach Restate's admin API at {url}: {error}")))?;
+                let status = response.status();
+                if !status.is_success() && status.as_u16() != 404 {
+                    let body = response.text().await.unwrap_or_default();
+                    return Err(RunsError(format!(
+                        "Restate's admin API answered {status} to the cancel: {body}"
+                    )));
+                }
+            }
+            RunStatus::Running => {
+                self.realtime
+                    .publish(&cancel_channel(run_id), "cancel", &json!({ "runId": run_id }))
+                    .await
+                    .map_err(|error| RunsError(format!("cannot publish the stop request: {error}")))?;
             }
             _ => {}
         }

@@ -3,6 +3,7 @@
 //! Restate timer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use forgeai_engine::{DurableContext, RealtimeFeed, StepError, StepFuture, StepWork};
@@ -19,6 +20,9 @@ pub struct RestateContext<'ctx> {
     ctx: ObjectContext<'ctx>,
     run_id: String,
     realtime: Arc<dyn RealtimeFeed>,
+    /// Whether a stop request ends the step in flight; off once the run is stopping, so the
+    /// steps that record the stop run to their end.
+    stoppable: AtomicBool,
 }
 
 impl<'ctx> RestateContext<'ctx> {
@@ -27,7 +31,17 @@ impl<'ctx> RestateContext<'ctx> {
     /// message is stored under it, once).
     pub fn new(mut ctx: ObjectContext<'ctx>, realtime: Arc<dyn RealtimeFeed>) -> Self {
         let run_id = ctx.rand_uuid().to_string();
-        Self { ctx, run_id, realtime }
+        Self {
+            ctx,
+            run_id,
+            realtime,
+            stoppable: AtomicBool::new(true),
+        }
+    }
+
+    /// Steps from now on run to their end whatever stop request comes (the run is stopping).
+    pub fn stopping(&self) {
+        self.stoppable.store(false, Ordering::SeqCst);
     }
 
     /// The Restate invocation id (what the ingress answered when the run was sent).
@@ -47,9 +61,35 @@ fn retry_policy() -> RunRetryPolicy {
 /// The code of the terminal error with which Restate cancels an invocation.
 pub(crate) const CANCELLED_CODE: u16 = 409;
 
+/// The realtime channel on which a request to stop invocation `id` is published (through
+/// PostgreSQL, so the node running it hears it whichever node took the request).
+pub fn cancel_channel(invocation_id: &str) -> String {
+    format!("cancel:{invocation_id}")
+}
+
+/// Resolves once a stop request for the invocation was published (before or after the call).
+async fn cancel_requested(realtime: Arc<dyn RealtimeFeed>, invocation_id: String, stoppable: bool) {
+    use futures::StreamExt;
+    if !stoppable {
+        return std::future::pending().await;
+    }
+    let mut requests = realtime.subscribe(&cancel_channel(&invocation_id), Some(0));
+    loop {
+        match requests.next().await {
+            Some(Ok(_)) => return,
+            // The feed failed: no stop request can be heard; the step runs on.
+            Some(Err(_)) | None => std::future::pending::<()>().await,
+        }
+    }
+}
+
 impl<'ctx> DurableContext for RestateContext<'ctx> {
     fn run_id(&self) -> &str {
         &self.run_id
+    }
+
+    fn engine_run_id(&self) -> &str {
+        self.invocation_id()
     }
 
     fn run_step<'a>(&'a self, name: &'a str, work: StepWork<'a>) -> StepFuture<'a, Value> {
@@ -62,10 +102,22 @@ impl<'ctx> DurableContext for RestateContext<'ctx> {
         let work: StepWork<'ctx> = unsafe { std::mem::transmute::<StepWork<'a>, StepWork<'ctx>>(work) };
         Box::pin(async move {
             let mut work = work;
+            let (realtime, invocation) = (self.realtime.clone(), self.invocation_id().to_owned());
+            let stoppable = self.stoppable.load(Ordering::SeqCst);
             let attempt = move || {
                 let attempt = work();
+                let stop = cancel_requested(realtime.clone(), invocation.clone(), stoppable);
                 async move {
-                    match attempt.await {
+                    // A stop request ends the work in flight (a sandbox command is killed with
+                    // its future); the step then ends as cancelled, which Restate journals.
+                    let outcome = tokio::select! {
+                        outcome = attempt => outcome,
+                        () = stop => Err(StepError::cancelled()),
+                    };
+                    match outcome {
+                        Err(error) if error.is_cancelled() => {
+                            Err(TerminalError::new_with_code(CANCELLED_CODE, "run was cancelled").into())
+                        }
                         Ok(value) => Ok(Json(value)),
                         // Restate retries it (per the retry policy), as the embedded engine would.
                         Err(error) if error.is_retriable() => Err(HandlerError::from(error.message().to_owned())),

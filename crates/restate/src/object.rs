@@ -51,6 +51,7 @@ impl CodeAgentObject {
         match forgeai_code_agent::code_agent(&durable, &request, self.agent.clone()).await {
             Ok(saved) => Ok(Json(saved)),
             Err(error) if error.is_cancelled() => {
+                durable.stopping();
                 forgeai_code_agent::code_agent_cancelled(&durable, &request, self.agent.clone())
                     .await
                     .map_err(|failure| TerminalError::new(failure.message()))?;

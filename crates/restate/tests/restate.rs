@@ -77,7 +77,7 @@ async fn setup(model: &MockOpenAi) -> Setup {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     drop(listener);
-    let object = CodeAgentObject::new(agent, realtime);
+    let object = CodeAgentObject::new(agent, realtime.clone());
     let endpoint = tokio::spawn(serve(object.clone(), address));
     let config = RestateConfig {
         ingress_url: restate.ingress_url(),
@@ -97,7 +97,7 @@ async fn setup(model: &MockOpenAi) -> Setup {
         store,
         engine,
         user_id: user.id,
-        runs: RestateRuns::new(config),
+        runs: RestateRuns::new(config, realtime),
         sandboxes,
     }
 }

@@ -179,7 +179,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/projects/{id}/preview", get(preview_access::preview_link))
         .route("/api/projects/{id}/runs", get(api::list_runs))
         .route("/api/projects/{id}/realtime", get(realtime::subscribe))
-        .route("/api/projects/{id}/versions", get(versions::list_versions).post(versions::save_version))
+        .route(
+            "/api/projects/{id}/versions",
+            get(versions::list_versions).post(versions::save_version),
+        )
         .route("/api/projects/{id}/versions/{a}/diff/{b}", get(versions::diff_versions))
         .route(
             "/api/projects/{id}/versions/{v}/restore",

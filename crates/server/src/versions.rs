@@ -8,8 +8,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use forgeai_sandbox::{CommandOptions, SandboxProvider};
 use forgeai_code_agent::format_bytes;
+use forgeai_sandbox::{CommandOptions, SandboxProvider};
 use forgeai_store::{AssistantReply, Fragment, NewFragment, Project, files_size};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -188,9 +188,22 @@ pub async fn restore_version(
     let restored = find(&fragments, &v)?;
     let number = fragments.iter().position(|f| f.id == restored.id).unwrap_or(0) + 1;
     let latest = fragments.last().unwrap_or(restored);
-    let stale: Vec<&String> = latest.files.keys().filter(|p| !restored.files.contains_key(*p)).collect();
+    let stale: Vec<&String> = latest
+        .files
+        .keys()
+        .filter(|p| !restored.files.contains_key(*p))
+        .collect();
     let content = format!("Restored version {number}: {}", restored.title);
-    let restored = store_version(&state, &user.id, &project, latest, restored.files.clone(), &stale, content).await?;
+    let restored = store_version(
+        &state,
+        &user.id,
+        &project,
+        latest,
+        restored.files.clone(),
+        &stale,
+        content,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(restored)))
 }
 
