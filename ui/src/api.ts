@@ -1,84 +1,32 @@
 // Thin client for the forgeai HTTP API (same origin, cookie session).
 
-export interface Project {
-  id: string;
-  name: string;
-  nameIsDefault?: boolean;
-  sandboxId?: string | null;
-  imageUrl?: string | null;
-  userId?: string;
-  /** Whether the preview is served to anyone, not only to its owner. */
-  public?: boolean;
-  createdAt: string;
-  updatedAt: string;
-}
+import type { components } from './api.gen';
 
+// The API's types, generated from the server's OpenAPI document (`npm run gen:api`).
+type Schemas = components['schemas'];
+
+export type Project = Schemas['Project'];
 /** A link that opens a project's preview in this browser (the grant is short-lived). */
-export interface PreviewLink {
-  url: string;
-  previewUrl: string;
-  grant: string;
-  expiresAt: string;
-  public: boolean;
-}
-
-export type TokenKind = 'api' | 'session' | 'login-once';
-
+export type PreviewLink = Schemas['PreviewLink'];
+export type TokenKind = Schemas['TokenKind'];
 /** One of the user's tokens; never its secret. */
-export interface Token {
-  id: string;
-  kind: TokenKind;
-  createdAt: string;
-  expiresAt?: string | null;
-  lastUsedAt?: string | null;
-  current: boolean;
-}
-
+export type Token = Schemas['TokenView'];
 /** A fragment as the chat lists it: its files' paths and sizes; the contents come from `api.getFragment`. */
-export interface Fragment {
-  id: string;
-  messageId: string;
-  sandboxId?: string | null;
-  sandboxUrl: string;
-  title: string;
-  /** Path → size of the file in bytes. */
-  fileSizes: Record<string, number>;
-  /** Bytes of all files, paths and contents. */
-  size: number;
-  imageUrl?: string | null;
-  designSpec?: unknown;
-  /** Errors the app still had when its run ended (build, module, server or render errors). */
-  appErrors?: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
-
-export type Role = 'USER' | 'ASSISTANT';
-export type MessageType = 'RESULT' | 'ERROR';
-
-export interface Message {
-  id: string;
-  projectId: string;
-  role: Role;
-  type: MessageType;
-  content: string;
-  imageUrl?: string | null;
-  createdAt: string;
-  updatedAt: string;
+export type Fragment = Schemas['FragmentSummary'];
+export type Role = Schemas['MessageRole'];
+export type MessageType = Schemas['MessageType'];
+export type Message = Omit<Schemas['ListedMessage'], 'codeFragment'> & {
   codeFragment?: Fragment | null;
   /** Client-side only: an optimistic message not yet confirmed by the server. */
   pending?: boolean;
-}
-
+};
 export type RunStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
-
-export interface Run {
-  id: string;
-  status: RunStatus;
-  startedAt?: string | null;
-  endedAt?: string | null;
-  error?: string | null;
-}
+export type Run = Omit<Schemas['RunSummary'], 'status'> & { status: RunStatus };
+/** A fragment with its files, path → content (`GET`/`PATCH /api/fragments/{id}`). */
+export type FragmentWithFiles = Schemas['Fragment'];
+export type Version = Schemas['Version'];
+export type VersionDiff = Schemas['VersionDiff'];
+export type Restored = Schemas['Restored'];
 
 export class ApiError extends Error {
   constructor(
@@ -189,11 +137,6 @@ export const api = {
   // (On reconnects the browser sends Last-Event-ID, which the server prefers.)
   realtimeUrl: (projectId: string) => `/api/projects/${enc(projectId)}/realtime?lastEventId=0`,
 };
-
-/** A fragment with its files, path → content (`GET`/`PATCH /api/fragments/{id}`). */
-export interface FragmentWithFiles extends Omit<Fragment, 'fileSizes' | 'size'> {
-  files: Record<string, string>;
-}
 
 /** What the chat listing would say of `fragment`: sizes instead of contents. */
 export function summaryOf({ files, ...rest }: FragmentWithFiles): Fragment {

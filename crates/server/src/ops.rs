@@ -176,3 +176,27 @@ impl utoipa::Modify for BearerAuth {
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The web UI's copy of the OpenAPI document (from which its API types are generated, see
+    /// `ui/tests/api-types.mjs`) is this server's; `FORGEAI_WRITE_OPENAPI=1` rewrites it.
+    #[test]
+    fn the_ui_copy_of_the_openapi_document_is_current() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui/openapi.json");
+        let current = serde_json::to_string_pretty(&ApiDoc::openapi()).expect("the document serialises") + "\n";
+        if std::env::var_os("FORGEAI_WRITE_OPENAPI").is_some() {
+            std::fs::write(&path, &current).expect("write ui/openapi.json");
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == current,
+            "ui/openapi.json is not this server's OpenAPI document; rewrite it with \
+             FORGEAI_WRITE_OPENAPI=1 cargo test -p forgeai-server the_ui_copy, then `npm run gen:api` in ui/"
+        );
+    }
+}

@@ -270,6 +270,7 @@ export function ProjectPage({ projectId }: { projectId: string }) {
     const optimistic: Message = {
       id: tempId,
       projectId,
+      userId: project?.userId ?? '',
       role: 'USER',
       type: 'RESULT',
       content: message,
