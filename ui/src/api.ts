@@ -28,6 +28,14 @@ export type Version = Schemas['Version'];
 export type VersionDiff = Schemas['VersionDiff'];
 export type Restored = Schemas['Restored'];
 
+/** An event of a project's `agentActivity` realtime topic (forgeai_agent::Activity). */
+export type Activity =
+  | { type: 'runStarted'; runId: string }
+  | { type: 'modelText'; text: string }
+  | { type: 'toolCall'; tool: string; summary: string; outcome: 'ok' | 'error'; durationMs: number }
+  | { type: 'appChecked'; problems?: string | null }
+  | { type: 'runFinished'; runId: string; outcome: 'completed' | 'failed' | 'cancelled' };
+
 export class ApiError extends Error {
   constructor(
     public status: number,
@@ -116,6 +124,8 @@ export const api = {
     request<Project>('PATCH', `/api/projects/${enc(id)}`, { body: { public: isPublic } }),
   previewLink: (id: string) => request<PreviewLink>('GET', `/api/projects/${enc(id)}/preview`),
   listRuns: (projectId: string) => request<Run[]>('GET', `/api/projects/${enc(projectId)}/runs`),
+  cancelRun: (runId: string) => request<Run>('POST', `/api/runs/${enc(runId)}/cancel`),
+  exportUrl: (projectId: string) => `/api/projects/${enc(projectId)}/export.zip`,
 
   listMessages: (projectId: string) => request<Message[]>('GET', `/api/messages?projectId=${enc(projectId)}`),
   createMessage: (projectId: string, message: string, imageUrl?: string) =>

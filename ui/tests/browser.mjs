@@ -55,6 +55,11 @@ try {
   await page.locator('[data-testid="message"][data-role="ASSISTANT"]').first().waitFor();
   await shot('2-project');
 
+  step('the activity log shows what the agent did, and the run ended by its typed event');
+  await page.locator('[data-testid="activity-tool"]').filter({ hasText: 'Wrote index.html' }).waitFor();
+  await page.locator('[data-testid="activity-end"][data-outcome="completed"]').waitFor();
+  await shot('2b-activity');
+
   step('see the preview iframe show the agent\'s page');
   const preview = page.frameLocator('[data-testid="preview-frame"]');
   await preview.locator('h1').filter({ hasText: 'Hello from forgeai' }).waitFor({ timeout: 30_000 });
@@ -111,6 +116,25 @@ try {
     null, { timeout: 60_000 });
   await page.locator('[data-testid="message"]').filter({ hasText: 'Added an about page' }).waitFor();
   await shot('5-follow-up');
+
+  step('stop a run while its command runs; the next prompt could run');
+  await page.getByTestId('prompt-input').fill('Do a long task');
+  await page.getByTestId('prompt-submit').click();
+  const stop = page.getByTestId('stop-run');
+  await stop.waitFor({ timeout: 60_000 });
+  await shot('6-running');
+  await stop.click();
+  await page.locator('[data-testid="activity-end"][data-outcome="cancelled"]').waitFor({ timeout: 30_000 });
+  await page.locator('[data-testid="message"]').filter({ hasText: 'Stopped.' }).waitFor({ timeout: 30_000 });
+  await shot('7-stopped');
+
+  step('download the project as a zip');
+  const href = await page.getByTestId('download-zip').getAttribute('href');
+  const zip = await page.request.get(new URL(href, FORGEAI_URL).toString());
+  assert.equal(zip.status(), 200);
+  assert.equal(zip.headers()['content-type'], 'application/zip');
+  const body = await zip.body();
+  assert.equal(body.subarray(0, 2).toString(), 'PK', 'a zip archive');
 
   step('phone width: the panes stack');
   await page.setViewportSize({ width: 375, height: 800 });

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use forgeai_test_support::MockOpenAi;
+use forgeai_test_support::{MockOpenAi, MockReply};
 
 #[tokio::test]
 async fn the_web_ui_builds_edits_and_continues_a_project_in_chromium() {
@@ -18,7 +18,17 @@ async fn the_web_ui_builds_edits_and_continues_a_project_in_chromium() {
         "the web UI is not built: run scripts/setup.sh (it runs `npm ci && npm run build` in ui/)"
     );
     let data = DataDir::new();
-    let model = MockOpenAi::with_responder(hello_then_about_model).await;
+    // The hello page, the about page, and a "long task" whose command runs until it is stopped.
+    let model = MockOpenAi::with_responder(|body: &serde_json::Value| {
+        if !is_naming(body) && last_user_text(body).contains("long task") {
+            return match iteration(body) {
+                1 => MockReply::tool_call("l1", "terminal", serde_json::json!({"command": "sleep 62"})),
+                _ => MockReply::text("<task_summary>Done.</task_summary>"),
+            };
+        }
+        hello_then_about_model(body)
+    })
+    .await;
     let port = free_port();
     add_user(data.path(), "alice");
     let login = login_url(data.path(), port, "alice");

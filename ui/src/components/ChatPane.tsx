@@ -1,5 +1,5 @@
 import { useEffect, useLayoutEffect, useRef } from 'preact/hooks';
-import type { Message } from '../api';
+import type { Activity, Message } from '../api';
 import { absoluteTime, relativeTime, useNow } from '../time';
 import { Logo } from './App';
 import { Composer } from './Composer';
@@ -19,13 +19,30 @@ interface Props {
   selectedFragmentId: string | null;
   onSelectFragment: (id: string) => void;
   onSend: (message: string, imageUrl?: string) => Promise<boolean>;
+  /** The current (or last) run's activity, shown as a live log under the prompt. */
+  activity: Activity[];
+  /** Stops the running run; absent when none runs. */
+  onStop?: () => void;
+  stopping: boolean;
 }
 
 export function stripSummaryTags(content: string): string {
   return content.replace(/<\/?task_summary>/gi, '').trim();
 }
 
-export function ChatPane({ messages, error, onRetry, status, busy, selectedFragmentId, onSelectFragment, onSend }: Props) {
+export function ChatPane({
+  messages,
+  error,
+  onRetry,
+  status,
+  busy,
+  selectedFragmentId,
+  onSelectFragment,
+  onSend,
+  activity,
+  onStop,
+  stopping,
+}: Props) {
   const listRef = useRef<HTMLDivElement>(null);
   const stickToBottom = useRef(true);
   const now = useNow();
@@ -34,7 +51,7 @@ export function ChatPane({ messages, error, onRetry, status, busy, selectedFragm
   useLayoutEffect(() => {
     const el = listRef.current;
     if (el && stickToBottom.current) el.scrollTop = el.scrollHeight;
-  }, [messages, status?.text]);
+  }, [messages, status?.text, activity.length]);
 
   useEffect(() => {
     const el = listRef.current;
@@ -81,8 +98,14 @@ export function ChatPane({ messages, error, onRetry, status, busy, selectedFragm
               <AlertIcon />
             )}
             <span class={status.state === 'running' ? 'shimmer' : undefined}>{status.text}</span>
+            {onStop && (
+              <button type="button" class="btn small stop-button" data-testid="stop-run" disabled={stopping} onClick={onStop}>
+                {stopping ? 'Stopping…' : 'Stop'}
+              </button>
+            )}
           </div>
         )}
+        {activity.length > 0 && <ActivityLog activity={activity} />}
       </div>
       <div class="chat-composer">
         <Composer
@@ -93,6 +116,48 @@ export function ChatPane({ messages, error, onRetry, status, busy, selectedFragm
         />
       </div>
     </div>
+  );
+}
+
+/** What the agent did in the current (or last) run, one line per event. */
+function ActivityLog({ activity }: { activity: Activity[] }) {
+  return (
+    <ol class="activity-log" data-testid="activity-log" aria-label="Agent activity">
+      {activity.map((item, index) => {
+        switch (item.type) {
+          case 'runStarted':
+            return null;
+          case 'toolCall':
+            return (
+              <li key={index} class={`activity activity-${item.outcome}`} data-testid="activity-tool">
+                <span class="activity-mark" aria-hidden="true">{item.outcome === 'ok' ? '✓' : '✗'}</span>
+                {item.summary}
+              </li>
+            );
+          case 'modelText': {
+            const text = stripSummaryTags(item.text);
+            return text ? (
+              <li key={index} class="activity activity-text">
+                {text.length > 280 ? `${text.slice(0, 280)}…` : text}
+              </li>
+            ) : null;
+          }
+          case 'appChecked':
+            return (
+              <li key={index} class={`activity ${item.problems ? 'activity-error' : 'activity-ok'}`}>
+                <span class="activity-mark" aria-hidden="true">{item.problems ? '✗' : '✓'}</span>
+                {item.problems ? 'Checked the app: it has errors' : 'Checked the app: every page renders'}
+              </li>
+            );
+          case 'runFinished':
+            return (
+              <li key={index} class="activity activity-end" data-testid="activity-end" data-outcome={item.outcome}>
+                {item.outcome === 'completed' ? 'Run finished' : item.outcome === 'cancelled' ? 'Run stopped' : 'Run failed'}
+              </li>
+            );
+        }
+      })}
+    </ol>
   );
 }
 

@@ -1,5 +1,15 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { api, ApiError, errorMessage, summaryOf, type Fragment, type Message, type Project, type Run } from '../api';
+import {
+  api,
+  ApiError,
+  errorMessage,
+  summaryOf,
+  type Activity,
+  type Fragment,
+  type Message,
+  type Project,
+  type Run,
+} from '../api';
 import { rememberFiles } from '../fragmentFiles';
 import { linkClick } from '../router';
 import { Logo } from './App';
@@ -9,11 +19,9 @@ import { Splitter } from './Splitter';
 
 const ACTIVE = new Set(['queued', 'running']);
 const isActive = (run: Run) => ACTIVE.has(run.status);
-const FINAL_OK = /demo is ready/i;
-const FINAL_BAD = /error|fail|went wrong|cancel/i;
-
 interface LiveStatus {
   text: string;
+  /** Set by the run's `runFinished` event, never guessed from the status text. */
   final: boolean;
   failed: boolean;
 }
@@ -48,6 +56,10 @@ export function ProjectPage({ projectId }: { projectId: string }) {
   const [messagesError, setMessagesError] = useState<string | null>(null);
   const [runs, setRuns] = useState<Run[]>([]);
   const [live, setLive] = useState<LiveStatus | null>(null);
+  /** The current (or last) run's activity, from its `runStarted` on. */
+  const [activity, setActivity] = useState<Activity[]>([]);
+  const [liveRunId, setLiveRunId] = useState<string | null>(null);
+  const [stopping, setStopping] = useState(false);
   const [selectedId, setSelectedId] = useState<string | null>(null);
   const [tab, setTab] = useState<'preview' | 'code'>('preview');
   const [previewNonce, setPreviewNonce] = useState(0);
@@ -209,19 +221,39 @@ export function ProjectPage({ projectId }: { projectId: string }) {
     const source = new EventSource(api.realtimeUrl(projectId));
     const onStatus = (event: MessageEvent) => {
       const text = parseStatus(String(event.data));
-      const ok = FINAL_OK.test(text);
-      const bad = !ok && FINAL_BAD.test(text);
-      setLive({ text, final: ok || bad, failed: bad });
-      pollSoon(ok || bad ? 3000 : 8000);
+      setLive({ text, final: false, failed: false });
+      pollSoon(8000);
       void refreshRuns();
-      if (ok || bad) {
+    };
+    const onActivity = (event: MessageEvent) => {
+      let item: Activity;
+      try {
+        item = JSON.parse(String(event.data)) as Activity;
+      } catch {
+        return;
+      }
+      if (item.type === 'runStarted') {
+        setActivity([item]);
+        setLiveRunId(item.runId);
+        setStopping(false);
+        return;
+      }
+      setActivity((list) => [...list, item]);
+      if (item.type === 'runFinished') {
+        const failed = item.outcome !== 'completed';
+        setLive((current) => ({ text: current?.text ?? '', final: true, failed }));
+        setStopping(false);
+        pollSoon(3000);
+        void refreshRuns();
         void loadMessages(true);
         void loadProject();
       }
     };
     source.addEventListener('projectInfo', onStatus as EventListener);
+    source.addEventListener('agentActivity', onActivity as EventListener);
     return () => {
       source.removeEventListener('projectInfo', onStatus as EventListener);
+      source.removeEventListener('agentActivity', onActivity as EventListener);
       source.close();
     };
   }, [projectId, pollSoon, loadMessages, loadProject, refreshRuns]);
@@ -263,6 +295,22 @@ export function ProjectPage({ projectId }: { projectId: string }) {
   const busy = running + queued > 0 || liveBusy;
 
   // ---- actions -----------------------------------------------------------------------------
+
+  const runningRun = runs.find((r) => r.status === 'running');
+  const stoppableRunId = busy ? (runningRun?.id ?? (live && !live.final ? liveRunId : null)) : null;
+
+  async function stop() {
+    if (!stoppableRunId) return;
+    setStopping(true);
+    try {
+      await api.cancelRun(stoppableRunId);
+    } catch (error) {
+      setStopping(false);
+      setMessagesError(`Could not stop the run: ${errorMessage(error)}`);
+    }
+    pollSoon(3000);
+    void refreshRuns();
+  }
 
   async function send(message: string, imageUrl?: string) {
     const now = new Date().toISOString();
@@ -358,6 +406,9 @@ export function ProjectPage({ projectId }: { projectId: string }) {
           <h1 class="project-title" data-testid="project-name" title={project?.name}>
             {project?.name ?? '\u00a0'}
           </h1>
+          <a class="btn small" href={api.exportUrl(projectId)} download data-testid="download-zip" title="Download the latest version as a project that builds on its own">
+            Download
+          </a>
         </header>
         <ChatPane
           messages={messages}
@@ -365,6 +416,9 @@ export function ProjectPage({ projectId }: { projectId: string }) {
           onRetry={() => loadMessages()}
           status={status}
           busy={busy}
+          activity={activity}
+          onStop={stoppableRunId ? stop : undefined}
+          stopping={stopping}
           selectedFragmentId={selected?.id ?? null}
           onSelectFragment={selectFragment}
           onSend={send}
