@@ -125,6 +125,13 @@ export const api = {
   previewLink: (id: string) => request<PreviewLink>('GET', `/api/projects/${enc(id)}/preview`),
   listRuns: (projectId: string) => request<Run[]>('GET', `/api/projects/${enc(projectId)}/runs`),
   cancelRun: (runId: string) => request<Run>('POST', `/api/runs/${enc(runId)}/cancel`),
+  listVersions: (projectId: string) => request<Version[]>('GET', `/api/projects/${enc(projectId)}/versions`),
+  diffVersions: (projectId: string, from: string, to: string) =>
+    request<VersionDiff>('GET', `/api/projects/${enc(projectId)}/versions/${enc(from)}/diff/${enc(to)}`),
+  restoreVersion: (projectId: string, versionId: string) =>
+    request<Restored>('POST', `/api/projects/${enc(projectId)}/versions/${enc(versionId)}/restore`),
+  saveVersion: (projectId: string, files: Record<string, string>) =>
+    request<Restored>('POST', `/api/projects/${enc(projectId)}/versions`, { body: { files } }),
   exportUrl: (projectId: string) => `/api/projects/${enc(projectId)}/export.zip`,
 
   listMessages: (projectId: string) => request<Message[]>('GET', `/api/messages?projectId=${enc(projectId)}`),
@@ -133,8 +140,6 @@ export const api = {
       body: imageUrl ? { message, projectId, imageUrl } : { message, projectId },
     }),
 
-  updateFragment: (fragmentId: string, files: Record<string, string>) =>
-    request<FragmentWithFiles>('PATCH', `/api/fragments/${enc(fragmentId)}`, { body: { files } }),
   getFragment: (fragmentId: string) => request<FragmentWithFiles>('GET', `/api/fragments/${enc(fragmentId)}`),
 
   upload: (file: File) => {
@@ -147,18 +152,6 @@ export const api = {
   // (On reconnects the browser sends Last-Event-ID, which the server prefers.)
   realtimeUrl: (projectId: string) => `/api/projects/${enc(projectId)}/realtime?lastEventId=0`,
 };
-
-/** What the chat listing would say of `fragment`: sizes instead of contents. */
-export function summaryOf({ files, ...rest }: FragmentWithFiles): Fragment {
-  const encoder = new TextEncoder();
-  const fileSizes: Record<string, number> = {};
-  let size = 0;
-  for (const [path, content] of Object.entries(files)) {
-    fileSizes[path] = encoder.encode(content).length;
-    size += encoder.encode(path).length + fileSizes[path];
-  }
-  return { ...rest, fileSizes, size };
-}
 
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;

@@ -1,7 +1,7 @@
 // The files of a fragment: the chat listing carries only their paths and sizes, so the code view
 // fetches the contents from the fragment's own route, once per version.
 import { useEffect, useState } from 'preact/hooks';
-import { api, errorMessage, type Fragment, type FragmentWithFiles } from './api';
+import { api, errorMessage, type Fragment } from './api';
 
 type Files = Record<string, string>;
 
@@ -15,11 +15,6 @@ function remember(key: string, files: Files) {
   cache.delete(key);
   cache.set(key, files);
   while (cache.size > KEPT) cache.delete(cache.keys().next().value as string);
-}
-
-/** Keeps the files a save answered with, so the code view shows them without fetching again. */
-export function rememberFiles(fragment: FragmentWithFiles) {
-  remember(versionKey(fragment), fragment.files);
 }
 
 export interface FragmentFiles {

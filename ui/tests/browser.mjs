@@ -117,6 +117,20 @@ try {
   await page.locator('[data-testid="message"]').filter({ hasText: 'Added an about page' }).waitFor();
   await shot('5-follow-up');
 
+  step('open the versions, view a diff, restore the first version');
+  await page.getByTestId('tab-versions').click();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="version"]').length >= 3, null, { timeout: 30_000 });
+  await page.locator('[data-testid="version"][data-number="3"] [data-testid="version-diff"]').click();
+  const diffView = page.getByTestId('version-diff-view');
+  await diffView.waitFor();
+  assert.match(await diffView.textContent(), /\+<p>About<\/p>/);
+  await shot('5b-versions-diff');
+  await page.locator('[data-testid="version"][data-number="1"] [data-testid="version-restore"]').click();
+  await page.locator('[data-testid="version"][data-number="4"]').waitFor({ timeout: 30_000 });
+  await page.getByTestId('tab-preview').click();
+  await preview.locator('h1').filter({ hasText: 'Hello from forgeai' }).waitFor({ timeout: 30_000 });
+  await shot('5c-restored');
+
   step('stop a run while its command runs; the next prompt could run');
   await page.getByTestId('prompt-input').fill('Do a long task');
   await page.getByTestId('prompt-submit').click();

@@ -3,18 +3,16 @@ import {
   api,
   ApiError,
   errorMessage,
-  summaryOf,
   type Activity,
   type Fragment,
   type Message,
   type Project,
   type Run,
 } from '../api';
-import { rememberFiles } from '../fragmentFiles';
 import { linkClick } from '../router';
 import { Logo } from './App';
 import { ChatPane, type RunStatusView } from './ChatPane';
-import { RightPane, type Drafts } from './RightPane';
+import { RightPane, type Drafts, type Tab } from './RightPane';
 import { Splitter } from './Splitter';
 
 const ACTIVE = new Set(['queued', 'running']);
@@ -61,7 +59,7 @@ export function ProjectPage({ projectId }: { projectId: string }) {
   const [liveRunId, setLiveRunId] = useState<string | null>(null);
   const [stopping, setStopping] = useState(false);
   const [selectedId, setSelectedId] = useState<string | null>(null);
-  const [tab, setTab] = useState<'preview' | 'code'>('preview');
+  const [tab, setTab] = useState<Tab>('preview');
   const [previewNonce, setPreviewNonce] = useState(0);
   const [drafts, setDrafts] = useState<Drafts>({});
   const [selectedPath, setSelectedPath] = useState<string | null>(null);
@@ -345,22 +343,22 @@ export function ProjectPage({ projectId }: { projectId: string }) {
     setSelectedId(id);
   }
 
+  /** Saves edited files as a new version (written into the sandbox, so the preview shows them). */
   async function saveFiles(fragment: Fragment, files: Record<string, string>) {
-    const updated = await api.updateFragment(fragment.id, files);
-    rememberFiles(updated);
+    await api.saveVersion(projectId, files);
     if (!mounted.current) return;
-    const summary = summaryOf(updated);
-    setMessages((list) =>
-      (list ?? []).map((m) =>
-        m.codeFragment && m.codeFragment.id === fragment.id ? { ...m, codeFragment: { ...m.codeFragment, ...summary } } : m,
-      ),
-    );
     setDrafts((all) => {
       const next = { ...all };
       delete next[fragment.id];
       return next;
     });
     setPreviewNonce((n) => n + 1);
+    await loadMessages(true);
+  }
+
+  async function restored() {
+    setPreviewNonce((n) => n + 1);
+    await loadMessages(true);
   }
 
   // Warn before leaving with unsaved edits.
@@ -446,6 +444,8 @@ export function ProjectPage({ projectId }: { projectId: string }) {
           selectedPath={selectedPath}
           onSelectPath={setSelectedPath}
           onSave={saveFiles}
+          versionsKey={messages?.length ?? 0}
+          onRestored={restored}
         />
       </section>
     </div>

@@ -1,6 +1,7 @@
 import type { Fragment } from '../api';
 import { CodePane } from './CodePane';
 import { PreviewPane } from './PreviewPane';
+import { VersionsPane } from './VersionsPane';
 
 /** Unsaved edits: fragment id → path → content. */
 export type Drafts = Record<string, Record<string, string>>;
@@ -8,8 +9,8 @@ export type Drafts = Record<string, Record<string, string>>;
 interface Props {
   projectId: string;
   fragment: Fragment | null;
-  tab: 'preview' | 'code';
-  onTab: (tab: 'preview' | 'code') => void;
+  tab: Tab;
+  onTab: (tab: Tab) => void;
   previewNonce: number;
   onReload: () => void;
   busy: boolean;
@@ -19,11 +20,17 @@ interface Props {
   selectedPath: string | null;
   onSelectPath: (path: string) => void;
   onSave: (fragment: Fragment, files: Record<string, string>) => Promise<void>;
+  /** Changes when the project may have a new version. */
+  versionsKey: number;
+  onRestored: () => void;
 }
+
+export type Tab = 'preview' | 'code' | 'versions';
 
 const TABS = [
   { id: 'preview', label: 'Preview' },
   { id: 'code', label: 'Code' },
+  { id: 'versions', label: 'Versions' },
 ] as const;
 
 export function RightPane(props: Props) {
@@ -32,7 +39,9 @@ export function RightPane(props: Props) {
   function onTabKey(event: KeyboardEvent) {
     if (event.key !== 'ArrowLeft' && event.key !== 'ArrowRight') return;
     event.preventDefault();
-    const next = tab === 'preview' ? 'code' : 'preview';
+    const order = TABS.map((t) => t.id);
+    const step = event.key === 'ArrowRight' ? 1 : order.length - 1;
+    const next = order[(order.indexOf(tab) + step) % order.length];
     onTab(next);
     document.getElementById(`tab-${next}`)?.focus();
   }
@@ -98,6 +107,11 @@ export function RightPane(props: Props) {
                   onSelectPath={props.onSelectPath}
                   onSave={(files) => props.onSave(fragment, files)}
                 />
+              )}
+            </div>
+            <div id="panel-versions" role="tabpanel" aria-labelledby="tab-versions" class="panel" hidden={tab !== 'versions'}>
+              {tab === 'versions' && (
+                <VersionsPane projectId={props.projectId} refreshKey={props.versionsKey} onRestored={props.onRestored} />
               )}
             </div>
           </>
