@@ -98,11 +98,22 @@ try {
   await page.locator('[data-testid="file-item"][data-path="index.html"]').click();
   const editor = page.getByTestId('code-editor');
   await assert.doesNotReject(editor.waitFor());
-  assert.match(await editor.inputValue(), /Hello from forgeai/);
+  assert.match(await editor.textContent(), /Hello from forgeai/);
+  assert.ok(await page.locator('.cm-lineNumbers').isVisible(), 'CodeMirror shows line numbers');
   await shot('3-code');
 
-  step('edit and save the file, and see the preview change');
-  await editor.fill('<h1>Edited in the browser</h1>');
+  step('edit the file in CodeMirror (undo and redo work), save, and see the preview change');
+  await editor.click();
+  await page.keyboard.press('Control+a');
+  await page.keyboard.insertText('<h1>Edited in the browser</h1>');
+  assert.match(await editor.textContent(), /Edited in the browser/);
+  await page.keyboard.press('Control+z');
+  await eventually(async () => assert.match(await editor.textContent(), /Hello from forgeai/));
+  await page.keyboard.press('Control+y');
+  await eventually(async () => assert.match(await editor.textContent(), /Edited in the browser/));
+  await page.keyboard.press('Control+f');
+  await page.locator('.cm-search').waitFor();
+  await page.keyboard.press('Escape');
   await page.getByTestId('code-save').click();
   await page.getByTestId('tab-preview').click();
   await preview.locator('h1').filter({ hasText: 'Edited in the browser' }).waitFor({ timeout: 30_000 });
