@@ -12,6 +12,35 @@ use serde_json::{Value, json};
 
 const FIRST: &str = "<h1>Hello</h1>\n<p>Hello world</p>\n";
 
+/// A `forgeai serve` on the `static` template with `model` answering, alice's API on it, and
+/// her project of `prompt` once its first answer came.
+struct Served {
+    _data: DataDir,
+    model: MockOpenAi,
+    server: Forgeai,
+    api: Api,
+    project_id: String,
+    first: Value,
+}
+
+async fn served(model: fn(&Value) -> MockReply, prompt: &str) -> Served {
+    let data = DataDir::new();
+    let model = MockOpenAi::with_responder(model).await;
+    let token = add_user(data.path(), "alice");
+    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
+    let api = Api::new(&server, token);
+    let project_id = api.new_project(prompt).await;
+    let first = api.replies(&project_id, 1, Duration::from_secs(60)).await[0].clone();
+    Served {
+        _data: data,
+        model,
+        server,
+        api,
+        project_id,
+        first,
+    }
+}
+
 /// The tool answers the model got, in order.
 fn tool_answers(body: &Value) -> Vec<String> {
     body["messages"]
@@ -53,13 +82,14 @@ fn editing_model(body: &Value) -> MockReply {
 #[tokio::test]
 async fn edit_file_changes_a_matching_text_once_and_explains_a_miss() {
     let _serial = SERIAL.lock().await;
-    let data = DataDir::new();
-    let model = MockOpenAi::with_responder(editing_model).await;
-    let token = add_user(data.path(), "alice");
-    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
-    let api = Api::new(&server, token.clone());
-    let project_id = api.new_project("Build a hello page").await;
-    let reply = api.replies(&project_id, 1, Duration::from_secs(60)).await[0].clone();
+    let Served {
+        model,
+        server,
+        api,
+        first: reply,
+        ..
+    } = served(editing_model, "Build a hello page").await;
+    let token = api.token.clone();
     assert_eq!(reply["type"], "RESULT", "{reply}");
 
     let last = model
@@ -120,13 +150,14 @@ fn versioning_model(body: &Value) -> MockReply {
 #[tokio::test]
 async fn versions_are_listed_diffed_and_restored() {
     let _serial = SERIAL.lock().await;
-    let data = DataDir::new();
-    let model = MockOpenAi::with_responder(versioning_model).await;
-    let token = add_user(data.path(), "alice");
-    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
-    let api = Api::new(&server, token.clone());
-    let project_id = api.new_project("Build a hello page").await;
-    api.replies(&project_id, 1, Duration::from_secs(60)).await;
+    let Served {
+        model,
+        server,
+        api,
+        project_id,
+        ..
+    } = served(versioning_model, "Build a hello page").await;
+    let token = api.token.clone();
     api.post(
         "/api/messages",
         json!({"projectId": project_id, "message": "Now change it"}),
@@ -229,21 +260,7 @@ async fn versions_are_listed_diffed_and_restored() {
 #[tokio::test]
 async fn export_zip_holds_the_project_without_installed_packages() {
     let _serial = SERIAL.lock().await;
-    let data = DataDir::new();
-    let model = MockOpenAi::with_responder(hello_then_about_model).await;
-    let token = add_user(data.path(), "alice");
-    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
-    let api = Api::new(&server, token.clone());
-    let project_id = api.new_project("Build a hello page").await;
-    let before = api
-        .http
-        .get(format!("{}/api/projects/{project_id}/export.zip", api.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert!(matches!(before.status().as_u16(), 200 | 409), "{}", before.status());
-    api.replies(&project_id, 1, Duration::from_secs(60)).await;
+    let Served { api, project_id, .. } = served(hello_then_about_model, "Build a hello page").await;
     let files = export(&api, &project_id).await;
     assert_eq!(files.get("index.html").map(Vec::as_slice), Some(PAGE.as_bytes()));
     assert_eq!(
@@ -369,12 +386,7 @@ async fn a_forgeai_v1_export_builds_on_its_own() {
 #[tokio::test]
 async fn the_activity_topic_tells_what_the_agent_does_and_replays() {
     let _serial = SERIAL.lock().await;
-    let data = DataDir::new();
-    let model = MockOpenAi::with_responder(hello_then_about_model).await;
-    let token = add_user(data.path(), "alice");
-    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
-    let api = Api::new(&server, token);
-    let project_id = api.new_project("Build a hello page").await;
+    let Served { api, project_id, .. } = served(hello_then_about_model, "Build a hello page").await;
     let finished = |data: &Value| data["type"] == "runFinished";
     let events = api.events_until(&project_id, "agentActivity", "0", finished).await;
     let kinds: Vec<&str> = events.iter().map(|(_, e)| e["type"].as_str().unwrap()).collect();
@@ -569,13 +581,15 @@ async fn a_run_is_stopped_mid_tool_and_mid_model_call_and_the_next_prompt_runs(b
 #[tokio::test]
 async fn a_hand_edit_is_saved_as_a_new_version_the_preview_and_the_agent_see() {
     let _serial = SERIAL.lock().await;
-    let data = DataDir::new();
-    let model = MockOpenAi::with_responder(versioning_model).await;
-    let token = add_user(data.path(), "alice");
-    let server = Forgeai::start(data.path(), &model.base_url(), free_port()).await;
-    let api = Api::new(&server, token.clone());
-    let project_id = api.new_project("Build a hello page").await;
-    let first = api.replies(&project_id, 1, Duration::from_secs(60)).await[0].clone();
+    let Served {
+        model,
+        server,
+        api,
+        project_id,
+        first,
+        ..
+    } = served(versioning_model, "Build a hello page").await;
+    let token = api.token.clone();
 
     let edited = "<h1>Edited by hand</h1>";
     let saved = api
