@@ -362,6 +362,40 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description One event of the `agentActivity` topic, as JSON `{"type": "toolCall", …}`. */
+        Activity: {
+            runId: string;
+            /** @enum {string} */
+            type: "runStarted";
+        } | {
+            text: string;
+            /** @enum {string} */
+            type: "modelText";
+        } | {
+            /** Format: int64 */
+            durationMs: number;
+            outcome: components["schemas"]["CallOutcome"];
+            /** @description A line for a person: "Edited app/page.tsx", "Ran `npm install recharts` (exit 0, 4.1 s)". */
+            summary: string;
+            tool: string;
+            /** @enum {string} */
+            type: "toolCall";
+        } | {
+            /** @description The errors found; `None` when every page rendered. */
+            problems?: string | null;
+            /** @enum {string} */
+            type: "appChecked";
+        } | {
+            outcome: components["schemas"]["RunOutcome"];
+            runId: string;
+            /** @enum {string} */
+            type: "runFinished";
+        };
+        /**
+         * @description How a tool call went.
+         * @enum {string}
+         */
+        CallOutcome: "ok" | "error";
         ChangedFile: {
             change: components["schemas"]["FileChange"];
             path: string;
@@ -533,6 +567,11 @@ export interface components {
             sandboxUpdated: boolean;
             version: components["schemas"]["Version"];
         };
+        /**
+         * @description How a run ended.
+         * @enum {string}
+         */
+        RunOutcome: "completed" | "failed" | "cancelled";
         RunSummary: {
             /** Format: date-time */
             endedAt?: string | null;

@@ -28,13 +28,8 @@ export type Version = Schemas['Version'];
 export type VersionDiff = Schemas['VersionDiff'];
 export type Restored = Schemas['Restored'];
 
-/** An event of a project's `agentActivity` realtime topic (forgeai_agent::Activity). */
-export type Activity =
-  | { type: 'runStarted'; runId: string }
-  | { type: 'modelText'; text: string }
-  | { type: 'toolCall'; tool: string; summary: string; outcome: 'ok' | 'error'; durationMs: number }
-  | { type: 'appChecked'; problems?: string | null }
-  | { type: 'runFinished'; runId: string; outcome: 'completed' | 'failed' | 'cancelled' };
+/** An event of a project's `agentActivity` realtime topic. */
+export type Activity = Schemas['Activity'];
 
 export class ApiError extends Error {
   constructor(

@@ -11,7 +11,7 @@ use serde_json::Value;
 pub const ACTIVITY_TOPIC: &str = "agentActivity";
 
 /// How a tool call went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CallOutcome {
     Ok,
@@ -19,7 +19,7 @@ pub enum CallOutcome {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunOutcome {
     Completed,
@@ -28,16 +28,14 @@ pub enum RunOutcome {
 }
 
 /// One event of the `agentActivity` topic, as JSON `{"type": "toolCall", …}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum Activity {
-    RunStarted {
-        run_id: String,
-    },
+    #[serde(rename_all = "camelCase")]
+    RunStarted { run_id: String },
     /// What the model said in one turn (before its tool calls, or its final answer).
-    ModelText {
-        text: String,
-    },
+    ModelText { text: String },
+    #[serde(rename_all = "camelCase")]
     ToolCall {
         tool: String,
         /// A line for a person: "Edited app/page.tsx", "Ran `npm install recharts` (exit 0, 4.1 s)".
@@ -50,10 +48,8 @@ pub enum Activity {
         /// The errors found; `None` when every page rendered.
         problems: Option<String>,
     },
-    RunFinished {
-        run_id: String,
-        outcome: RunOutcome,
-    },
+    #[serde(rename_all = "camelCase")]
+    RunFinished { run_id: String, outcome: RunOutcome },
 }
 
 impl Activity {

@@ -83,11 +83,12 @@ fn editing_model(body: &Value) -> MockReply {
 async fn edit_file_changes_a_matching_text_once_and_explains_a_miss() {
     let _serial = SERIAL.lock().await;
     let Served {
+        _data,
         model,
         server,
         api,
+        project_id: _project_id,
         first: reply,
-        ..
     } = served(editing_model, "Build a hello page").await;
     let token = api.token.clone();
     assert_eq!(reply["type"], "RESULT", "{reply}");
@@ -151,11 +152,12 @@ fn versioning_model(body: &Value) -> MockReply {
 async fn versions_are_listed_diffed_and_restored() {
     let _serial = SERIAL.lock().await;
     let Served {
+        _data,
         model,
         server,
         api,
         project_id,
-        ..
+        first: _first,
     } = served(versioning_model, "Build a hello page").await;
     let token = api.token.clone();
     api.post(
@@ -260,7 +262,14 @@ async fn versions_are_listed_diffed_and_restored() {
 #[tokio::test]
 async fn export_zip_holds_the_project_without_installed_packages() {
     let _serial = SERIAL.lock().await;
-    let Served { api, project_id, .. } = served(hello_then_about_model, "Build a hello page").await;
+    let Served {
+        _data,
+        model: _model,
+        server: _server,
+        api,
+        project_id,
+        first: _first,
+    } = served(hello_then_about_model, "Build a hello page").await;
     let files = export(&api, &project_id).await;
     assert_eq!(files.get("index.html").map(Vec::as_slice), Some(PAGE.as_bytes()));
     assert_eq!(
@@ -386,7 +395,14 @@ async fn a_forgeai_v1_export_builds_on_its_own() {
 #[tokio::test]
 async fn the_activity_topic_tells_what_the_agent_does_and_replays() {
     let _serial = SERIAL.lock().await;
-    let Served { api, project_id, .. } = served(hello_then_about_model, "Build a hello page").await;
+    let Served {
+        _data,
+        model: _model,
+        server: _server,
+        api,
+        project_id,
+        first: _first,
+    } = served(hello_then_about_model, "Build a hello page").await;
     let finished = |data: &Value| data["type"] == "runFinished";
     let events = api.events_until(&project_id, "agentActivity", "0", finished).await;
     let kinds: Vec<&str> = events.iter().map(|(_, e)| e["type"].as_str().unwrap()).collect();
@@ -582,12 +598,12 @@ async fn a_run_is_stopped_mid_tool_and_mid_model_call_and_the_next_prompt_runs(b
 async fn a_hand_edit_is_saved_as_a_new_version_the_preview_and_the_agent_see() {
     let _serial = SERIAL.lock().await;
     let Served {
+        _data,
         model,
         server,
         api,
         project_id,
         first,
-        ..
     } = served(versioning_model, "Build a hello page").await;
     let token = api.token.clone();
 

@@ -18,7 +18,7 @@ use forgeai_sandbox::SandboxProvider;
 use forgeai_store::Store;
 use serde::{Deserialize, Serialize};
 
-pub use forgeai_agent::{SizeLimits, format_bytes};
+pub use forgeai_agent::{Activity, SizeLimits, format_bytes};
 pub use function::{code_agent, code_agent_cancelled, code_agent_failed};
 pub use steps::SavedReply;
 pub use submit::{

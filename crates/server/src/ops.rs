@@ -155,6 +155,8 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         crate::versions::list_versions, crate::versions::save_version, crate::versions::diff_versions, crate::versions::restore_version,
         crate::versions::export_zip,
     ),
+    // The data of `agentActivity` realtime events (the SSE body itself is text).
+    components(schemas(forgeai_code_agent::Activity)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]
