@@ -278,13 +278,9 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 fn api_error(status: StatusCode, bytes: &[u8]) -> ApiError {
-    let message = serde_json::from_slice::<serde_json::Value>(bytes)
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(bytes).trim().chars().take(300).collect());
     ApiError {
         status: status.as_u16(),
-        message,
+        message: crate::connect::answer_message(bytes, 300),
     }
 }
 

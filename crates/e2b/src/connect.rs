@@ -230,6 +230,14 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
+/// What an error answer says: the `message` of its JSON body, else the start of its text.
+pub(crate) fn answer_message(body: &[u8], max_chars: usize) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().chars().take(max_chars).collect())
+}
+
 pub(crate) fn transport(error: reqwest::Error) -> RpcError {
     RpcError::Transport(error_chain(&error))
 }

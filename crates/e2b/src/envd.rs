@@ -228,11 +228,10 @@ fn basic_auth(user: &str) -> HeaderValue {
 }
 
 fn http_error(status: u16, bytes: &[u8]) -> RpcError {
-    let message = serde_json::from_slice::<serde_json::Value>(bytes)
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(bytes).trim().chars().take(500).collect());
-    RpcError::Http { status, message }
+    RpcError::Http {
+        status,
+        message: connect::answer_message(bytes, 500),
+    }
 }
 
 #[cfg(test)]
