@@ -245,8 +245,7 @@ async fn versions_are_listed_diffed_and_restored() {
     let read = model
         .requests()
         .into_iter()
-        .filter(|body| !is_naming(body) && last_user_text(body).contains("read the page") && iteration(body) == 2)
-        .next_back()
+        .rfind(|body| !is_naming(body) && last_user_text(body).contains("read the page") && iteration(body) == 2)
         .unwrap();
     let answer = tool_answers(&read).pop().unwrap();
     assert!(answer.contains(PAGE) && !answer.contains("Changed"), "{answer}");
@@ -565,8 +564,7 @@ async fn a_run_is_stopped_mid_tool_and_mid_model_call_and_the_next_prompt_runs(b
     let check = model
         .requests()
         .into_iter()
-        .filter(|body| last_user_text(body).contains("Check the sandbox") && iteration(body) == 2)
-        .next_back()
+        .rfind(|body| last_user_text(body).contains("Check the sandbox") && iteration(body) == 2)
         .unwrap();
     let listing = tool_answers(&check).pop().unwrap();
     assert!(
@@ -650,8 +648,7 @@ async fn a_hand_edit_is_saved_as_a_new_version_the_preview_and_the_agent_see() {
     let read = model
         .requests()
         .into_iter()
-        .filter(|body| !is_naming(body) && last_user_text(body).contains("read the page") && iteration(body) == 2)
-        .next_back()
+        .rfind(|body| !is_naming(body) && last_user_text(body).contains("read the page") && iteration(body) == 2)
         .unwrap();
     assert!(
         tool_answers(&read).pop().unwrap().contains(edited),

@@ -255,7 +255,7 @@ mod tests {
         }
         let data: StartResponse = serde_json::from_str(r#"{"event":{"data":{"stdout":"aGk="}}}"#).unwrap();
         match data.event.and_then(|e| e.event) {
-            Some(Event::Data(d)) => assert_eq!(d.output, Some(data_event::Output::Stdout(b"hi".to_vec().into()))),
+            Some(Event::Data(d)) => assert_eq!(d.output, Some(data_event::Output::Stdout(b"hi".to_vec()))),
             other => panic!("not a data event: {other:?}"),
         }
         // 64-bit sizes are strings on output and accepted either way on input.

@@ -267,10 +267,7 @@ async fn sandboxes_do_not_see_each_other(s: Subject) {
         s.provider.read_file(&b, "secret.txt").await,
         Err(Error::NotFound { .. })
     ));
-    assert_eq!(
-        s.run(&b, "ls /home/user/project").await.stdout.contains("secret"),
-        false
-    );
+    assert!(!s.run(&b, "ls /home/user/project").await.stdout.contains("secret"));
 }
 
 async fn the_preview_reaches_the_dev_server(s: Subject) {

@@ -514,7 +514,7 @@ fn start_process(
         .collect::<Vec<_>>()
         .join(" ");
     let mut envs = sandbox.env_vars.clone();
-    envs.extend(config.envs.into_iter());
+    envs.extend(config.envs);
     let pid = shared.next_pid.fetch_add(1, Ordering::SeqCst);
     let (kill_tx, kill_rx) = tokio::sync::oneshot::channel();
     lock(&shared.processes).insert((id.to_owned(), pid), kill_tx);
