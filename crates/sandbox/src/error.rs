@@ -89,7 +89,15 @@ pub enum Error {
     )]
     NetworksExhausted { range: String, count: usize },
 
-    /// An external tool (ip, nft, mount) failed.
+    /// The kernel refused a netlink request (links, addresses, routes, firewall).
+    #[error("{action}: the kernel answered: {source}")]
+    Netlink {
+        action: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// An external tool (mkfs.ext4, cp) failed.
     #[error("`{command}` failed ({status}): {stderr}")]
     Tool {
         command: String,

@@ -15,7 +15,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -39,26 +38,17 @@ pub fn blank_image(disks_dir: &Path, bytes: u64) -> Result<PathBuf> {
         .ctx(|| format!("size {} to {bytes} bytes", tmp.display()))?;
     drop(file);
     let mkfs = find_mkfs();
-    let out = Command::new(&mkfs)
-        // No blocks reserved for root or for growing the filesystem: a sandbox disk never
-        // grows, and without the resize reserve a blank image holds 160 KiB of data, not 1.2 MiB.
-        .args(["-q", "-F", "-m", "0", "-i", BYTES_PER_INODE, "-O", "^resize_inode"])
-        .args([
-            "-E",
-            "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
-            "-L",
-            "sandbox",
-        ])
-        .arg(&tmp)
-        .output()
-        .ctx(|| format!("run {} (Debian package e2fsprogs)", mkfs.display()))?;
-    if !out.status.success() {
+    // No blocks reserved for root or for growing the filesystem: a sandbox disk never grows,
+    // and without the resize reserve a blank image holds 160 KiB of data, not 1.2 MiB.
+    let args = [
+        "-q", "-F", "-m", "0", "-i", BYTES_PER_INODE, "-O", "^resize_inode", "-E",
+        "lazy_itable_init=1,lazy_journal_init=1,nodiscard", "-L", "sandbox",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.push(tmp.as_os_str());
+    if let Err(e) = super::tool::run(&mkfs, &args) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::Tool {
-            command: format!("{} {}", mkfs.display(), tmp.display()),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+        return Err(e);
     }
     std::fs::rename(&tmp, &path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))?;
     Ok(path)

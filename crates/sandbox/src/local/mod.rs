@@ -20,6 +20,7 @@ mod net;
 mod output;
 mod paths;
 mod reconcile;
+mod tool;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -465,8 +466,8 @@ impl LocalProvider {
                 // The sandbox disk, or the sandboxes directory as its own mount point (see
                 // `mounts.rs`), make this cross mounts: copy, keeping owners and modes.
                 Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                    let (from, to) = (upper.display().to_string(), dest.display().to_string());
-                    net::run(Path::new("/bin/cp"), &["-a", "--reflink=auto", &from, &to], None).map(|_| ())
+                    let args = ["-a".as_ref(), "--reflink=auto".as_ref(), upper.as_os_str(), dest.as_os_str()];
+                    tool::run(Path::new("/bin/cp"), &args).map(drop)
                 }
                 moved => moved.ctx(|| format!("move {} to {}", upper.display(), dest.display())),
             };
