@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use forgeai_code_agent::{CodeAgent, CodeAgentConfig, CodeAgentRuns, SizeLimits, Unsplash};
+use forgeai_code_agent::{CodeAgent, CodeAgentConfig, CodeAgentRuns, SizeLimits};
 use forgeai_e2b::E2bProvider;
 use forgeai_engine::{Engine, EngineConfig, RealtimeFeed};
 use forgeai_llm::LlmClient;
@@ -39,6 +39,8 @@ pub struct Settings {
     pub provider: crate::e2b_args::ProviderArgs,
     pub access: crate::access_args::AccessArgs,
     pub engine: crate::engine_args::EngineArgs,
+    /// The model API and Unsplash.
+    pub model: crate::model_args::ModelArgs,
 }
 
 impl Settings {
@@ -159,7 +161,8 @@ impl App {
             .with_context(|| format!("cannot listen on {listen} (set FORGEAI_LISTEN to another address)"))?;
         let address = listener.local_addr()?;
         let (sandboxes, preview_target, local) = start_sandboxes(settings, address.port()).await?;
-        let llm = LlmClient::from_env().context("invalid model API settings (OPENAI_BASE_URL, OPENAI_API_KEY)")?;
+        let llm = LlmClient::new(settings.model.llm_config())
+            .context("invalid model API settings (OPENAI_BASE_URL, OPENAI_API_KEY)")?;
         let mut agent_config = CodeAgentConfig::new(&settings.data_dir);
         agent_config.template = settings.template.clone();
         agent_config.limits = settings.limits;
@@ -167,7 +170,7 @@ impl App {
             store.clone(),
             sandboxes.clone(),
             llm,
-            Unsplash::from_env(),
+            settings.model.unsplash(),
             agent_config,
         );
         let mut engine = Engine::builder(EngineConfig::new(settings.data_dir.join("engine")));

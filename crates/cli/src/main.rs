@@ -6,6 +6,7 @@ mod app;
 mod e2b_args;
 mod engine_args;
 mod limit_args;
+mod model_args;
 mod run;
 mod sandbox_args;
 mod size;
@@ -24,8 +25,8 @@ struct Cli {
     /// Where forgeai keeps its databases, uploads, templates and sandboxes.
     #[arg(long, global = true, env = "FORGEAI_DATA_DIR", default_value = "./.forgeai")]
     data_dir: PathBuf,
-    /// A postgres:// URL to keep projects in PostgreSQL instead of SQLite in the data dir.
-    #[arg(long, global = true, env = "DATABASE_URL")]
+    /// A postgres:// URL to keep projects in PostgreSQL (default: SQLite in the data dir).
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// The template new sandboxes are made from (`forgeai-v1` or `static`).
     #[arg(long, global = true, env = "FORGEAI_SANDBOX_TEMPLATE", default_value = "forgeai-v1")]
@@ -36,12 +37,19 @@ struct Cli {
     /// Preview URLs are `http://3000-<sandbox>.<domain>:<port>/`; browsers resolve `*.localhost`.
     #[arg(long, global = true, env = "FORGEAI_PREVIEW_DOMAIN", default_value = "localhost")]
     preview_domain: String,
-    /// The URL people reach this server at, when it is behind a proxy or on a domain.
+    /// The URL people reach this server at, when it is behind a proxy or on a domain (default:
+    /// `http://<Host header>` of each request).
     #[arg(long, global = true, env = "FORGEAI_PUBLIC_URL")]
     public_url: Option<String>,
     /// The web UI's build; by default this checkout's `ui/dist`.
     #[arg(long, global = true, env = "FORGEAI_UI_DIR")]
     ui_dir: Option<PathBuf>,
+    /// What is logged, in tracing's `EnvFilter` syntax (`debug` also prints an error's stack
+    /// trace when `RUST_BACKTRACE=1`).
+    #[arg(long, global = true, env = "FORGEAI_LOG", default_value = DEFAULT_LOG)]
+    log: String,
+    #[command(flatten)]
+    model: model_args::ModelArgs,
     #[command(flatten)]
     sandbox: sandbox_args::SandboxArgs,
     #[command(flatten)]
@@ -92,16 +100,22 @@ enum TemplateCommand {
     Build { name: String },
 }
 
+/// The default `FORGEAI_LOG`.
+const DEFAULT_LOG: &str = "warn,forgeai=info";
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A filter that does not parse logs as by default (as it did when read with `try_from_env`).
+    let filter = tracing_subscriber::EnvFilter::try_new(cli.log.trim())
+        .ok()
+        .filter(|_| !cli.log.trim().is_empty())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FORGEAI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,forgeai=info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match forgeai().await {
+    match forgeai(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             report(&error);
@@ -120,8 +134,7 @@ fn report(error: &anyhow::Error) {
     }
 }
 
-async fn forgeai() -> Result<()> {
-    let cli = Cli::parse();
+async fn forgeai(cli: Cli) -> Result<()> {
     let settings = Settings {
         data_dir: cli.data_dir,
         database_url: cli.database_url,
@@ -134,6 +147,7 @@ async fn forgeai() -> Result<()> {
         provider: cli.provider,
         access: cli.access,
         engine: cli.engine,
+        model: cli.model,
     };
     match cli.command {
         Command::Serve => serve(&settings, &cli.listen).await,

@@ -39,7 +39,7 @@ pub async fn run(settings: &Settings, listen: &str, args: RunArgs) -> Result<()>
     if args.prompt.trim().is_empty() || prompt_chars > 10_000 {
         bail!("the prompt must have 1 to 10000 characters (it has {prompt_chars})");
     }
-    let model = forgeai_llm::LlmConfig::from_env();
+    let model = settings.model.llm_config();
     if model.api_key.is_none() && model.base_url == forgeai_llm::DEFAULT_BASE_URL {
         bail!(
             "no model is configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for another OpenAI-compatible \

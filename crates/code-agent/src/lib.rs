@@ -24,7 +24,7 @@ pub use steps::SavedReply;
 pub use submit::{
     CodeAgentRuns, PromptTarget, RunStarter, RunsError, StartError, SubmitError, Submitted, submit_prompt,
 };
-pub use unsplash::{Photo, Unsplash, UnsplashError};
+pub use unsplash::{DEFAULT_UNSPLASH_API_URL, Photo, Unsplash, UnsplashError};
 
 /// The event that starts a code-agent run.
 pub const CODE_AGENT_EVENT: &str = "code-agent/codeAgent.run";

@@ -3,7 +3,8 @@
 use forgeai_agent::ImageAttribution;
 use serde::Deserialize;
 
-const DEFAULT_API_URL: &str = "https://api.unsplash.com";
+/// The real Unsplash API; the `forgeai` binary's default `UNSPLASH_API_URL`.
+pub const DEFAULT_UNSPLASH_API_URL: &str = "https://api.unsplash.com";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnsplashError {
@@ -77,6 +78,9 @@ pub struct Unsplash {
 }
 
 impl Unsplash {
+    /// A client of the API at `api_url` (e.g. [`DEFAULT_UNSPLASH_API_URL`]); without an access
+    /// key (or with an empty one) every search fails with [`UnsplashError::NoAccessKey`]. The
+    /// `forgeai` binary passes `UNSPLASH_API_URL` and `UNSPLASH_ACCESS_KEY`.
     pub fn new(api_url: impl Into<String>, access_key: Option<String>) -> Self {
         Self {
             http: reqwest::Client::builder()
@@ -86,14 +90,6 @@ impl Unsplash {
             api_url: api_url.into().trim_end_matches('/').to_owned(),
             access_key: access_key.filter(|key| !key.trim().is_empty()),
         }
-    }
-
-    /// `UNSPLASH_API_URL` (default the real API) and `UNSPLASH_ACCESS_KEY`.
-    pub fn from_env() -> Self {
-        Self::new(
-            std::env::var("UNSPLASH_API_URL").unwrap_or_else(|_| DEFAULT_API_URL.to_owned()),
-            std::env::var("UNSPLASH_ACCESS_KEY").ok(),
-        )
     }
 
     /// Whether an access key is set; without one every search fails with [`UnsplashError::NoAccessKey`].

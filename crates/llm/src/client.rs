@@ -74,11 +74,6 @@ impl LlmClient {
         })
     }
 
-    /// Same as `LlmClient::new(LlmConfig::from_env())`.
-    pub fn from_env() -> Result<Self, LlmError> {
-        Self::new(LlmConfig::from_env())
-    }
-
     /// The configuration.
     pub fn config(&self) -> &LlmConfig {
         &self.config

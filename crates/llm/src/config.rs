@@ -10,6 +10,10 @@ pub const DEFAULT_CODER_MODEL: &str = "gpt-5.2";
 pub const DEFAULT_VISION_MODEL: &str = "gpt-4o-2024-08-06";
 /// Default `FORGEAI_NAMER_MODEL`.
 pub const DEFAULT_NAMER_MODEL: &str = "gpt-5.2";
+/// Default `FORGEAI_LLM_MAX_RETRIES`.
+pub const DEFAULT_MAX_RETRIES: u32 = 4;
+/// Default `FORGEAI_LLM_TIMEOUT_SECS` (the request timeout).
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 600;
 
 /// What a model is used for; each role has its own configurable model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,7 +29,11 @@ pub enum ModelRole {
 /// Configuration of an [`LlmClient`](crate::LlmClient).
 ///
 /// All fields are public so callers (and tests) can adjust them after
-/// [`LlmConfig::new`] or [`LlmConfig::from_env`].
+/// [`LlmConfig::new`]. This crate reads no environment variables: the `forgeai`
+/// binary fills the config from its settings (`OPENAI_BASE_URL`,
+/// `OPENAI_API_KEY`, `FORGEAI_CODER_MODEL`, `FORGEAI_VISION_MODEL`,
+/// `FORGEAI_NAMER_MODEL`, `FORGEAI_LLM_MAX_RETRIES`, `FORGEAI_LLM_TIMEOUT_SECS`;
+/// see `forgeai serve --help`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmConfig {
     /// Base URL of the API, e.g. `https://api.openai.com/v1` or
@@ -70,55 +78,15 @@ impl LlmConfig {
             coder_model: DEFAULT_CODER_MODEL.to_owned(),
             vision_model: DEFAULT_VISION_MODEL.to_owned(),
             namer_model: DEFAULT_NAMER_MODEL.to_owned(),
-            max_retries: 4,
+            max_retries: DEFAULT_MAX_RETRIES,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(600),
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
             stream_idle_timeout: Duration::from_secs(180),
             extra_headers: Vec::new(),
         }
-    }
-
-    /// Reads the process environment, see [`LlmConfig::from_lookup`].
-    pub fn from_env() -> Self {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Builds a config from a variable lookup (empty values count as unset):
-    ///
-    /// | variable | default |
-    /// |---|---|
-    /// | `OPENAI_BASE_URL` | `https://api.openai.com/v1` |
-    /// | `OPENAI_API_KEY` | none (no `Authorization` header) |
-    /// | `FORGEAI_CODER_MODEL` | `gpt-5.2` |
-    /// | `FORGEAI_VISION_MODEL` | `gpt-4o-2024-08-06` |
-    /// | `FORGEAI_NAMER_MODEL` | `gpt-5.2` |
-    /// | `FORGEAI_LLM_MAX_RETRIES` | `4` |
-    /// | `FORGEAI_LLM_TIMEOUT_SECS` | `600` (request timeout) |
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let mut c = Self::new(
-            get("OPENAI_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
-            get("OPENAI_API_KEY"),
-        );
-        if let Some(m) = get("FORGEAI_CODER_MODEL") {
-            c.coder_model = m;
-        }
-        if let Some(m) = get("FORGEAI_VISION_MODEL") {
-            c.vision_model = m;
-        }
-        if let Some(m) = get("FORGEAI_NAMER_MODEL") {
-            c.namer_model = m;
-        }
-        if let Some(n) = get("FORGEAI_LLM_MAX_RETRIES").and_then(|v| v.parse().ok()) {
-            c.max_retries = n;
-        }
-        if let Some(s) = get("FORGEAI_LLM_TIMEOUT_SECS").and_then(|v| v.parse().ok()) {
-            c.request_timeout = Duration::from_secs(s);
-        }
-        c
     }
 
     /// The model configured for `role`.
@@ -164,33 +132,19 @@ impl Default for LlmConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
-    fn env_defaults_and_overrides() {
-        let c = LlmConfig::from_lookup(|_| None);
+    fn defaults() {
+        let c = LlmConfig::default();
         assert_eq!(c.base_url, DEFAULT_BASE_URL);
         assert_eq!(c.api_key, None);
         assert_eq!(c.model(ModelRole::Coder), "gpt-5.2");
         assert_eq!(c.model(ModelRole::Vision), "gpt-4o-2024-08-06");
         assert_eq!(c.model(ModelRole::Namer), "gpt-5.2");
         assert_eq!(c.max_retries, 4);
-
-        let vars: HashMap<&str, &str> = [
-            ("OPENAI_BASE_URL", "http://localhost:11434/v1/"),
-            ("OPENAI_API_KEY", "  "),
-            ("FORGEAI_CODER_MODEL", "qwen2.5-coder"),
-            ("FORGEAI_VISION_MODEL", "llava"),
-            ("FORGEAI_NAMER_MODEL", ""),
-            ("FORGEAI_LLM_MAX_RETRIES", "2"),
-        ]
-        .into();
-        let c = LlmConfig::from_lookup(|k| vars.get(k).map(|v| v.to_string()));
-        assert_eq!(c.api_key, None);
-        assert_eq!(c.coder_model, "qwen2.5-coder");
-        assert_eq!(c.vision_model, "llava");
-        assert_eq!(c.namer_model, "gpt-5.2");
-        assert_eq!(c.max_retries, 2);
+        assert_eq!(c.request_timeout, Duration::from_secs(600));
+        assert_eq!(LlmConfig::new("http://x/v1", Some("  ".into())).api_key, None);
+        let c = LlmConfig::new("http://localhost:11434/v1/", None);
         assert_eq!(c.chat_completions_url(), "http://localhost:11434/v1/chat/completions");
     }
 

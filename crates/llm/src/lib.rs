@@ -23,7 +23,7 @@
 //! # async fn demo() -> Result<(), forgeai_llm::LlmError> {
 //! use forgeai_llm::{ChatRequest, LlmClient, LlmConfig, Message, ModelRole};
 //!
-//! let config = LlmConfig::from_env();
+//! let config = LlmConfig::new("http://localhost:11434/v1", None);
 //! let client = LlmClient::new(config)?;
 //! let request = ChatRequest::new(
 //!     client.config().model(ModelRole::Namer),
@@ -43,7 +43,8 @@ mod types;
 
 pub use client::{LlmClient, StreamEvent};
 pub use config::{
-    DEFAULT_BASE_URL, DEFAULT_CODER_MODEL, DEFAULT_NAMER_MODEL, DEFAULT_VISION_MODEL, LlmConfig, ModelRole,
+    DEFAULT_BASE_URL, DEFAULT_CODER_MODEL, DEFAULT_MAX_RETRIES, DEFAULT_NAMER_MODEL, DEFAULT_REQUEST_TIMEOUT_SECS,
+    DEFAULT_VISION_MODEL, LlmConfig, ModelRole,
 };
 pub use error::LlmError;
 pub use types::{
