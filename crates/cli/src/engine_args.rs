@@ -45,8 +45,8 @@ pub struct EngineArgs {
         default_value = "127.0.0.1:9080"
     )]
     pub restate_listen: SocketAddr,
-    /// The URL restate-server reaches that endpoint at, when it is not `http://<listen address>`
-    /// (behind NAT, in containers).
+    /// The URL restate-server reaches that endpoint at (default: `http://<listen address>`; set
+    /// it behind NAT or in containers).
     #[arg(long, global = true, env = "FORGEAI_RESTATE_ADVERTISE_URL")]
     pub restate_advertise_url: Option<String>,
 }
