@@ -23,7 +23,9 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::seccomp::SeccompFilters;
 use crate::error::{Error, IoContext, Result};
 use crate::provider::{HOME_DIR, PROJECT_DIR};
 
@@ -93,6 +95,8 @@ pub struct SpawnSpec {
     pub gid: u32,
     /// Sandbox-wide environment (template env + create options).
     pub envs: BTreeMap<String, String>,
+    /// The seccomp filters the sandbox's processes run under.
+    pub seccomp: Arc<SeccompFilters>,
 }
 
 /// A command ready to spawn, plus the descriptor it needs to stay open until then.
@@ -102,6 +106,8 @@ pub struct Prepared {
     _netns: File,
     /// Kept open until spawn: bwrap reads its options from it.
     _options: io::PipeReader,
+    /// Kept open until spawn: bwrap reads the seccomp filters from them.
+    _seccomp: Vec<io::PipeReader>,
 }
 
 impl SpawnSpec {
@@ -114,8 +120,21 @@ impl SpawnSpec {
             )
         })?;
         let (options, mut options_writer) = io::pipe().ctx(|| "create a pipe for bwrap's options".into())?;
+        let seccomp = self
+            .seccomp
+            .programs
+            .iter()
+            .map(|program| {
+                let (reader, mut writer) = io::pipe().ctx(|| "create a pipe for a seccomp filter".into())?;
+                // A few hundred bytes: far below a pipe's capacity, so this never blocks.
+                io::Write::write_all(&mut writer, program).ctx(|| "write a seccomp filter".into())?;
+                Ok(reader)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let seccomp_fds: Vec<i32> = seccomp.iter().map(|pipe| pipe.as_raw_fd()).collect();
         let mut encoded = Vec::with_capacity(4096);
-        for arg in self.bwrap_args(cwd) {
+        let filters = seccomp_fds.iter().flat_map(|fd| [OsString::from("--add-seccomp-fd"), fd.to_string().into()]);
+        for arg in filters.chain(self.bwrap_args(cwd)) {
             encoded.extend_from_slice(arg.as_bytes());
             encoded.push(0);
         }
@@ -166,9 +185,11 @@ impl SpawnSpec {
         // system calls on data prepared before the fork; it allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
-                // The options pipe is close-on-exec like every descriptor we open; bwrap needs it.
-                if libc::fcntl(options_fd, libc::F_SETFD, 0) != 0 {
-                    return Err(io::Error::last_os_error());
+                // The pipes are close-on-exec like every descriptor we open; bwrap needs them.
+                for fd in std::iter::once(options_fd).chain(seccomp_fds.iter().copied()) {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
                 }
                 if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
                     return Err(io::Error::last_os_error());
@@ -230,6 +251,7 @@ impl SpawnSpec {
             command: cmd,
             _netns: netns,
             _options: options,
+            _seccomp: seccomp,
         })
     }
 

@@ -20,6 +20,7 @@ mod net;
 mod output;
 mod paths;
 mod reconcile;
+mod seccomp;
 mod tool;
 
 use std::collections::{BTreeMap, HashMap};
@@ -241,6 +242,7 @@ struct Inner {
     /// Blank filesystem images sandbox disks are copied from.
     disks_dir: PathBuf,
     net: Network,
+    seccomp: Arc<seccomp::SeccompFilters>,
     cgroups: CgroupLayout,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// Held by the one provider that manages the data dir's sandboxes (`forgeai serve`);
@@ -509,6 +511,7 @@ impl Inner {
             });
         }
         let net = Network::init(cfg.net.clone())?;
+        let seccomp = Arc::new(seccomp::SeccompFilters::new()?);
         let cgroups = CgroupLayout::detect()?;
         std::fs::create_dir_all(&cfg.data_dir).ctx(|| format!("create data dir {}", cfg.data_dir.display()))?;
         let data_dir = cfg
@@ -547,6 +550,7 @@ impl Inner {
             etc_dir,
             disks_dir,
             net,
+            seccomp,
             cgroups,
             slots: Mutex::new(HashMap::new()),
             admission: tokio::sync::Mutex::new(()),
@@ -680,6 +684,7 @@ impl Inner {
             uid: self.cfg.uid,
             gid: self.cfg.gid,
             envs,
+            seccomp: self.seccomp.clone(),
         });
         let dev = template
             .config

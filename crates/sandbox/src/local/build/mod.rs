@@ -120,6 +120,9 @@ pub fn forgeai_v1_recipe() -> String {
     for part in [
         include_str!("mod.rs"),
         include_str!("e2b.rs"),
+        // The build runs under the sandbox's seccomp filter: a new filter rebuilds the template,
+        // which shows npm and `next build` still work under it.
+        include_str!("../seccomp.rs"),
         COPY_COMPONENTS_MJS,
         PATCH_NEXT_CONFIG_MJS,
         LAYOUT_TSX,
