@@ -66,18 +66,40 @@ async fn denied_calls_fail_with_eperm_and_ordinary_work_goes_on() {
         .expect("write probe");
     let out = env.run(&id, "python3 probe.py").await;
     assert_eq!(out.exit_code, 0, "probe failed: {}{}", out.stdout, out.stderr);
-    let results: std::collections::BTreeMap<&str, &str> = out
-        .stdout
-        .lines()
-        .filter_map(|line| line.rsplit_once(' '))
-        .collect();
+    let results: std::collections::BTreeMap<&str, &str> =
+        out.stdout.lines().filter_map(|line| line.rsplit_once(' ')).collect();
     for call in [
-        "bpf", "keyctl", "add_key", "request_key", "userfaultfd", "perf_event_open", "kexec_load", "kexec_file_load",
-        "init_module", "finit_module", "delete_module", "mount", "umount2", "pivot_root", "open_tree", "move_mount",
-        "fsopen", "fsconfig", "fsmount", "fspick", "ptrace", "unshare(CLONE_NEWUSER)", "clone(CLONE_NEWUSER)",
+        "bpf",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "userfaultfd",
+        "perf_event_open",
+        "kexec_load",
+        "kexec_file_load",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "open_tree",
+        "move_mount",
+        "fsopen",
+        "fsconfig",
+        "fsmount",
+        "fspick",
+        "ptrace",
+        "unshare(CLONE_NEWUSER)",
+        "clone(CLONE_NEWUSER)",
     ] {
         let line = out.stdout.lines().find(|l| l.starts_with(&format!("{call} ")));
-        assert_eq!(line, Some(format!("{call} -1 EPERM").as_str()), "{call}: {}", out.stdout);
+        assert_eq!(
+            line,
+            Some(format!("{call} -1 EPERM").as_str()),
+            "{call}: {}",
+            out.stdout
+        );
     }
     assert_eq!(results.get("clone3 -1"), Some(&"ENOSYS"), "{}", out.stdout);
     // Two filters are loaded (the EPERM list and clone3); without them this reads 0.

@@ -30,9 +30,13 @@ pub fn blank_image(disks_dir: &Path, bytes: u64) -> Result<PathBuf> {
         return Ok(path);
     }
     std::fs::create_dir_all(disks_dir).ctx(|| format!("create {}", disks_dir.display()))?;
-    // Formatted under a temporary name and renamed: concurrent creators each make their own,
-    // and a half-formatted image is never taken for a blank one.
-    let tmp = disks_dir.join(format!(".blank-ext4-v2-{bytes}.{}.tmp", std::process::id()));
+    // Formatted under a temporary name and renamed: concurrent creators (in this process or
+    // another) each make their own, and a half-formatted image is never taken for a blank one.
+    let tmp = disks_dir.join(format!(
+        ".blank-ext4-v2-{bytes}.{}.{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let file = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
     file.set_len(bytes)
         .ctx(|| format!("size {} to {bytes} bytes", tmp.display()))?;
@@ -41,8 +45,18 @@ pub fn blank_image(disks_dir: &Path, bytes: u64) -> Result<PathBuf> {
     // No blocks reserved for root or for growing the filesystem: a sandbox disk never grows,
     // and without the resize reserve a blank image holds 160 KiB of data, not 1.2 MiB.
     let args = [
-        "-q", "-F", "-m", "0", "-i", BYTES_PER_INODE, "-O", "^resize_inode", "-E",
-        "lazy_itable_init=1,lazy_journal_init=1,nodiscard", "-L", "sandbox",
+        "-q",
+        "-F",
+        "-m",
+        "0",
+        "-i",
+        BYTES_PER_INODE,
+        "-O",
+        "^resize_inode",
+        "-E",
+        "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+        "-L",
+        "sandbox",
     ];
     let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
     args.push(tmp.as_os_str());

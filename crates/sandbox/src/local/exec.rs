@@ -133,7 +133,9 @@ impl SpawnSpec {
             .collect::<Result<Vec<_>>>()?;
         let seccomp_fds: Vec<i32> = seccomp.iter().map(|pipe| pipe.as_raw_fd()).collect();
         let mut encoded = Vec::with_capacity(4096);
-        let filters = seccomp_fds.iter().flat_map(|fd| [OsString::from("--add-seccomp-fd"), fd.to_string().into()]);
+        let filters = seccomp_fds
+            .iter()
+            .flat_map(|fd| [OsString::from("--add-seccomp-fd"), fd.to_string().into()]);
         for arg in filters.chain(self.bwrap_args(cwd)) {
             encoded.extend_from_slice(arg.as_bytes());
             encoded.push(0);

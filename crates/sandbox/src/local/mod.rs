@@ -468,7 +468,12 @@ impl LocalProvider {
                 // The sandbox disk, or the sandboxes directory as its own mount point (see
                 // `mounts.rs`), make this cross mounts: copy, keeping owners and modes.
                 Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                    let args = ["-a".as_ref(), "--reflink=auto".as_ref(), upper.as_os_str(), dest.as_os_str()];
+                    let args = [
+                        "-a".as_ref(),
+                        "--reflink=auto".as_ref(),
+                        upper.as_os_str(),
+                        dest.as_os_str(),
+                    ];
                     tool::run(Path::new("/bin/cp"), &args).map(drop)
                 }
                 moved => moved.ctx(|| format!("move {} to {}", upper.display(), dest.display())),

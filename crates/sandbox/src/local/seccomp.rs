@@ -11,8 +11,7 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 
 use crate::error::{Error, Result};
@@ -46,7 +45,8 @@ const DENIED: &[(&str, i64)] = &[
 
 /// Calls that fail with EPERM when their flags (argument `index`) ask for a new user
 /// namespace: a nested one would hand the sandbox capabilities over fresh namespaces.
-const DENIED_NEW_USER_NAMESPACE: &[(&str, i64, u8)] = &[("unshare", libc::SYS_unshare, 0), ("clone", libc::SYS_clone, 0)];
+const DENIED_NEW_USER_NAMESPACE: &[(&str, i64, u8)] =
+    &[("unshare", libc::SYS_unshare, 0), ("clone", libc::SYS_clone, 0)];
 
 /// The compiled filters, in the byte form bubblewrap reads from `--add-seccomp-fd`.
 #[derive(Debug, Clone)]

@@ -88,4 +88,3 @@ impl Network {
         let _ = fs::remove_file(owner.join(LEASE_NOTE));
     }
 }
-

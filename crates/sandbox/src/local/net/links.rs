@@ -54,7 +54,8 @@ fn netlink(action: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error 
 impl Links {
     /// Opens the host connection. Must run inside the tokio runtime (the blocking pool counts).
     pub fn connect() -> Result<Links> {
-        let runtime = Runtime::try_current().map_err(|e| Error::Provider(format!("sandbox networks need a tokio runtime: {e}")))?;
+        let runtime = Runtime::try_current()
+            .map_err(|e| Error::Provider(format!("sandbox networks need a tokio runtime: {e}")))?;
         let (connection, host, _) = rtnetlink::new_connection().ctx(|| "open a route netlink socket".into())?;
         runtime.spawn(connection);
         // `ip netns` makes the namespace directory a shared mount point of its own; sandbox
@@ -76,7 +77,13 @@ impl Links {
     pub fn host_networks(&self) -> Result<Vec<(String, Ipv4Addr, u8)>> {
         let host = self.host.clone();
         self.runtime.block_on(async move {
-            let links: Vec<_> = host.link().get().execute().try_collect().await.map_err(netlink("list links"))?;
+            let links: Vec<_> = host
+                .link()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(netlink("list links"))?;
             let name_of = |index: u32| -> String {
                 links
                     .iter()
@@ -221,7 +228,9 @@ impl Links {
     pub fn delete_link(&self, name: &str) -> Result<()> {
         let host = self.host.clone();
         let message = LinkUnspec::new_with_name(name).build();
-        let deleted = self.runtime.block_on(async move { host.link().del_with_message(message).execute().await });
+        let deleted = self
+            .runtime
+            .block_on(async move { host.link().del_with_message(message).execute().await });
         match deleted {
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(()),
             other => other.map_err(netlink(format!("delete link {name}"))),
@@ -237,10 +246,17 @@ pub(super) fn remove_namespace(path: &Path) {
 }
 
 fn is_mount_point(path: &str) -> Result<bool> {
-    let stat = rustix::fs::statx(rustix::fs::CWD, path, rustix::fs::AtFlags::empty(), rustix::fs::StatxFlags::BASIC_STATS)
-        .map_err(io::Error::from)
-        .ctx(|| format!("stat {path}"))?;
-    Ok(stat.stx_attributes_mask.contains(rustix::fs::StatxAttributes::MOUNT_ROOT)
+    let stat = rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::AtFlags::empty(),
+        rustix::fs::StatxFlags::BASIC_STATS,
+    )
+    .map_err(io::Error::from)
+    .ctx(|| format!("stat {path}"))?;
+    Ok(stat
+        .stx_attributes_mask
+        .contains(rustix::fs::StatxAttributes::MOUNT_ROOT)
         && stat.stx_attributes.contains(rustix::fs::StatxAttributes::MOUNT_ROOT))
 }
 

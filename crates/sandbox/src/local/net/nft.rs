@@ -133,7 +133,11 @@ impl Firewall {
         batch.rule(t, "forward", &[&to_sandbox(), &[verdict(NF_DROP)]]);
 
         batch.rule(t, "from_sandbox", &[&nfproto(NFPROTO_IPV6), &[verdict(NF_DROP)]]);
-        batch.rule(t, "from_sandbox", &[&nfproto(NFPROTO_IPV4), &spoofed(), &[verdict(NF_DROP)]]);
+        batch.rule(
+            t,
+            "from_sandbox",
+            &[&nfproto(NFPROTO_IPV4), &spoofed(), &[verdict(NF_DROP)]],
+        );
         for server in &policy.dns_servers {
             for l4 in [libc::IPPROTO_UDP as u8, libc::IPPROTO_TCP as u8] {
                 let dns = [
@@ -144,19 +148,31 @@ impl Firewall {
                     payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG_1),
                     cmp(NFT_REG_1, NFT_CMP_EQ, &53u16.to_be_bytes()),
                 ];
-                batch.rule(t, "from_sandbox", &[&nfproto(NFPROTO_IPV4), &dns, &[verdict(NF_ACCEPT)]]);
+                batch.rule(
+                    t,
+                    "from_sandbox",
+                    &[&nfproto(NFPROTO_IPV4), &dns, &[verdict(NF_ACCEPT)]],
+                );
             }
         }
         for &net in std::iter::once(&policy.range).chain(&policy.blocked) {
             let to_blocked = in_net(ip_daddr(), net, NFT_CMP_EQ);
-            batch.rule(t, "from_sandbox", &[&nfproto(NFPROTO_IPV4), &to_blocked, &[counter(), verdict(NF_DROP)]]);
+            batch.rule(
+                t,
+                "from_sandbox",
+                &[&nfproto(NFPROTO_IPV4), &to_blocked, &[counter(), verdict(NF_DROP)]],
+            );
         }
         batch.rule(t, "from_sandbox", &[&[verdict(NF_ACCEPT)]]);
 
         let from_range = in_net(ip_saddr(), policy.range, NFT_CMP_EQ);
         let leaving_range = in_net(ip_daddr(), policy.range, NFT_CMP_NEQ);
         let masquerade = [Expr::new("masq")];
-        batch.rule(t, "postrouting", &[&nfproto(NFPROTO_IPV4), &from_range, &leaving_range, &masquerade]);
+        batch.rule(
+            t,
+            "postrouting",
+            &[&nfproto(NFPROTO_IPV4), &from_range, &leaving_range, &masquerade],
+        );
         batch.end_batch();
         request(&batch.buf, &format!("load the sandbox firewall (table inet {t})")).map(drop)
     }
@@ -242,7 +258,8 @@ fn request(buf: &[u8], action: &str) -> Result<Vec<Vec<u8>>> {
     socket.bind_auto().map_err(netlink)?;
     // The kernel answers while handling the send; the timeout only guards against waiting for
     // an answer that is not coming.
-    sockopt::set_socket_timeout(&socket, sockopt::Timeout::Recv, Some(Duration::from_secs(5))).map_err(|e| netlink(e.into()))?;
+    sockopt::set_socket_timeout(&socket, sockopt::Timeout::Recv, Some(Duration::from_secs(5)))
+        .map_err(|e| netlink(e.into()))?;
     socket.send(buf, 0).map_err(netlink)?;
     let acks = count_acks(buf);
     let mut expected_acks = acks;
@@ -254,7 +271,9 @@ fn request(buf: &[u8], action: &str) -> Result<Vec<Vec<u8>>> {
         for (kind, _, payload) in messages(&received[..n]) {
             match kind {
                 NLMSG_ERROR => {
-                    let code = payload.get(..4).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                    let code = payload
+                        .get(..4)
+                        .map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
                     if code != 0 {
                         return Err(netlink(std::io::Error::from_raw_os_error(-code)));
                     }
@@ -326,7 +345,10 @@ enum Value {
 
 impl Expr {
     fn new(name: &'static str) -> Self {
-        Expr { name, attrs: Vec::new() }
+        Expr {
+            name,
+            attrs: Vec::new(),
+        }
     }
 
     fn with(mut self, kind: u16, value: Value) -> Self {
@@ -386,17 +408,25 @@ fn nfproto(proto: u8) -> [Expr; 2] {
 
 /// `iifname "fah-*"`: a compare of the name's first bytes is a prefix match.
 fn iifname_prefix() -> [Expr; 2] {
-    [meta(NFT_META_IIFNAME, NFT_REG_1), cmp(NFT_REG_1, NFT_CMP_EQ, HOST_IF_PREFIX.as_bytes())]
+    [
+        meta(NFT_META_IIFNAME, NFT_REG_1),
+        cmp(NFT_REG_1, NFT_CMP_EQ, HOST_IF_PREFIX.as_bytes()),
+    ]
 }
 
 fn oifname_prefix() -> [Expr; 2] {
-    [meta(NFT_META_OIFNAME, NFT_REG_1), cmp(NFT_REG_1, NFT_CMP_EQ, HOST_IF_PREFIX.as_bytes())]
+    [
+        meta(NFT_META_OIFNAME, NFT_REG_1),
+        cmp(NFT_REG_1, NFT_CMP_EQ, HOST_IF_PREFIX.as_bytes()),
+    ]
 }
 
 /// `ct state established,related`
 fn ct_established_or_related() -> [Expr; 3] {
     [
-        Expr::new("ct").with(2, Value::U32(NFT_CT_STATE)).with(1, Value::U32(NFT_REG_1)),
+        Expr::new("ct")
+            .with(2, Value::U32(NFT_CT_STATE))
+            .with(1, Value::U32(NFT_REG_1)),
         bitwise(NFT_REG_1, &NF_CT_STATE_ESTABLISHED_RELATED.to_ne_bytes()),
         cmp(NFT_REG_1, NFT_CMP_NEQ, &0u32.to_ne_bytes()),
     ]
@@ -425,7 +455,11 @@ fn ip_daddr() -> Expr {
 
 /// `<addr> [!=] net/prefix`: the loaded address, masked, compared with the network.
 fn in_net(load: Expr, (net, prefix): (Ipv4Addr, u8), op: u32) -> [Expr; 3] {
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
     let network = u32::from(net) & mask;
     [
         load,
