@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,10 +13,11 @@ use crate::StepError;
 use crate::context::RunContext;
 use crate::journal::now_ms;
 
-/// What one attempt of a step returns.
+/// What one attempt of a step's work returns (see [`StepWork`]).
 pub type StepFuture<'a, T> = BoxFuture<'a, Result<T, StepError>>;
 
-/// The work of a step, called once per attempt; its result is journaled as JSON.
+/// The work of a step, called once per attempt; its result is journaled as JSON. A closure that
+/// makes a new future per attempt (not an async method), hence the boxed future type.
 pub type StepWork<'a> = Box<dyn FnMut() -> StepFuture<'a, Value> + Send + 'a>;
 
 /// What a durable function needs from the engine it runs on: named steps whose results are
@@ -26,7 +28,8 @@ pub type StepWork<'a> = Box<dyn FnMut() -> StepFuture<'a, Value> + Send + 'a>;
 /// context; code written against it (the agent network, the code-agent function) runs on
 /// either. Step names must be stable across replays: the n-th call of a name in a run is the
 /// same step every time the run is replayed. The trait is object safe (`&dyn DurableContext`);
-/// typed steps come from [`DurableContextExt::step`].
+/// typed steps come from [`DurableContextExt::step`]. Implementations are `#[async_trait]`.
+#[async_trait]
 pub trait DurableContext: Send + Sync {
     /// The id of the run (the invocation) this context belongs to.
     fn run_id(&self) -> &str;
@@ -40,27 +43,28 @@ pub trait DurableContext: Send + Sync {
     /// Runs `work` as the durable step `name` and returns its journaled JSON result. A
     /// retriable error is retried with backoff; a step that failed for good answers a
     /// non-retriable error, which the function should return.
-    fn run_step<'a>(&'a self, name: &'a str, work: StepWork<'a>) -> StepFuture<'a, Value>;
+    async fn run_step(&self, name: &str, work: StepWork<'_>) -> Result<Value, StepError>;
 
     /// Publishes `data` on `channel` under `topic`, once per run.
-    fn publish<'a>(&'a self, channel: &'a str, topic: &'a str, data: Value) -> StepFuture<'a, ()>;
+    async fn publish(&self, channel: &str, topic: &str, data: Value) -> Result<(), StepError>;
 
     /// Waits `duration`; a run replayed after a restart waits only for what is left.
-    fn sleep<'a>(&'a self, name: &'a str, duration: Duration) -> StepFuture<'a, ()>;
+    async fn sleep(&self, name: &str, duration: Duration) -> Result<(), StepError>;
 }
 
 /// Typed steps on any [`DurableContext`].
+#[async_trait]
 pub trait DurableContextExt: DurableContext {
     /// Runs `work` as the durable step `name` (see [`DurableContext::run_step`]), its result
     /// journaled as JSON.
-    fn step<'a, T, F, Fut, E>(&'a self, name: &'a str, mut work: F) -> StepFuture<'a, T>
+    async fn step<T, F, Fut, E>(&self, name: &str, mut work: F) -> Result<T, StepError>
     where
-        T: Serialize + DeserializeOwned + Send + 'a,
-        F: FnMut() -> Fut + Send + 'a,
-        Fut: Future<Output = Result<T, E>> + Send + 'a,
-        E: Into<StepError> + 'a,
+        T: Serialize + DeserializeOwned + Send,
+        F: FnMut() -> Fut + Send,
+        Fut: Future<Output = Result<T, E>> + Send,
+        E: Into<StepError>,
     {
-        let work: StepWork<'a> = Box::new(move || {
+        let work: StepWork<'_> = Box::new(move || {
             let attempt = work();
             Box::pin(async move {
                 let value = attempt.await.map_err(Into::into)?;
@@ -69,44 +73,41 @@ pub trait DurableContextExt: DurableContext {
                 })
             })
         });
-        Box::pin(async move {
-            let value = self.run_step(name, work).await?;
-            serde_json::from_value(value).map_err(|error| {
-                StepError::non_retriable(format!(
-                    "the journaled result of step `{name}` does not fit its type any more: {error}"
-                ))
-            })
+        let value = self.run_step(name, work).await?;
+        serde_json::from_value(value).map_err(|error| {
+            StepError::non_retriable(format!(
+                "the journaled result of step `{name}` does not fit its type any more: {error}"
+            ))
         })
     }
 }
 
 impl<C: DurableContext + ?Sized> DurableContextExt for C {}
 
+#[async_trait]
 impl DurableContext for RunContext {
     fn run_id(&self) -> &str {
         RunContext::run_id(self)
     }
 
-    fn run_step<'a>(&'a self, name: &'a str, work: StepWork<'a>) -> StepFuture<'a, Value> {
-        Box::pin(RunContext::step(self, name, work))
+    async fn run_step(&self, name: &str, work: StepWork<'_>) -> Result<Value, StepError> {
+        RunContext::step(self, name, work).await
     }
 
-    fn publish<'a>(&'a self, channel: &'a str, topic: &'a str, data: Value) -> StepFuture<'a, ()> {
-        Box::pin(RunContext::publish(self, channel, topic, data))
+    async fn publish(&self, channel: &str, topic: &str, data: Value) -> Result<(), StepError> {
+        RunContext::publish(self, channel, topic, data).await
     }
 
-    fn sleep<'a>(&'a self, name: &'a str, duration: Duration) -> StepFuture<'a, ()> {
-        Box::pin(async move {
-            // The wake-up time is journaled, so a replay waits for the rest only.
-            let until_ms = RunContext::step(self, name, || async {
-                Ok::<_, StepError>(now_ms().saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)))
-            })
-            .await?;
-            let left = until_ms.saturating_sub(now_ms());
-            if left > 0 {
-                tokio::time::sleep(Duration::from_millis(left.unsigned_abs())).await;
-            }
-            Ok(())
+    async fn sleep(&self, name: &str, duration: Duration) -> Result<(), StepError> {
+        // The wake-up time is journaled, so a replay waits for the rest only.
+        let until_ms = RunContext::step(self, name, || async {
+            Ok::<_, StepError>(now_ms().saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)))
         })
+        .await?;
+        let left = until_ms.saturating_sub(now_ms());
+        if left > 0 {
+            tokio::time::sleep(Duration::from_millis(left.unsigned_abs())).await;
+        }
+        Ok(())
     }
 }

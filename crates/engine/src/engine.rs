@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -508,21 +508,18 @@ impl RunTokens {
     }
 }
 
+#[async_trait]
 impl EventSink for Engine {
-    fn send_event(&self, event: NewEvent) -> BoxFuture<'_, Result<SendOutcome, Error>> {
-        Box::pin(self.send(event))
+    async fn send_event(&self, event: NewEvent) -> Result<SendOutcome, Error> {
+        self.send(event).await
     }
 }
 
 /// The engine's own realtime channels, for readers that take any feed (the SSE endpoint).
+#[async_trait]
 impl RealtimeFeed for Engine {
-    fn publish<'a>(
-        &'a self,
-        channel: &'a str,
-        topic: &'a str,
-        data: &'a Value,
-    ) -> BoxFuture<'a, Result<RealtimeMessage, FeedError>> {
-        Box::pin(async move { Ok(self.inner.realtime.publish(channel, topic, data, None).await?) })
+    async fn publish(&self, channel: &str, topic: &str, data: &Value) -> Result<RealtimeMessage, FeedError> {
+        Ok(self.inner.realtime.publish(channel, topic, data, None).await?)
     }
 
     fn subscribe(

@@ -1,7 +1,7 @@
 //! The seam between realtime readers (the SSE endpoint) and whatever keeps the messages: the
 //! embedded engine's journal, or a database shared by several servers.
 
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde_json::Value;
 
@@ -17,16 +17,12 @@ use crate::types::{NewEvent, RealtimeMessage, SendOutcome};
 ///
 /// Functions running on the embedded engine publish through `RunContext::publish` (journaled,
 /// so a replayed run does not publish twice); [`RealtimeFeed::publish`] is for other engines,
-/// tools and tests. The methods return boxed futures and streams so that `Arc<dyn RealtimeFeed>`
-/// works; an implementation writes `Box::pin(async move { .. })`.
+/// tools and tests. The trait is `#[async_trait]` and `subscribe` returns a boxed stream, so
+/// that `Arc<dyn RealtimeFeed>` works.
+#[async_trait]
 pub trait RealtimeFeed: Send + Sync {
     /// Stores a message on `channel` and hands it to the channel's live subscribers.
-    fn publish<'a>(
-        &'a self,
-        channel: &'a str,
-        topic: &'a str,
-        data: &'a Value,
-    ) -> BoxFuture<'a, Result<RealtimeMessage, FeedError>>;
+    async fn publish(&self, channel: &str, topic: &str, data: &Value) -> Result<RealtimeMessage, FeedError>;
 
     /// Kept messages of `channel` after `after_id` (none when `None`), then live ones. The
     /// stream ends after yielding an error, or when the feed shuts down.
@@ -54,7 +50,8 @@ impl FeedError {
 
 /// Sends events to an engine (what the Inngest-compatible endpoint does), so that callers hold
 /// this trait rather than the embedded [`Engine`](crate::Engine).
+#[async_trait]
 pub trait EventSink: Send + Sync {
     /// Stores the event and starts the runs it triggers (none for a duplicate id).
-    fn send_event(&self, event: NewEvent) -> BoxFuture<'_, Result<SendOutcome, Error>>;
+    async fn send_event(&self, event: NewEvent) -> Result<SendOutcome, Error>;
 }

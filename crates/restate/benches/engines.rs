@@ -67,14 +67,15 @@ impl Bench {
 /// The bench publishes nothing.
 struct NoFeed;
 
+#[async_trait::async_trait]
 impl forgeai_engine::RealtimeFeed for NoFeed {
-    fn publish<'a>(
-        &'a self,
-        _channel: &'a str,
-        _topic: &'a str,
-        _data: &'a Value,
-    ) -> futures::future::BoxFuture<'a, Result<forgeai_engine::RealtimeMessage, forgeai_engine::FeedError>> {
-        Box::pin(async { unreachable!("the bench publishes nothing") })
+    async fn publish(
+        &self,
+        _channel: &str,
+        _topic: &str,
+        _data: &Value,
+    ) -> Result<forgeai_engine::RealtimeMessage, forgeai_engine::FeedError> {
+        unreachable!("the bench publishes nothing")
     }
 
     fn subscribe(

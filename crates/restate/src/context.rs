@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use forgeai_engine::{DurableContext, RealtimeFeed, StepError, StepFuture, StepWork};
+use async_trait::async_trait;
+use forgeai_engine::{DurableContext, RealtimeFeed, StepError, StepWork};
 use restate_sdk::context::{ContextSideEffects, ContextTimers, ObjectContext, RunFuture, RunRetryPolicy};
 use restate_sdk::errors::{HandlerError, TerminalError};
 use restate_sdk::serde::Json;
@@ -83,6 +84,7 @@ async fn cancel_requested(realtime: Arc<dyn RealtimeFeed>, invocation_id: String
     }
 }
 
+#[async_trait]
 impl<'ctx> DurableContext for RestateContext<'ctx> {
     fn run_id(&self) -> &str {
         &self.run_id
@@ -92,54 +94,52 @@ impl<'ctx> DurableContext for RestateContext<'ctx> {
         self.invocation_id()
     }
 
-    fn run_step<'a>(&'a self, name: &'a str, work: StepWork<'a>) -> StepFuture<'a, Value> {
+    async fn run_step(&self, name: &str, work: StepWork<'_>) -> Result<Value, StepError> {
         // SAFETY: `ctx.run` wants a closure that may live as long as the whole invocation
-        // (`'ctx`), while a step's work borrows from the caller for `'a` only. The closure never
-        // outlives `'a`: restate-sdk 0.13.0 (pinned in Cargo.toml) keeps it inside the future
-        // `ctx.run` returns and runs it there (it is not spawned or stored elsewhere), and that
-        // future is awaited to its end inside the future returned here, which lives at most `'a`;
-        // dropping the outer future drops both. Only the lifetime changes, not the type's layout.
-        let work: StepWork<'ctx> = unsafe { std::mem::transmute::<StepWork<'a>, StepWork<'ctx>>(work) };
-        Box::pin(async move {
-            let mut work = work;
-            let (realtime, invocation) = (self.realtime.clone(), self.invocation_id().to_owned());
-            let stoppable = self.stoppable.load(Ordering::SeqCst);
-            let attempt = move || {
-                let attempt = work();
-                let stop = cancel_requested(realtime.clone(), invocation.clone(), stoppable);
-                async move {
-                    // A stop request ends the work in flight (a sandbox command is killed with
-                    // its future); the step then ends as cancelled, which Restate journals.
-                    let outcome = tokio::select! {
-                        outcome = attempt => outcome,
-                        () = stop => Err(StepError::cancelled()),
-                    };
-                    match outcome {
-                        Err(error) if error.is_cancelled() => {
-                            Err(TerminalError::new_with_code(CANCELLED_CODE, "run was cancelled").into())
-                        }
-                        Ok(value) => Ok(Json(value)),
-                        // Restate retries it (per the retry policy), as the embedded engine would.
-                        Err(error) if error.is_retriable() => Err(HandlerError::from(error.message().to_owned())),
-                        Err(error) => Err(TerminalError::new(error.message()).into()),
+        // (`'ctx`), while a step's work borrows from the caller for a shorter lifetime only. The
+        // closure never outlives that: restate-sdk 0.13.0 (pinned in Cargo.toml) keeps it inside
+        // the future `ctx.run` returns and runs it there (it is not spawned or stored elsewhere),
+        // and that future is awaited to its end inside this method's future, which
+        // `#[async_trait]` bounds by the lifetime of `work`; dropping the outer future drops both.
+        // Only the lifetime changes, not the type's layout.
+        let mut work: StepWork<'ctx> = unsafe { std::mem::transmute::<StepWork<'_>, StepWork<'ctx>>(work) };
+        let (realtime, invocation) = (self.realtime.clone(), self.invocation_id().to_owned());
+        let stoppable = self.stoppable.load(Ordering::SeqCst);
+        let attempt = move || {
+            let attempt = work();
+            let stop = cancel_requested(realtime.clone(), invocation.clone(), stoppable);
+            async move {
+                // A stop request ends the work in flight (a sandbox command is killed with
+                // its future); the step then ends as cancelled, which Restate journals.
+                let outcome = tokio::select! {
+                    outcome = attempt => outcome,
+                    () = stop => Err(StepError::cancelled()),
+                };
+                match outcome {
+                    Err(error) if error.is_cancelled() => {
+                        Err(TerminalError::new_with_code(CANCELLED_CODE, "run was cancelled").into())
                     }
+                    Ok(value) => Ok(Json(value)),
+                    // Restate retries it (per the retry policy), as the embedded engine would.
+                    Err(error) if error.is_retriable() => Err(HandlerError::from(error.message().to_owned())),
+                    Err(error) => Err(TerminalError::new(error.message()).into()),
                 }
-            };
-            match self.ctx.run(attempt).name(name).retry_policy(retry_policy()).await {
-                Ok(Json(value)) => Ok(value),
-                // Restate delivers a cancel request as a terminal error 409 at the next await.
-                Err(error) if error.code() == CANCELLED_CODE => Err(StepError::cancelled()),
-                Err(error) => Err(StepError::non_retriable(format!(
-                    "step `{name}` failed: {}",
-                    error.message()
-                ))),
             }
-        })
+        };
+        match self.ctx.run(attempt).name(name).retry_policy(retry_policy()).await {
+            Ok(Json(value)) => Ok(value),
+            // Restate delivers a cancel request as a terminal error 409 at the next await.
+            Err(error) if error.code() == CANCELLED_CODE => Err(StepError::cancelled()),
+            Err(error) => Err(StepError::non_retriable(format!(
+                "step `{name}` failed: {}",
+                error.message()
+            ))),
+        }
     }
 
-    fn publish<'a>(&'a self, channel: &'a str, topic: &'a str, data: Value) -> StepFuture<'a, ()> {
+    async fn publish(&self, channel: &str, topic: &str, data: Value) -> Result<(), StepError> {
         let realtime = self.realtime.clone();
-        let work: StepWork<'a> = Box::new(move || {
+        let work: StepWork<'_> = Box::new(move || {
             let (realtime, data) = (realtime.clone(), data.clone());
             Box::pin(async move {
                 realtime
@@ -149,15 +149,13 @@ impl<'ctx> DurableContext for RestateContext<'ctx> {
                     .map_err(|error| StepError::retriable(format!("could not publish on {channel}: {error}")))
             })
         });
-        Box::pin(async move { self.run_step("$publish", work).await.map(|_| ()) })
+        self.run_step("$publish", work).await.map(|_| ())
     }
 
-    fn sleep<'a>(&'a self, _name: &'a str, duration: Duration) -> StepFuture<'a, ()> {
-        Box::pin(async move {
-            self.ctx.sleep(duration).await.map_err(|error| match error.code() {
-                CANCELLED_CODE => StepError::cancelled(),
-                _ => StepError::non_retriable(format!("the sleep ended early: {}", error.message())),
-            })
+    async fn sleep(&self, _name: &str, duration: Duration) -> Result<(), StepError> {
+        self.ctx.sleep(duration).await.map_err(|error| match error.code() {
+            CANCELLED_CODE => StepError::cancelled(),
+            _ => StepError::non_retriable(format!("the sleep ended early: {}", error.message())),
         })
     }
 }

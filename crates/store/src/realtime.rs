@@ -25,9 +25,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use forgeai_engine::{FeedError, RealtimeFeed, RealtimeMessage};
-use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -177,18 +177,12 @@ impl PgRealtime {
     }
 }
 
+#[async_trait]
 impl RealtimeFeed for PgRealtime {
-    fn publish<'a>(
-        &'a self,
-        channel: &'a str,
-        topic: &'a str,
-        data: &'a Value,
-    ) -> BoxFuture<'a, Result<RealtimeMessage, FeedError>> {
-        Box::pin(async move {
-            PgRealtime::publish(self, channel, topic, data)
-                .await
-                .map_err(FeedError::backend)
-        })
+    async fn publish(&self, channel: &str, topic: &str, data: &Value) -> Result<RealtimeMessage, FeedError> {
+        PgRealtime::publish(self, channel, topic, data)
+            .await
+            .map_err(FeedError::backend)
     }
 
     fn subscribe(
