@@ -9,7 +9,7 @@
 //!
 //! It starts the real `forgeai serve` binary (embedded engine, local sandboxes, `static`
 //! template, SQLite) and a mock OpenAI-compatible model that answers every call after 1 s: runs
-//! of 3 iterations (write `index.html`, write `about.html`, give the task summary), then the
+//! of 3 iterations (write `index.html`, write `page-2.html`, give the task summary), then the
 //! project-naming call, also after 1 s as with a real model, so one run holds 4 s of model time.
 //! For each N in [`BATCHES`] a fresh server on a fresh data dir (so no earlier sandbox runs)
 //! makes one warm-up run (not timed: the first sandbox of a server also sets up the host), times
