@@ -5,7 +5,7 @@
 //! few rounds inside the iteration budget; what is still wrong after that is the run's outcome,
 //! never hidden behind "done".
 
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ToolError;
@@ -34,6 +34,7 @@ impl CheckOutcome {
 }
 
 /// Looks at the work after an agent gave its summary.
+#[async_trait]
 pub trait WorkCheck: Send + Sync {
     /// The status published while it checks.
     fn status(&self) -> &str;
@@ -41,7 +42,7 @@ pub trait WorkCheck: Send + Sync {
     /// Checks the work of a run that changed `changed_files` (project paths, sorted).
     /// [`ToolError::Unavailable`] means the check could not reach what it checks and the step
     /// is retried; any other error is reported as the check's failure.
-    fn check<'a>(&'a self, changed_files: &'a [String]) -> BoxFuture<'a, Result<CheckOutcome, ToolError>>;
+    async fn check(&self, changed_files: &[String]) -> Result<CheckOutcome, ToolError>;
 }
 
 /// The message that hands a failed check back to the agent.

@@ -1,8 +1,6 @@
 //! Tools: typed functions the model may call.
 
-use std::future::Future;
-
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -24,6 +22,9 @@ use crate::state::{NetworkState, StateChanges};
 /// idempotent (writing a file is; appending to one is not). Its changes to the
 /// network state go through [`ToolContext::record_file`], so they are
 /// journaled with the step's result.
+///
+/// Implementations are `#[async_trait]` (the `async-trait` crate), like the trait.
+#[async_trait]
 pub trait Tool: Send + Sync + 'static {
     /// The arguments, as the model sends them.
     type Args: DeserializeOwned + JsonSchema + Send;
@@ -53,11 +54,7 @@ pub trait Tool: Send + Sync + 'static {
     }
 
     /// Runs the call; the `Ok` text is the tool's result for the model.
-    fn call(
-        &self,
-        args: Self::Args,
-        ctx: &mut ToolContext<'_>,
-    ) -> impl Future<Output = Result<String, ToolError>> + Send;
+    async fn call(&self, args: Self::Args, ctx: &mut ToolContext<'_>) -> Result<String, ToolError>;
 }
 
 /// What a tool handler gets besides its arguments: the network state as it
@@ -124,15 +121,17 @@ pub(crate) struct PreparedCall {
 
 /// [`Tool`] with its argument type erased, so an agent can hold tools of
 /// different types in one list.
+#[async_trait]
 pub(crate) trait DynTool: Send + Sync {
     fn name(&self) -> &str;
     fn definition(&self) -> forgeai_llm::Tool;
     /// Checks the model's raw arguments; `Err` is the message for the model.
     fn prepare(&self, raw_arguments: &str) -> Result<PreparedCall, String>;
-    fn call<'a>(&'a self, args: Value, ctx: &'a mut ToolContext<'_>) -> BoxFuture<'a, Result<String, ToolError>>;
+    async fn call(&self, args: Value, ctx: &mut ToolContext<'_>) -> Result<String, ToolError>;
     fn activity(&self, args: &Value, report: &CallReport<'_>) -> String;
 }
 
+#[async_trait]
 impl<T: Tool> DynTool for T {
     fn name(&self) -> &str {
         Tool::name(self)
@@ -155,11 +154,9 @@ impl<T: Tool> DynTool for T {
         })
     }
 
-    fn call<'a>(&'a self, args: Value, ctx: &'a mut ToolContext<'_>) -> BoxFuture<'a, Result<String, ToolError>> {
-        Box::pin(async move {
-            let typed: T::Args = deserialize_args(args).map_err(ToolError::InvalidArguments)?;
-            Tool::call(self, typed, ctx).await
-        })
+    async fn call(&self, args: Value, ctx: &mut ToolContext<'_>) -> Result<String, ToolError> {
+        let typed: T::Args = deserialize_args(args).map_err(ToolError::InvalidArguments)?;
+        Tool::call(self, typed, ctx).await
     }
 
     fn activity(&self, args: &Value, report: &CallReport<'_>) -> String {
@@ -202,6 +199,7 @@ mod tests {
 
     struct Echo;
 
+    #[async_trait]
     impl Tool for Echo {
         type Args = EchoArgs;
 

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use forgeai_agent::{
     CommandOutput, DevOutput, NetworkInput, NetworkResult, ProjectWorkspace, RouteResponse, UnconfiguredImages,
     WorkspaceError, coding_network,
@@ -26,7 +27,6 @@ use forgeai_engine::{Engine, EngineConfig, Function, NewEvent, RunFilter};
 use forgeai_llm::{LlmClient, LlmConfig};
 use forgeai_test_support::{MockOpenAi, MockReply};
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 const CHILD_DIR_VAR: &str = "CRASH_CHILD_DIR";
@@ -56,47 +56,41 @@ fn failed(error: std::io::Error) -> WorkspaceError {
     WorkspaceError::Failed(error.to_string())
 }
 
+#[async_trait]
 impl ProjectWorkspace for DiskWorkspace {
-    fn run_command<'a>(&'a self, _command: &'a str) -> BoxFuture<'a, Result<CommandOutput, WorkspaceError>> {
-        Box::pin(async { Ok(CommandOutput::default()) })
+    async fn run_command(&self, _command: &str) -> Result<CommandOutput, WorkspaceError> {
+        Ok(CommandOutput::default())
     }
 
-    fn write_file<'a>(&'a self, path: &'a str, content: &'a str) -> BoxFuture<'a, Result<(), WorkspaceError>> {
-        Box::pin(async move {
-            if path == "src/file-3.ts" {
-                // The parent may kill us here: inside the tool step, before its effect.
-                println!("WRITING {path}");
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-            }
-            let target = self.root.join(path);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(failed)?;
-            }
-            std::fs::write(&target, content).map_err(failed)?;
-            self.append_effect(&format!("write {path}")).map_err(failed)
+    async fn write_file(&self, path: &str, content: &str) -> Result<(), WorkspaceError> {
+        if path == "src/file-3.ts" {
+            // The parent may kill us here: inside the tool step, before its effect.
+            println!("WRITING {path}");
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        let target = self.root.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(failed)?;
+        }
+        std::fs::write(&target, content).map_err(failed)?;
+        self.append_effect(&format!("write {path}")).map_err(failed)
+    }
+
+    async fn read_file(&self, path: &str) -> Result<String, WorkspaceError> {
+        std::fs::read_to_string(self.root.join(path)).map_err(|_| WorkspaceError::NotFound { path: path.to_owned() })
+    }
+
+    async fn fetch_route(&self, route: &str) -> Result<RouteResponse, WorkspaceError> {
+        self.append_effect(&format!("fetch {route}")).map_err(failed)?;
+        Ok(RouteResponse {
+            status: Some(200),
+            body: "<h1>ok</h1>".into(),
+            failure: None,
         })
     }
 
-    fn read_file<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<String, WorkspaceError>> {
-        Box::pin(async move {
-            std::fs::read_to_string(self.root.join(path))
-                .map_err(|_| WorkspaceError::NotFound { path: path.to_owned() })
-        })
-    }
-
-    fn fetch_route<'a>(&'a self, route: &'a str) -> BoxFuture<'a, Result<RouteResponse, WorkspaceError>> {
-        Box::pin(async move {
-            self.append_effect(&format!("fetch {route}")).map_err(failed)?;
-            Ok(RouteResponse {
-                status: Some(200),
-                body: "<h1>ok</h1>".into(),
-                failure: None,
-            })
-        })
-    }
-
-    fn dev_server_output(&self, _from: u64) -> BoxFuture<'_, Result<Option<DevOutput>, WorkspaceError>> {
-        Box::pin(async { Ok(None) })
+    async fn dev_server_output(&self, _from: u64) -> Result<Option<DevOutput>, WorkspaceError> {
+        Ok(None)
     }
 }
 

@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use common::*;
 use forgeai_agent::{
     Agent, Network, NetworkInput, SizeLimits, Tool, ToolContext, ToolError, coding_network, coding_network_with_limits,
@@ -132,6 +133,7 @@ struct NoArgs {}
 /// A tool that answers a megabyte.
 struct Chatty;
 
+#[async_trait]
 impl Tool for Chatty {
     type Args = NoArgs;
 
@@ -151,6 +153,7 @@ impl Tool for Chatty {
 /// A tool that fails with a megabyte of explanation.
 struct Rambling;
 
+#[async_trait]
 impl Tool for Rambling {
     type Args = NoArgs;
 

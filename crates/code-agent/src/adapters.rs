@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use forgeai_agent::{
     CommandOutput, DevOutput, ImageError, ImageProvider, ProjectWorkspace, RouteResponse, SavedImage,
     UnsplashImageArgs, WorkspaceError,
 };
 use forgeai_sandbox::{CommandOptions, Error as SandboxError, SandboxProvider};
-use futures::future::BoxFuture;
 
 use crate::unsplash::{Unsplash, UnsplashError};
 
@@ -50,104 +50,95 @@ impl SandboxWorkspace {
     }
 }
 
+#[async_trait]
 impl ProjectWorkspace for SandboxWorkspace {
-    fn run_command<'a>(&'a self, command: &'a str) -> BoxFuture<'a, Result<CommandOutput, WorkspaceError>> {
-        Box::pin(async move {
-            let options = CommandOptions::default().with_timeout(self.command_timeout);
-            match self.sandboxes.run_command(&self.sandbox_id, command, options).await {
-                Ok(result) => Ok(CommandOutput {
-                    stdout: result.stdout,
-                    stderr: result.stderr,
-                    exit_code: result.exit_code,
-                }),
-                // The model should learn what the command printed before it was stopped.
-                Err(SandboxError::CommandTimeout { after, stdout, stderr }) => Ok(CommandOutput {
-                    stdout,
-                    stderr: format!("{stderr}\ncommand killed after {after:?}: it ran past its time limit"),
-                    exit_code: TIMED_OUT_EXIT_CODE,
-                }),
-                Err(error) => Err(workspace_error(error)),
-            }
-        })
+    async fn run_command(&self, command: &str) -> Result<CommandOutput, WorkspaceError> {
+        let options = CommandOptions::default().with_timeout(self.command_timeout);
+        match self.sandboxes.run_command(&self.sandbox_id, command, options).await {
+            Ok(result) => Ok(CommandOutput {
+                stdout: result.stdout,
+                stderr: result.stderr,
+                exit_code: result.exit_code,
+            }),
+            // The model should learn what the command printed before it was stopped.
+            Err(SandboxError::CommandTimeout { after, stdout, stderr }) => Ok(CommandOutput {
+                stdout,
+                stderr: format!("{stderr}\ncommand killed after {after:?}: it ran past its time limit"),
+                exit_code: TIMED_OUT_EXIT_CODE,
+            }),
+            Err(error) => Err(workspace_error(error)),
+        }
     }
 
-    fn write_file<'a>(&'a self, path: &'a str, content: &'a str) -> BoxFuture<'a, Result<(), WorkspaceError>> {
-        Box::pin(async move {
-            self.sandboxes
-                .write_file(&self.sandbox_id, path, content.as_bytes())
-                .await
-                .map_err(workspace_error)
-        })
+    async fn write_file(&self, path: &str, content: &str) -> Result<(), WorkspaceError> {
+        self.sandboxes
+            .write_file(&self.sandbox_id, path, content.as_bytes())
+            .await
+            .map_err(workspace_error)
     }
 
-    fn read_file<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<String, WorkspaceError>> {
-        Box::pin(async move {
-            let bytes = self
-                .sandboxes
-                .read_file(&self.sandbox_id, path)
-                .await
-                .map_err(workspace_error)?;
-            String::from_utf8(bytes).map_err(|_| WorkspaceError::Failed(format!("`{path}` is not a text file")))
-        })
+    async fn read_file(&self, path: &str) -> Result<String, WorkspaceError> {
+        let bytes = self
+            .sandboxes
+            .read_file(&self.sandbox_id, path)
+            .await
+            .map_err(workspace_error)?;
+        String::from_utf8(bytes).map_err(|_| WorkspaceError::Failed(format!("`{path}` is not a text file")))
     }
 
     /// curl inside the sandbox: the one way to the dev server every provider offers.
-    fn fetch_route<'a>(&'a self, route: &'a str) -> BoxFuture<'a, Result<RouteResponse, WorkspaceError>> {
-        Box::pin(async move {
-            let url = format!("http://127.0.0.1:{DEV_SERVER_PORT}{}", encode_route(route));
-            let command = format!(
-                "curl -sS --globoff --max-time {} -w '\\n%{{http_code}}' '{url}'",
-                ROUTE_TIMEOUT.as_secs()
-            );
-            let options = CommandOptions::default().with_timeout(ROUTE_TIMEOUT + Duration::from_secs(10));
-            let deadline = tokio::time::Instant::now() + DEV_SERVER_START_WAIT;
-            loop {
-                let result = self
-                    .sandboxes
-                    .run_command(&self.sandbox_id, &command, options.clone())
-                    .await
-                    .map_err(workspace_error)?;
-                if result.exit_code == CURL_COULD_NOT_CONNECT && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                if result.exit_code != 0 {
-                    let failure = match result.exit_code {
-                        CURL_COULD_NOT_CONNECT => format!(
-                            "nothing listens on port {DEV_SERVER_PORT} after {}s",
-                            DEV_SERVER_START_WAIT.as_secs()
-                        ),
-                        CURL_TIMED_OUT => format!("no answer within {}s", ROUTE_TIMEOUT.as_secs()),
-                        code => format!("curl exited with {code}: {}", result.stderr.trim()),
-                    };
-                    return Ok(RouteResponse {
-                        status: None,
-                        body: String::new(),
-                        failure: Some(failure),
-                    });
-                }
-                let (body, status) = result.stdout.rsplit_once('\n').unwrap_or(("", &result.stdout));
-                return Ok(RouteResponse {
-                    status: status.trim().parse().ok(),
-                    body: body.to_owned(),
-                    failure: None,
-                });
-            }
-        })
-    }
-
-    fn dev_server_output(&self, from: u64) -> BoxFuture<'_, Result<Option<DevOutput>, WorkspaceError>> {
-        Box::pin(async move {
-            let output = self
+    async fn fetch_route(&self, route: &str) -> Result<RouteResponse, WorkspaceError> {
+        let url = format!("http://127.0.0.1:{DEV_SERVER_PORT}{}", encode_route(route));
+        let command = format!(
+            "curl -sS --globoff --max-time {} -w '\\n%{{http_code}}' '{url}'",
+            ROUTE_TIMEOUT.as_secs()
+        );
+        let options = CommandOptions::default().with_timeout(ROUTE_TIMEOUT + Duration::from_secs(10));
+        let deadline = tokio::time::Instant::now() + DEV_SERVER_START_WAIT;
+        loop {
+            let result = self
                 .sandboxes
-                .dev_server_output(&self.sandbox_id, from)
+                .run_command(&self.sandbox_id, &command, options.clone())
                 .await
                 .map_err(workspace_error)?;
-            Ok(output.map(|output| DevOutput {
-                text: output.text,
-                end: output.end,
-            }))
-        })
+            if result.exit_code == CURL_COULD_NOT_CONNECT && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            if result.exit_code != 0 {
+                let failure = match result.exit_code {
+                    CURL_COULD_NOT_CONNECT => format!(
+                        "nothing listens on port {DEV_SERVER_PORT} after {}s",
+                        DEV_SERVER_START_WAIT.as_secs()
+                    ),
+                    CURL_TIMED_OUT => format!("no answer within {}s", ROUTE_TIMEOUT.as_secs()),
+                    code => format!("curl exited with {code}: {}", result.stderr.trim()),
+                };
+                return Ok(RouteResponse {
+                    status: None,
+                    body: String::new(),
+                    failure: Some(failure),
+                });
+            }
+            let (body, status) = result.stdout.rsplit_once('\n').unwrap_or(("", &result.stdout));
+            return Ok(RouteResponse {
+                status: status.trim().parse().ok(),
+                body: body.to_owned(),
+                failure: None,
+            });
+        }
+    }
+
+    async fn dev_server_output(&self, from: u64) -> Result<Option<DevOutput>, WorkspaceError> {
+        let output = self
+            .sandboxes
+            .dev_server_output(&self.sandbox_id, from)
+            .await
+            .map_err(workspace_error)?;
+        Ok(output.map(|output| DevOutput {
+            text: output.text,
+            end: output.end,
+        }))
     }
 }
 
@@ -211,33 +202,32 @@ fn file_stem(hint: &str, query: &str) -> String {
     }
 }
 
+#[async_trait]
 impl ImageProvider for UnsplashImages {
-    fn save_image<'a>(&'a self, request: &'a UnsplashImageArgs) -> BoxFuture<'a, Result<SavedImage, ImageError>> {
-        Box::pin(async move {
-            let orientation = serde_json::to_value(request.orientation)
-                .ok()
-                .and_then(|value| value.as_str().map(str::to_owned))
-                .unwrap_or_else(|| "landscape".to_owned());
-            let photo = self
-                .unsplash
-                .search(&request.query, &orientation)
-                .await
-                .map_err(image_error)?;
-            let bytes = self.unsplash.download(&photo).await.map_err(image_error)?;
-            let file = format!("{}.jpg", file_stem(&request.filename_hint, &request.query));
-            let local_file = format!("{IMAGE_DIR}/{file}");
-            self.sandboxes
-                .write_file(&self.sandbox_id, &local_file, &bytes)
-                .await
-                .map_err(|error| match error {
-                    SandboxError::Gone { .. } => ImageError::Unavailable(error.to_string()),
-                    other => ImageError::Failed(other.to_string()),
-                })?;
-            Ok(SavedImage {
-                public_path: format!("/assets/unsplash/{file}"),
-                local_file,
-                attribution: photo.attribution,
-            })
+    async fn save_image(&self, request: &UnsplashImageArgs) -> Result<SavedImage, ImageError> {
+        let orientation = serde_json::to_value(request.orientation)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "landscape".to_owned());
+        let photo = self
+            .unsplash
+            .search(&request.query, &orientation)
+            .await
+            .map_err(image_error)?;
+        let bytes = self.unsplash.download(&photo).await.map_err(image_error)?;
+        let file = format!("{}.jpg", file_stem(&request.filename_hint, &request.query));
+        let local_file = format!("{IMAGE_DIR}/{file}");
+        self.sandboxes
+            .write_file(&self.sandbox_id, &local_file, &bytes)
+            .await
+            .map_err(|error| match error {
+                SandboxError::Gone { .. } => ImageError::Unavailable(error.to_string()),
+                other => ImageError::Failed(other.to_string()),
+            })?;
+        Ok(SavedImage {
+            public_path: format!("/assets/unsplash/{file}"),
+            local_file,
+            attribution: photo.attribution,
         })
     }
 }

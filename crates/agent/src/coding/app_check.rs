@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 
 use super::workspace::{ProjectWorkspace, RouteResponse};
 use crate::check::{CheckOutcome, WorkCheck};
@@ -40,41 +40,40 @@ impl AppCheck {
     }
 }
 
+#[async_trait]
 impl WorkCheck for AppCheck {
     fn status(&self) -> &str {
         CHECK_STATUS
     }
 
-    fn check<'a>(&'a self, changed_files: &'a [String]) -> BoxFuture<'a, Result<CheckOutcome, ToolError>> {
-        Box::pin(async move {
-            let before = self.workspace.dev_server_output(0).await?.map(|output| output.end);
-            let mut failures = Vec::new();
-            for (route, page) in routes_to_check(changed_files) {
-                let response = self.workspace.fetch_route(&route).await?;
-                if let Some(failure) = route_failure(&route, page.as_deref(), &response) {
-                    failures.push(failure);
-                }
+    async fn check(&self, changed_files: &[String]) -> Result<CheckOutcome, ToolError> {
+        let before = self.workspace.dev_server_output(0).await?.map(|output| output.end);
+        let mut failures = Vec::new();
+        for (route, page) in routes_to_check(changed_files) {
+            let response = self.workspace.fetch_route(&route).await?;
+            if let Some(failure) = route_failure(&route, page.as_deref(), &response) {
+                failures.push(failure);
             }
-            if failures.is_empty() {
-                return Ok(CheckOutcome::Passed);
-            }
-            let printed = match before {
-                Some(from) => self
-                    .workspace
-                    .dev_server_output(from)
-                    .await?
-                    .map(|output| error_blocks(&output.text))
-                    .unwrap_or_default(),
-                None => Vec::new(),
-            };
-            let mut problems = failures.join("\n");
-            if !printed.is_empty() {
-                problems.push_str("\n\nThe dev server printed:\n");
-                problems.push_str(&printed.join("\n\n"));
-            }
-            Ok(CheckOutcome::Failed {
-                problems: truncate_middle(&problems, MAX_PROBLEM_CHARS),
-            })
+        }
+        if failures.is_empty() {
+            return Ok(CheckOutcome::Passed);
+        }
+        let printed = match before {
+            Some(from) => self
+                .workspace
+                .dev_server_output(from)
+                .await?
+                .map(|output| error_blocks(&output.text))
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let mut problems = failures.join("\n");
+        if !printed.is_empty() {
+            problems.push_str("\n\nThe dev server printed:\n");
+            problems.push_str(&printed.join("\n\n"));
+        }
+        Ok(CheckOutcome::Failed {
+            problems: truncate_middle(&problems, MAX_PROBLEM_CHARS),
         })
     }
 }

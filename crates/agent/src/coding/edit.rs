@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -82,6 +83,7 @@ pub fn apply_edits(path: &str, content: &str, edits: &[TextEdit]) -> Result<Stri
     Ok(edited)
 }
 
+#[async_trait]
 impl Tool for EditFileTool {
     type Args = EditFileArgs;
 

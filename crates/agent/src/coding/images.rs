@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -118,10 +118,11 @@ impl From<ImageError> for ToolError {
 /// Finds a photo and saves it into the project under
 /// `public/assets/unsplash/`: the Unsplash client (with the sandbox to write
 /// into) implements this.
+#[async_trait]
 pub trait ImageProvider: Send + Sync {
     /// Searches for `request.query` and saves the best photo, named after
     /// `request.filename_hint` where possible.
-    fn save_image<'a>(&'a self, request: &'a UnsplashImageArgs) -> BoxFuture<'a, Result<SavedImage, ImageError>>;
+    async fn save_image(&self, request: &UnsplashImageArgs) -> Result<SavedImage, ImageError>;
 }
 
 /// The [`ImageProvider`] used when no Unsplash key is configured: every call
@@ -129,15 +130,14 @@ pub trait ImageProvider: Send + Sync {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UnconfiguredImages;
 
+#[async_trait]
 impl ImageProvider for UnconfiguredImages {
-    fn save_image<'a>(&'a self, _request: &'a UnsplashImageArgs) -> BoxFuture<'a, Result<SavedImage, ImageError>> {
-        Box::pin(async {
-            Err(ImageError::Failed(
-                "image search is not configured on this server (no UNSPLASH_ACCESS_KEY); \
+    async fn save_image(&self, _request: &UnsplashImageArgs) -> Result<SavedImage, ImageError> {
+        Err(ImageError::Failed(
+            "image search is not configured on this server (no UNSPLASH_ACCESS_KEY); \
                  build the page without photos, e.g. with gradients or icons"
-                    .into(),
-            ))
-        })
+                .into(),
+        ))
     }
 }
 
@@ -155,6 +155,7 @@ impl UnsplashImageTool {
     }
 }
 
+#[async_trait]
 impl Tool for UnsplashImageTool {
     type Args = UnsplashImageArgs;
 

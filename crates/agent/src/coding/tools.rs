@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,7 @@ impl TerminalTool {
     }
 }
 
+#[async_trait]
 impl Tool for TerminalTool {
     type Args = TerminalArgs;
 
@@ -162,6 +164,7 @@ impl CreateOrUpdateFilesTool {
     }
 }
 
+#[async_trait]
 impl Tool for CreateOrUpdateFilesTool {
     type Args = CreateOrUpdateFilesArgs;
 
@@ -277,6 +280,7 @@ impl ReadFilesTool {
     }
 }
 
+#[async_trait]
 impl Tool for ReadFilesTool {
     type Args = ReadFilesArgs;
 

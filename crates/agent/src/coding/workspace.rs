@@ -1,6 +1,6 @@
 //! The project a coding agent works on, as a trait the sandbox implements.
 
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 /// Where the project lives inside the sandbox.
@@ -60,26 +60,27 @@ pub enum WorkspaceError {
 /// Paths are relative to [`PROJECT_ROOT`] and already checked by the tools
 /// (see [`normalize_project_path`]): no leading `/`, no `..`, no empty parts.
 /// Implementations are shared between concurrent runs of different projects,
-/// hence `Send + Sync`; the futures are boxed so the trait can be used as
+/// hence `Send + Sync`; the methods are `#[async_trait]` so the trait can be used as
 /// `Arc<dyn ProjectWorkspace>`.
+#[async_trait]
 pub trait ProjectWorkspace: Send + Sync {
     /// Runs `command` with a shell in [`PROJECT_ROOT`] and waits for it. A
     /// non-zero exit is an `Ok` with that exit code, not an error.
-    fn run_command<'a>(&'a self, command: &'a str) -> BoxFuture<'a, Result<CommandOutput, WorkspaceError>>;
+    async fn run_command(&self, command: &str) -> Result<CommandOutput, WorkspaceError>;
 
     /// Creates or replaces a file (and its missing parent directories).
-    fn write_file<'a>(&'a self, path: &'a str, content: &'a str) -> BoxFuture<'a, Result<(), WorkspaceError>>;
+    async fn write_file(&self, path: &str, content: &str) -> Result<(), WorkspaceError>;
 
     /// Reads a text file.
-    fn read_file<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<String, WorkspaceError>>;
+    async fn read_file(&self, path: &str) -> Result<String, WorkspaceError>;
 
     /// Asks the app's dev server, from inside the sandbox, for `route` (e.g. `/`, `/about`),
     /// waiting for it to compile the route.
-    fn fetch_route<'a>(&'a self, route: &'a str) -> BoxFuture<'a, Result<RouteResponse, WorkspaceError>>;
+    async fn fetch_route(&self, route: &str) -> Result<RouteResponse, WorkspaceError>;
 
     /// What the dev server printed from byte `from` of its output on; `None` when the sandbox
     /// keeps no such output.
-    fn dev_server_output(&self, from: u64) -> BoxFuture<'_, Result<Option<DevOutput>, WorkspaceError>>;
+    async fn dev_server_output(&self, from: u64) -> Result<Option<DevOutput>, WorkspaceError>;
 }
 
 /// A path the model gave, made relative to [`PROJECT_ROOT`]: `./` and `.`

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use forgeai_agent::{
     CommandOutput, DevOutput, ImageAttribution, ImageError, ImageProvider, Network, NetworkInput, NetworkResult,
     ProjectWorkspace, RouteResponse, SavedImage, UnsplashImageArgs, WorkspaceError,
@@ -15,7 +16,6 @@ use forgeai_engine::{Engine, EngineConfig, Function, NewEvent, RealtimeMessage, 
 use forgeai_llm::{LlmClient, LlmConfig};
 use forgeai_test_support::MockOpenAi;
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -91,69 +91,60 @@ impl MemoryWorkspace {
     }
 }
 
+#[async_trait]
 impl ProjectWorkspace for MemoryWorkspace {
-    fn run_command<'a>(&'a self, command: &'a str) -> BoxFuture<'a, Result<CommandOutput, WorkspaceError>> {
-        Box::pin(async move {
-            self.commands.lock().unwrap().push(command.to_owned());
-            (self.command_handler)(command)
-        })
+    async fn run_command(&self, command: &str) -> Result<CommandOutput, WorkspaceError> {
+        self.commands.lock().unwrap().push(command.to_owned());
+        (self.command_handler)(command)
     }
 
-    fn write_file<'a>(&'a self, path: &'a str, content: &'a str) -> BoxFuture<'a, Result<(), WorkspaceError>> {
-        Box::pin(async move {
-            let failure = {
-                let mut failures = self.write_failures.lock().unwrap();
-                (!failures.is_empty()).then(|| failures.remove(0))
-            };
-            if let Some(failure) = failure {
-                return Err(failure);
-            }
-            self.writes.lock().unwrap().push(path.to_owned());
-            self.files.lock().unwrap().insert(path.to_owned(), content.to_owned());
-            Ok(())
-        })
+    async fn write_file(&self, path: &str, content: &str) -> Result<(), WorkspaceError> {
+        let failure = {
+            let mut failures = self.write_failures.lock().unwrap();
+            (!failures.is_empty()).then(|| failures.remove(0))
+        };
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        self.writes.lock().unwrap().push(path.to_owned());
+        self.files.lock().unwrap().insert(path.to_owned(), content.to_owned());
+        Ok(())
     }
 
-    fn read_file<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<String, WorkspaceError>> {
-        Box::pin(async move {
-            let files = self.files.lock().unwrap();
-            if let Some(content) = files.get(path) {
-                return Ok(content.clone());
-            }
-            let prefix = format!("{path}/");
-            if files.keys().any(|file| file.starts_with(&prefix)) {
-                return Err(WorkspaceError::Failed(format!("`{path}` is a directory")));
-            }
-            Err(WorkspaceError::NotFound { path: path.to_owned() })
-        })
+    async fn read_file(&self, path: &str) -> Result<String, WorkspaceError> {
+        let files = self.files.lock().unwrap();
+        if let Some(content) = files.get(path) {
+            return Ok(content.clone());
+        }
+        let prefix = format!("{path}/");
+        if files.keys().any(|file| file.starts_with(&prefix)) {
+            return Err(WorkspaceError::Failed(format!("`{path}` is a directory")));
+        }
+        Err(WorkspaceError::NotFound { path: path.to_owned() })
     }
 
-    fn fetch_route<'a>(&'a self, route: &'a str) -> BoxFuture<'a, Result<RouteResponse, WorkspaceError>> {
-        Box::pin(async move {
-            self.fetched.lock().unwrap().push(route.to_owned());
-            let mut pages = self.pages.lock().unwrap();
-            if pages.is_empty() {
-                return Ok(RouteResponse {
-                    status: Some(200),
-                    body: "<h1>ok</h1>".into(),
-                    failure: None,
-                });
-            }
-            let (page, printed) = pages.remove(0);
-            self.dev_log.lock().unwrap().push_str(&printed);
-            Ok(page)
-        })
+    async fn fetch_route(&self, route: &str) -> Result<RouteResponse, WorkspaceError> {
+        self.fetched.lock().unwrap().push(route.to_owned());
+        let mut pages = self.pages.lock().unwrap();
+        if pages.is_empty() {
+            return Ok(RouteResponse {
+                status: Some(200),
+                body: "<h1>ok</h1>".into(),
+                failure: None,
+            });
+        }
+        let (page, printed) = pages.remove(0);
+        self.dev_log.lock().unwrap().push_str(&printed);
+        Ok(page)
     }
 
-    fn dev_server_output(&self, from: u64) -> BoxFuture<'_, Result<Option<DevOutput>, WorkspaceError>> {
-        Box::pin(async move {
-            let log = self.dev_log.lock().unwrap();
-            let start = (from as usize).min(log.len());
-            Ok(Some(DevOutput {
-                text: log[start..].to_owned(),
-                end: log.len() as u64,
-            }))
-        })
+    async fn dev_server_output(&self, from: u64) -> Result<Option<DevOutput>, WorkspaceError> {
+        let log = self.dev_log.lock().unwrap();
+        let start = (from as usize).min(log.len());
+        Ok(Some(DevOutput {
+            text: log[start..].to_owned(),
+            end: log.len() as u64,
+        }))
     }
 }
 
@@ -163,25 +154,24 @@ pub struct RecordingImages {
     pub requests: Mutex<Vec<UnsplashImageArgs>>,
 }
 
+#[async_trait]
 impl ImageProvider for RecordingImages {
-    fn save_image<'a>(&'a self, request: &'a UnsplashImageArgs) -> BoxFuture<'a, Result<SavedImage, ImageError>> {
-        Box::pin(async move {
-            self.requests.lock().unwrap().push(request.clone());
-            let name = if request.filename_hint.is_empty() {
-                "photo"
-            } else {
-                &request.filename_hint
-            };
-            Ok(SavedImage {
-                public_path: format!("/assets/unsplash/{name}.jpg"),
-                local_file: format!("public/assets/unsplash/{name}.jpg"),
-                attribution: ImageAttribution {
-                    photographer_name: "Jane Doe".into(),
-                    photographer_username: "janedoe".into(),
-                    photo_url: "https://unsplash.com/photos/abc".into(),
-                    attribution_url: "https://unsplash.com/photos/abc?utm_source=forgeai&utm_medium=referral".into(),
-                },
-            })
+    async fn save_image(&self, request: &UnsplashImageArgs) -> Result<SavedImage, ImageError> {
+        self.requests.lock().unwrap().push(request.clone());
+        let name = if request.filename_hint.is_empty() {
+            "photo"
+        } else {
+            &request.filename_hint
+        };
+        Ok(SavedImage {
+            public_path: format!("/assets/unsplash/{name}.jpg"),
+            local_file: format!("public/assets/unsplash/{name}.jpg"),
+            attribution: ImageAttribution {
+                photographer_name: "Jane Doe".into(),
+                photographer_username: "janedoe".into(),
+                photo_url: "https://unsplash.com/photos/abc".into(),
+                attribution_url: "https://unsplash.com/photos/abc?utm_source=forgeai&utm_medium=referral".into(),
+            },
         })
     }
 }
