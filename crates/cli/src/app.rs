@@ -13,10 +13,9 @@ use forgeai_code_agent::{CodeAgent, CodeAgentConfig, CodeAgentRuns, SizeLimits};
 use forgeai_e2b::E2bProvider;
 use forgeai_engine::{Engine, EngineConfig, RealtimeFeed};
 use forgeai_llm::LlmClient;
+use forgeai_preview::{PreviewConfig, PreviewProxy};
 use forgeai_restate::{CodeAgentObject, RestateRuns, register_deployment};
-use forgeai_sandbox::{
-    LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, PreviewTarget, SandboxProvider, Template,
-};
+use forgeai_sandbox::{LocalConfig, LocalProvider, PreviewTarget, SandboxProvider, Template};
 use forgeai_server::{AppState, PreviewGate, ServerConfig};
 use forgeai_store::{PgRealtime, PgRealtimeConfig, Store};
 

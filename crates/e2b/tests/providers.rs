@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::E2bEnv;
+use forgeai_preview::{PreviewConfig, PreviewProxy};
 use forgeai_sandbox::{
-    CommandOptions, CreateOptions, EntryKind, Error, PreviewConfig, PreviewProxy, PreviewTarget, SandboxProvider,
-    SandboxStatus, Stream,
+    CommandOptions, CreateOptions, EntryKind, Error, PreviewTarget, SandboxProvider, SandboxStatus, Stream,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -279,7 +279,7 @@ async fn the_preview_reaches_the_dev_server(s: Subject) {
     let proxy = PreviewProxy::new(s.preview.clone(), PreviewConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let server = tokio::spawn(forgeai_sandbox::preview::serve(listener, proxy));
+    let server = tokio::spawn(forgeai_preview::serve(listener, proxy));
     let response = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{port}/"))
         .header("Host", format!("3000-{id}.localhost:{port}"))

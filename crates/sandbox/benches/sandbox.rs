@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use forgeai_sandbox::{
-    CommandOptions, CreateOptions, LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, SandboxProvider,
-};
+use forgeai_preview::{PreviewConfig, PreviewProxy};
+use forgeai_sandbox::{CommandOptions, CreateOptions, LocalConfig, LocalProvider, SandboxProvider};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -150,7 +149,7 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let server = tokio::spawn(async move {
-        let _ = forgeai_sandbox::preview::serve(listener, proxy).await;
+        let _ = forgeai_preview::serve(listener, proxy).await;
     });
     let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let host = format!("3000-{id}.localhost:{port}");

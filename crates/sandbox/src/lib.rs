@@ -11,8 +11,8 @@
 //!   from the host and other sandboxes) and cgroup (memory, pids, cpu, freezer). Idle
 //!   sandboxes are frozen and come back on the next use, also after a host restart.
 //! - [`templates`]: the `static` template (built in code) and the `forgeai-v1` Next.js one.
-//! - [`preview`]: the reverse proxy serving `http://3000-<id>.localhost:<port>/`, WebSockets
-//!   included.
+//! - [`preview`]: where a sandbox port is reached from the host ([`PreviewTarget`]), for the
+//!   preview proxy of the `forgeai-preview` crate.
 //!
 //! The local provider needs root (namespaces, mounts, cgroups, nftables) and the Debian
 //! packages installed by `scripts/setup.sh`.
@@ -25,7 +25,7 @@ pub mod templates;
 
 pub use error::{Error, Result};
 pub use local::{LocalConfig, LocalProvider, MAX_READ_BYTES, ProjectPath, forgeai_v1_recipe};
-pub use preview::{PreviewConfig, PreviewProxy, PreviewTarget, Upstream};
+pub use preview::{PreviewTarget, Upstream};
 pub use provider::{
     CommandOptions, CommandResult, CreateOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_SANDBOX_TIMEOUT,
     DEV_OUTPUT_MAX_BYTES, DevServerOutput, EntryInfo, EntryKind, HOME_DIR, OutputCallback, OutputChunk, PROJECT_DIR,

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use forgeai_preview::{PreviewConfig, PreviewProxy};
 use forgeai_sandbox::local::Limits;
 use forgeai_sandbox::{
-    CommandOptions, CreateOptions, EntryKind, Error, LocalConfig, LocalProvider, PreviewConfig, PreviewProxy,
-    SandboxProvider, SandboxStatus, Stream,
+    CommandOptions, CreateOptions, EntryKind, Error, LocalConfig, LocalProvider, SandboxProvider, SandboxStatus, Stream,
 };
 
 fn secret() -> String {
@@ -581,7 +581,7 @@ async fn sandbox_survives_host_restart() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {
-        let _ = forgeai_sandbox::preview::serve(listener, proxy).await;
+        let _ = forgeai_preview::serve(listener, proxy).await;
     });
     assert_eq!(
         http_get(port, &format!("3000-{id}.localhost:{port}"), "/").await,

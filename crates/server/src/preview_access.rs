@@ -22,7 +22,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use forgeai_sandbox::PreviewProxy;
+use forgeai_preview::PreviewProxy;
 use forgeai_store::{SandboxOwner, Store};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};

@@ -7,10 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use forgeai_preview::{PreviewConfig, PreviewProxy};
 use forgeai_sandbox::local::Limits;
-use forgeai_sandbox::{
-    CommandOptions, CreateOptions, LocalConfig, LocalProvider, PreviewConfig, PreviewProxy, SandboxProvider,
-};
+use forgeai_sandbox::{CommandOptions, CreateOptions, LocalConfig, LocalProvider, SandboxProvider};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct Env {
@@ -76,7 +75,7 @@ impl Env {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let task = tokio::spawn(async move {
-            let _ = forgeai_sandbox::preview::serve(listener, proxy).await;
+            let _ = forgeai_preview::serve(listener, proxy).await;
         });
         (port, task)
     }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use forgeai_code_agent::{CODE_AGENT_EVENT, CODE_AGENT_FUNCTION, CodeAgentRequest, STATUS_TOPIC, project_channel};
 use forgeai_engine::{Engine, EngineConfig, Function, RealtimeFeed, RunDetail, RunFilter, StepError};
-use forgeai_sandbox::{PreviewConfig, PreviewProxy, PreviewTarget, Upstream};
+use forgeai_preview::{PreviewConfig, PreviewProxy};
+use forgeai_sandbox::{PreviewTarget, Upstream};
 use forgeai_server::{AppState, PreviewGate, ServerConfig};
 use forgeai_store::testing::TestPostgres;
 use forgeai_store::{AssistantReply, MessageWithFragment, NewFragment, PgRealtime, PgRealtimeConfig, Store};

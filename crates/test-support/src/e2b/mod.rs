@@ -28,7 +28,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use forgeai_sandbox::{CreateOptions, LocalProvider, PreviewConfig, PreviewProxy, SandboxProvider};
+use forgeai_preview::{PreviewConfig, PreviewProxy};
+use forgeai_sandbox::{CreateOptions, LocalProvider, SandboxProvider};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
