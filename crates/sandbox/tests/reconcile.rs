@@ -58,7 +58,7 @@ async fn leftovers_of_a_dead_provider_and_a_removed_sandbox_dir_are_removed() {
         !sandboxes.join(&removed).exists(),
         "what was left of its directory is gone"
     );
-    assert_eq!(env.provider.list(), [kept.clone()]);
+    assert_eq!(env.provider.list(), std::slice::from_ref(&kept));
     // Another data dir's live sandbox was not touched.
     let traces = runtime_traces(&other_id, other_addr, &other_dir);
     assert_eq!(
