@@ -10,6 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal, kill_process};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
@@ -287,8 +288,7 @@ impl Cgroup {
         // SIGKILL is delivered as the tasks thaw.
         let _ = self.freeze();
         for pid in self.pids() {
-            // SAFETY: kill(2) with a pid read from our own cgroup.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            sigkill(pid);
         }
         let _ = self.thaw();
         self.wait_empty()
@@ -307,9 +307,9 @@ impl Cgroup {
                     io::ErrorKind::TimedOut.into(),
                 ));
             }
+            // Again, for processes forked before the freeze took hold.
             for pid in pids {
-                // SAFETY: as above; repeats for processes forked before the freeze took hold.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                sigkill(pid);
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -399,4 +399,12 @@ fn stat_field(path: &Path, key: &str) -> u64 {
             (k == key).then(|| v.trim().parse().ok()).flatten()
         })
         .unwrap_or(0)
+}
+
+/// SIGKILL to a process read from one of our cgroups; one that is already gone is fine. Only a
+/// positive pid: kill(2) of 0 or a negative one would signal whole process groups.
+fn sigkill(pid: i32) {
+    if let Some(pid) = Pid::from_raw(pid.max(0)) {
+        let _ = kill_process(pid, Signal::KILL);
+    }
 }

@@ -16,6 +16,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{SeekFrom, seek};
+use rustix::io::Errno;
+use rustix::mount::MountFlags;
+
 use crate::error::{Error, IoContext, Result};
 
 /// Bytes per inode of sandbox filesystems: `node_modules` trees are many small files, so more
@@ -88,30 +92,23 @@ pub fn sparse_copy(from: &Path, to: &Path) -> Result<()> {
     let len = src.metadata().ctx(|| format!("stat {}", from.display()))?.len();
     dst.set_len(len).ctx(|| format!("size {}", to.display()))?;
     let mut buf = vec![0u8; 1 << 20];
-    let mut pos: i64 = 0;
-    let end = len as i64;
-    while pos < end {
-        // SAFETY: lseek on a descriptor we own.
-        let data = unsafe { libc::lseek(src.as_raw_fd(), pos, libc::SEEK_DATA) };
-        if data < 0 {
-            let err = io::Error::last_os_error();
+    let mut pos: u64 = 0;
+    while pos < len {
+        let data = match seek(&src, SeekFrom::Data(pos)) {
+            Ok(data) => data,
             // ENXIO: no data after `pos`, the rest is a hole.
-            if err.raw_os_error() == Some(libc::ENXIO) {
-                break;
-            }
-            return Err(Error::io(format!("seek data in {}", from.display()), err));
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(src.as_raw_fd(), data, libc::SEEK_HOLE) };
-        let hole = if hole < 0 { end } else { hole };
+            Err(Errno::NXIO) => break,
+            Err(err) => return Err(Error::io(format!("seek data in {}", from.display()), err.into())),
+        };
+        let hole = seek(&src, SeekFrom::Hole(data)).unwrap_or(len);
         let mut at = data;
         while at < hole {
             let n = ((hole - at) as usize).min(buf.len());
-            src.read_exact_at(&mut buf[..n], at as u64)
+            src.read_exact_at(&mut buf[..n], at)
                 .ctx(|| format!("read {}", from.display()))?;
-            dst.write_all_at(&buf[..n], at as u64)
+            dst.write_all_at(&buf[..n], at)
                 .ctx(|| format!("write {}", to.display()))?;
-            at += n as i64;
+            at += n as u64;
         }
         pos = hole;
     }
@@ -267,20 +264,11 @@ fn mount_ext4(device: &Path, target: &Path) -> Result<()> {
             .map_err(|_| Error::io("mount path contains NUL", io::ErrorKind::InvalidInput.into()))
     };
     let (source, dest) = (c(device)?, c(target)?);
-    // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            dest.as_ptr(),
-            c"ext4".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME,
-            c"errors=remount-ro".as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOATIME;
+    if let Err(err) = rustix::mount::mount(source.as_c_str(), dest.as_c_str(), c"ext4", flags, c"errors=remount-ro") {
         return Err(Error::io(
             format!("mount the sandbox disk {} on {}", device.display(), target.display()),
-            io::Error::last_os_error(),
+            err.into(),
         ));
     }
     Ok(())
@@ -290,16 +278,9 @@ fn mount_ext4(device: &Path, target: &Path) -> Result<()> {
 pub fn free_bytes(dir: &Path) -> Result<u64> {
     let c = CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| Error::io("path contains NUL", io::ErrorKind::InvalidInput.into()))?;
-    // SAFETY: statvfs fills the struct we pass; all-zero is a valid initial value.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `st` outlives the call.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(Error::io(
-            format!("statvfs {}", dir.display()),
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    let st =
+        rustix::fs::statvfs(c.as_c_str()).map_err(|err| Error::io(format!("statvfs {}", dir.display()), err.into()))?;
+    Ok(st.f_bavail * st.f_frsize)
 }
 
 #[cfg(test)]

@@ -20,10 +20,15 @@ use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use rustix::fs::{Gid, Mode, OFlags, Uid};
+use rustix::io::{Errno, FdFlags};
+use rustix::mount::{MountPropagationFlags, UnmountFlags, mount_bind, mount_change, unmount};
+use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 use super::seccomp::SeccompFilters;
 use crate::error::{Error, IoContext, Result};
@@ -182,70 +187,51 @@ impl SpawnSpec {
             c(&self.sandboxes_dir)?,
             c(self.netns.parent().unwrap_or(Path::new("/run/netns")))?,
         ];
-        let (uid, gid) = (self.uid, self.gid);
+        let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // system calls on data prepared before the fork; it allocates nothing.
+        // system calls on data prepared before the fork; it allocates nothing (rustix takes the
+        // `&CStr` paths as they are). The raw descriptors it borrows (the network namespace, the
+        // pipes) are owned by the returned `Prepared`, which keeps them open until the spawn.
         unsafe {
             cmd.pre_exec(move || {
                 // The pipes are close-on-exec like every descriptor we open; bwrap needs them.
                 for fd in std::iter::once(options_fd).chain(seccomp_fds.iter().copied()) {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
+                    rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(fd), FdFlags::empty())?;
                 }
-                if libc::setns(netns_fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                rustix::thread::move_into_link_name_space(
+                    BorrowedFd::borrow_raw(netns_fd),
+                    Some(LinkNameSpaceType::Network),
+                )?;
                 for path in &procs {
-                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
+                    let fd = rustix::fs::open(path.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
                     // "0" means the writing process itself, in v1 and v2 alike.
-                    let rc = libc::write(fd, b"0".as_ptr().cast(), 1);
-                    libc::close(fd);
-                    if rc != 1 {
-                        return Err(io::Error::last_os_error());
+                    if rustix::io::write(&fd, b"0")? != 1 {
+                        return Err(io::ErrorKind::WriteZero.into());
                     }
                 }
                 // A private copy of the host's mount table: nothing done below propagates
                 // back (an unmount in a shared peer group would otherwise reach the host).
-                if libc::unshare(libc::CLONE_NEWNS) != 0
-                    || libc::mount(
-                        std::ptr::null(),
-                        c"/".as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_REC | libc::MS_PRIVATE,
-                        std::ptr::null(),
-                    ) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
+                // (unshare_unsafe: the child is single-threaded, so no other thread shares the
+                // mount namespace or the fs state it replaces.)
+                rustix::thread::unshare_unsafe(UnshareFlags::NEWNS)?;
+                mount_change(c"/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)?;
                 for (src, dst) in &binds {
-                    if libc::mount(
-                        src.as_ptr(),
-                        dst.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND,
-                        std::ptr::null(),
-                    ) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
+                    mount_bind(src.as_c_str(), dst.as_c_str())?;
                 }
                 for path in &detach {
                     // EINVAL: not a mount point (e.g. the sandboxes dir could not be made one);
                     // bwrap is then merely slower.
-                    if libc::umount2(path.as_ptr(), libc::MNT_DETACH) != 0 {
-                        let err = io::Error::last_os_error();
-                        if !matches!(err.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) {
-                            return Err(err);
-                        }
+                    match unmount(path.as_c_str(), UnmountFlags::DETACH) {
+                        Ok(()) | Err(Errno::INVAL | Errno::NOENT) => {}
+                        Err(err) => return Err(err.into()),
                     }
                 }
-                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                // Groups, then gid, then uid: setgroups and setgid need the root powers setuid
+                // gives up. The child is single-threaded, so the per-thread calls (the raw
+                // system calls) change the whole process.
+                rustix::thread::set_thread_groups(&[])?;
+                rustix::thread::set_thread_gid(gid)?;
+                rustix::thread::set_thread_uid(uid)?;
                 Ok(())
             });
         }

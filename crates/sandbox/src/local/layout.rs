@@ -12,6 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use rustix::mount::{MountFlags, UnmountFlags};
+
 use super::disk;
 use crate::error::{Error, IoContext, Result};
 
@@ -133,24 +135,19 @@ pub(super) fn mount_overlay(lower: &Path, dirs: &Dirs) -> Result<()> {
         .map_err(|_| Error::io("mount path contains NUL", io::ErrorKind::InvalidInput.into()))?;
     let data = CString::new(opts.clone())
         .map_err(|_| Error::io("mount options contain NUL", io::ErrorKind::InvalidInput.into()))?;
-    // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::mount(
-            c"overlay".as_ptr(),
-            target.as_ptr(),
-            c"overlay".as_ptr(),
-            0,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        let err = io::Error::last_os_error();
+    if let Err(err) = rustix::mount::mount(
+        c"overlay",
+        target.as_c_str(),
+        c"overlay",
+        MountFlags::empty(),
+        data.as_c_str(),
+    ) {
         return Err(Error::io(
             format!(
                 "mount overlay on {} ({opts}); overlayfs needs root and a kernel with overlay support",
                 dirs.merged.display()
             ),
-            err,
+            io::Error::from(err),
         ));
     }
     Ok(())
@@ -162,14 +159,10 @@ fn unmount(path: &Path) -> Result<()> {
     }
     let target = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| Error::io("mount path contains NUL", io::ErrorKind::InvalidInput.into()))?;
-    // SAFETY: umount2(2) with a NUL-terminated path. MNT_DETACH: sandbox mount namespaces that
-    // are still being torn down may hold it for a moment; the host view goes away now.
-    let rc = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-    if rc != 0 {
-        return Err(Error::io(
-            format!("unmount {}", path.display()),
-            io::Error::last_os_error(),
-        ));
+    // MNT_DETACH: sandbox mount namespaces that are still being torn down may hold it for a
+    // moment; the host view goes away now.
+    if let Err(err) = rustix::mount::unmount(target.as_c_str(), UnmountFlags::DETACH) {
+        return Err(Error::io(format!("unmount {}", path.display()), io::Error::from(err)));
     }
     Ok(())
 }

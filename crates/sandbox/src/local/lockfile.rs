@@ -2,37 +2,28 @@
 //! or dies, so a crash never leaves one behind.
 
 use std::fs::{File, OpenOptions};
-use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
+
+use rustix::fs::{FlockOperation, flock};
+use rustix::io::Errno;
 
 use crate::error::{Error, IoContext, Result};
 
 /// Takes the lock on `path` (creating the file) if nobody holds it; `None` when someone does.
 pub fn try_lock(path: &Path) -> Result<Option<File>> {
     let file = open(path)?;
-    // SAFETY: flock(2) on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(Some(file));
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(None)
-    } else {
-        Err(Error::io(format!("lock {}", path.display()), err))
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(Errno::WOULDBLOCK) => Ok(None),
+        Err(err) => Err(Error::io(format!("lock {}", path.display()), err.into())),
     }
 }
 
 /// Takes the lock on `path` (creating the file), waiting while someone else holds it.
 pub fn lock(path: &Path) -> Result<File> {
     let file = open(path)?;
-    // SAFETY: flock(2) on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(Error::io(
-            format!("lock {}", path.display()),
-            io::Error::last_os_error(),
-        ));
-    }
+    flock(&file, FlockOperation::LockExclusive)
+        .map_err(|err| Error::io(format!("lock {}", path.display()), err.into()))?;
     Ok(file)
 }
 

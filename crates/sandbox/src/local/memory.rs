@@ -22,13 +22,7 @@ const SAMPLE_TTL: Duration = Duration::from_secs(1);
 
 /// Half of the machine's RAM: the default budget.
 pub fn half_of_machine_memory() -> u64 {
-    // SAFETY: sysinfo fills the struct we pass; all-zero is a valid initial value.
-    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
-    // SAFETY: `info` outlives the call.
-    if unsafe { libc::sysinfo(&mut info) } != 0 {
-        // Unknown machine size: a budget that never binds beats one that unloads at random.
-        return u64::MAX;
-    }
+    let info = rustix::system::sysinfo();
     (info.totalram as u64).saturating_mul(info.mem_unit as u64) / 2
 }
 

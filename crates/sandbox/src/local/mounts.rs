@@ -15,6 +15,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use rustix::mount::{MountPropagationFlags, UnmountFlags, mount_bind, mount_change, unmount};
+
 /// Whether `<data_dir>/sandboxes` is a mount point of ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -65,35 +67,11 @@ impl SandboxesMount {
         }
         let c = cstring(&self.dir)?;
         if !at {
-            // SAFETY: mount(2) with a NUL-terminated path that outlives the call.
-            if unsafe {
-                libc::mount(
-                    c.as_ptr(),
-                    c.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                )
-            } != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
+            mount_bind(c.as_c_str(), c.as_c_str())?;
         }
         // Private: were it shared with its parent's peer group, every overlay mounted beneath
         // it would be propagated to (and so doubled in) the underlying directory.
-        // SAFETY: as above.
-        if unsafe {
-            libc::mount(
-                std::ptr::null(),
-                c.as_ptr(),
-                std::ptr::null(),
-                libc::MS_PRIVATE,
-                std::ptr::null(),
-            )
-        } != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+        mount_change(c.as_c_str(), MountPropagationFlags::PRIVATE)?;
         Ok(State::Bound)
     }
 
@@ -123,16 +101,14 @@ impl SandboxesMount {
         let Ok(c) = cstring(&self.dir) else { return };
         // Not MNT_DETACH: with an overlay still mounted beneath (or anything open in it) this
         // fails with EBUSY and everything stays as it is.
-        // SAFETY: umount2(2) with a NUL-terminated path.
-        if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        if unmount(c.as_c_str(), UnmountFlags::empty()).is_ok() {
             *state = State::Unchecked;
             return;
         }
         // EBUSY with nothing mounted beneath: a sandbox's detached overlay is still referenced
         // by its dying processes. The bind itself hides nothing, so detaching it is safe.
         if matches!(mounts_at_or_beneath(&self.dir), Ok((true, false)))
-            // SAFETY: as above.
-            && unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0
+            && unmount(c.as_c_str(), UnmountFlags::DETACH).is_ok()
         {
             *state = State::Unchecked;
         }

@@ -8,31 +8,21 @@
 //! window between check and use. A lexical pass before that gives clearer errors for the
 //! common cases (`..`, absolute paths elsewhere).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, ResolveFlags, Uid};
+use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 use crate::provider::{EntryInfo, EntryKind, PROJECT_DIR};
 
 /// Largest file `read_file` returns; bigger ones would be a memory hazard for the caller.
 pub const MAX_READ_BYTES: u64 = 64 * 1024 * 1024;
-
-/// `struct open_how` of openat2(2); spelled out here so we do not depend on libc exposing it.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-/// Fail when resolution would leave the directory the lookup starts from.
-const RESOLVE_BENEATH: u64 = 0x08;
-/// Refuse /proc magic links, which could otherwise jump anywhere.
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 
 /// A path inside the project, split into its normal components.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,30 +122,30 @@ struct Created {
 /// An open descriptor of a project root (the sandbox's merged overlay directory).
 pub struct ProjectRoot {
     fd: OwnedFd,
-    uid: u32,
-    gid: u32,
+    uid: Uid,
+    gid: Gid,
 }
 
 impl ProjectRoot {
     /// Opens `dir` (the sandbox's merged directory); new files and directories get `uid:gid`.
     pub fn open(dir: &Path, uid: u32, gid: u32) -> Result<Self> {
         let c = cstring(dir.as_os_str().as_bytes())?;
-        // SAFETY: plain open(2) on a NUL-terminated path; the result is checked below.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(Error::io(
-                format!("open project root {}", dir.display()),
-                io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: fd was just returned by open(2) and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(ProjectRoot { fd, uid, gid })
+        let fd = rustix::fs::open(
+            c.as_c_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|err| Error::io(format!("open project root {}", dir.display()), err.into()))?;
+        Ok(ProjectRoot {
+            fd,
+            uid: Uid::from_raw(uid),
+            gid: Gid::from_raw(gid),
+        })
     }
 
-    fn open_beneath(&self, path: &ProjectPath, flags: i32, mode: u32) -> Result<OwnedFd> {
+    fn open_beneath(&self, path: &ProjectPath, flags: OFlags, mode: Mode) -> Result<OwnedFd> {
         let rel = cstring(path.relative().as_bytes())?;
-        openat2(self.fd.as_raw_fd(), &rel, flags, mode).map_err(|e| map_err(path, e))
+        openat2(&self.fd, &rel, flags, mode).map_err(|e| map_err(path, e.into()))
     }
 
     /// Writes `contents` to `path`, creating parent directories; everything created is owned by
@@ -180,18 +170,17 @@ impl ProjectRoot {
     fn write_creating(&self, path: &ProjectPath, contents: &[u8], created: &mut Created) -> Result<()> {
         self.ensure_dirs(&path.prefix(path.components.len() - 1), &mut created.dirs)?;
         // O_NONBLOCK: opening a FIFO planted by sandbox code must fail instead of hanging us.
-        let flags = libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NONBLOCK;
+        let flags = OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let mode = Mode::from_raw_mode(0o644);
         // O_EXCL first, to know whether this write made the file (and so may remove it again).
         let rel = cstring(path.relative().as_bytes())?;
-        let fd = match openat2(self.fd.as_raw_fd(), &rel, flags | libc::O_CREAT | libc::O_EXCL, 0o644) {
+        let fd = match openat2(&self.fd, &rel, flags | OFlags::CREATE | OFlags::EXCL, mode) {
             Ok(fd) => {
                 created.file = true;
                 fd
             }
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                self.open_beneath(path, flags | libc::O_CREAT, 0o644)?
-            }
-            Err(e) => return Err(map_err(path, e)),
+            Err(Errno::EXIST) => self.open_beneath(path, flags | OFlags::CREATE, mode)?,
+            Err(e) => return Err(map_err(path, e.into())),
         };
         let mut file = File::from(fd);
         let meta = file.metadata().map_err(|e| map_err(path, e))?;
@@ -207,31 +196,30 @@ impl ProjectRoot {
         // write time, so no fsync is needed to learn of it (one cost a journal commit through
         // the loop device on every file the agent wrote).
         file.write_all(contents).map_err(|e| map_err(path, e))?;
-        fchown(file.as_raw_fd(), self.uid, self.gid).map_err(|e| map_err(path, e))?;
+        rustix::fs::fchown(&file, Some(self.uid), Some(self.gid)).map_err(|e| map_err(path, e.into()))?;
         Ok(())
     }
 
     /// Removes what a failed write created: its file, then its directories, deepest first.
     /// Best effort: a directory that sandbox code has meanwhile put something into stays.
     fn undo(&self, path: &ProjectPath, created: &Created) {
-        let dir_flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
-        let remove = |target: &ProjectPath, flags: i32| {
+        let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let remove = |target: &ProjectPath, flags: AtFlags| {
             let len = target.components.len();
-            let Ok(parent) = self.open_beneath(&target.prefix(len - 1), dir_flags, 0) else {
+            let Ok(parent) = self.open_beneath(&target.prefix(len - 1), dir_flags, Mode::empty()) else {
                 return;
             };
             let Ok(name) = cstring(target.components[len - 1].as_bytes()) else {
                 return;
             };
-            // SAFETY: unlinkat on a directory fd we hold and a single NUL-terminated name, which
-            // cannot traverse anything.
-            unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), flags) };
+            // Relative to a directory fd we hold, a single name cannot traverse anything.
+            let _ = rustix::fs::unlinkat(&parent, name.as_c_str(), flags);
         };
         if created.file {
-            remove(path, 0);
+            remove(path, AtFlags::empty());
         }
         for &len in created.dirs.iter().rev() {
-            remove(&path.prefix(len), libc::AT_REMOVEDIR);
+            remove(&path.prefix(len), AtFlags::REMOVEDIR);
         }
     }
 
@@ -239,48 +227,40 @@ impl ProjectRoot {
     /// out of the root: every step is re-resolved from the root with `RESOLVE_BENEATH`. The
     /// prefix lengths of the directories it made are pushed to `created`.
     fn ensure_dirs(&self, dir: &ProjectPath, created: &mut Vec<usize>) -> Result<()> {
-        let dir_flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+        let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         for len in 1..=dir.components.len() {
             let prefix = dir.prefix(len);
-            match self.open_beneath(&prefix, dir_flags, 0) {
+            match self.open_beneath(&prefix, dir_flags, Mode::empty()) {
                 Ok(_) => continue,
                 Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
-            let parent = self.open_beneath(&dir.prefix(len - 1), dir_flags, 0)?;
+            let parent = self.open_beneath(&dir.prefix(len - 1), dir_flags, Mode::empty())?;
             let name = cstring(dir.components[len - 1].as_bytes())?;
-            // SAFETY: mkdirat/fchownat on a valid directory fd and a single NUL-terminated name;
-            // a single name cannot traverse anything, so this cannot leave the root.
-            let rc = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) };
-            if rc != 0 {
-                let err = io::Error::last_os_error();
-                if err.raw_os_error() != Some(libc::EEXIST) {
-                    return Err(map_err(&prefix, err));
-                }
+            // mkdirat/fchownat relative to a directory fd we hold: a single name cannot
+            // traverse anything, so this cannot leave the root.
+            match rustix::fs::mkdirat(&parent, name.as_c_str(), Mode::from_raw_mode(0o755)) {
+                Ok(()) => {}
                 // Lost a race with sandbox code creating it: fine, re-resolved next round.
-                continue;
+                Err(Errno::EXIST) => continue,
+                Err(err) => return Err(map_err(&prefix, err.into())),
             }
             created.push(len);
-            // SAFETY: as above.
-            let rc = unsafe {
-                libc::fchownat(
-                    parent.as_raw_fd(),
-                    name.as_ptr(),
-                    self.uid,
-                    self.gid,
-                    libc::AT_SYMLINK_NOFOLLOW,
-                )
-            };
-            if rc != 0 {
-                return Err(map_err(&prefix, io::Error::last_os_error()));
-            }
+            rustix::fs::chownat(
+                &parent,
+                name.as_c_str(),
+                Some(self.uid),
+                Some(self.gid),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|err| map_err(&prefix, err.into()))?;
         }
         Ok(())
     }
 
     /// Reads a regular file of at most [`MAX_READ_BYTES`].
     pub fn read_file(&self, path: &ProjectPath) -> Result<Vec<u8>> {
-        let fd = self.open_beneath(path, libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK, 0)?;
+        let fd = self.open_beneath(path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty())?;
         let mut file = File::from(fd);
         let meta = file.metadata().map_err(|e| map_err(path, e))?;
         if meta.is_dir() {
@@ -319,7 +299,7 @@ impl ProjectRoot {
     }
 
     fn list_into(&self, dir: &ProjectPath, depth: u32, out: &mut Vec<EntryInfo>) -> Result<()> {
-        let fd = self.open_beneath(dir, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)?;
+        let fd = self.open_beneath(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
         // Reading through /proc/self/fd keeps us on the descriptor resolved beneath the root.
         let proc_path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
         let entries = std::fs::read_dir(&proc_path).map_err(|e| map_err(dir, e))?;
@@ -369,73 +349,53 @@ fn cstring(bytes: &[u8]) -> Result<CString> {
     })
 }
 
-fn openat2(dirfd: RawFd, path: &CString, flags: i32, mode: u32) -> io::Result<OwnedFd> {
-    let how = OpenHow {
-        flags: flags as u64,
-        mode: if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 },
-        resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+/// openat2(2) of `path` beneath `dir`: resolution may not leave `dir` (`RESOLVE_BENEATH`) nor
+/// go through /proc magic links, which could otherwise jump anywhere (`RESOLVE_NO_MAGICLINKS`).
+fn openat2(dir: &OwnedFd, path: &CStr, flags: OFlags, mode: Mode) -> rustix::io::Result<OwnedFd> {
+    // The kernel refuses a mode without O_CREAT.
+    let mode = if flags.contains(OFlags::CREATE) {
+        mode
+    } else {
+        Mode::empty()
     };
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
     // The kernel answers EAGAIN when a concurrent rename might have let `..` escape; retrying
     // is the documented remedy. Bounded so a hostile rename loop cannot pin us here.
     for _ in 0..64 {
-        // SAFETY: openat2 with a valid dirfd, NUL-terminated path and a correctly sized open_how.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd,
-                path.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if rc >= 0 {
-            // SAFETY: a non-negative return is a new descriptor we own.
-            return Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) });
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
-            _ => return Err(err),
+        match rustix::fs::openat2(dir, path, flags, mode, resolve) {
+            Err(Errno::AGAIN | Errno::INTR) => continue,
+            result => return result,
         }
     }
-    Err(io::Error::from_raw_os_error(libc::EAGAIN))
-}
-
-fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
-    // SAFETY: fchown on a descriptor we hold.
-    if unsafe { libc::fchown(fd, uid, gid) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Err(Errno::AGAIN)
 }
 
 /// Turns errno values into the errors callers act on.
 fn map_err(path: &ProjectPath, err: io::Error) -> Error {
     let p = || path.original.clone();
-    match err.raw_os_error() {
-        Some(libc::EXDEV) => Error::PathEscape {
+    match Errno::from_io_error(&err) {
+        Some(Errno::XDEV) => Error::PathEscape {
             path: p(),
             reason: "a symlink in it points outside the project".into(),
         },
-        Some(libc::ELOOP) => Error::PathEscape {
+        Some(Errno::LOOP) => Error::PathEscape {
             path: p(),
             reason: "it goes through a symlink loop or a link that leaves the project".into(),
         },
-        Some(libc::ENOENT) => Error::NotFound { path: p() },
-        Some(libc::ENOTDIR) => Error::WrongKind {
+        Some(Errno::NOENT) => Error::NotFound { path: p() },
+        Some(Errno::NOTDIR) => Error::WrongKind {
             path: p(),
             reason: "a parent of it is not a directory".into(),
         },
-        Some(libc::EISDIR) => Error::WrongKind {
+        Some(Errno::ISDIR) => Error::WrongKind {
             path: p(),
             reason: "is a directory".into(),
         },
-        Some(libc::ENXIO) => Error::WrongKind {
+        Some(Errno::NXIO) => Error::WrongKind {
             path: p(),
             reason: "is a FIFO or device, not a regular file".into(),
         },
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::DiskFull { path: p() },
+        Some(Errno::NOSPC) | Some(Errno::DQUOT) => Error::DiskFull { path: p() },
         _ => Error::io(format!("access {:?} in the project", path.original), err),
     }
 }
@@ -478,8 +438,7 @@ mod tests {
     }
 
     fn own_ids() -> (u32, u32) {
-        // SAFETY: getuid/getgid cannot fail.
-        unsafe { (libc::getuid(), libc::getgid()) }
+        (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw())
     }
 
     #[test]
@@ -510,29 +469,19 @@ mod tests {
 
     #[test]
     fn a_write_that_fills_the_disk_leaves_nothing_behind() {
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
+        if !rustix::process::geteuid().is_root() {
             eprintln!("skipped: mounting a small tmpfs needs root");
             return;
         }
         let dir = tempfile::tempdir().unwrap();
         let target = cstring(dir.path().as_os_str().as_bytes()).unwrap();
-        // SAFETY: mount(2) with NUL-terminated strings; checked below.
-        let rc = unsafe {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                c"size=64k".as_ptr().cast(),
-            )
-        };
-        assert_eq!(rc, 0, "mount a tmpfs: {}", io::Error::last_os_error());
+        let flags = rustix::mount::MountFlags::empty();
+        rustix::mount::mount(c"tmpfs", target.as_c_str(), c"tmpfs", flags, c"size=64k")
+            .unwrap_or_else(|e| panic!("mount a tmpfs: {}", io::Error::from(e)));
         struct Unmount(CString);
         impl Drop for Unmount {
             fn drop(&mut self) {
-                // SAFETY: umount2 of the path mounted above.
-                unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+                let _ = rustix::mount::unmount(self.0.as_c_str(), rustix::mount::UnmountFlags::DETACH);
             }
         }
         let _unmount = Unmount(target);
@@ -557,8 +506,7 @@ mod tests {
         std::os::unix::fs::symlink("..", root.join("up")).unwrap();
         std::fs::create_dir(root.join("inside")).unwrap();
         std::os::unix::fs::symlink("inside", root.join("ok")).unwrap();
-        let uid = unsafe { libc::getuid() };
-        let gid = unsafe { libc::getgid() };
+        let (uid, gid) = own_ids();
         let r = ProjectRoot::open(&root, uid, gid).unwrap();
         for p in ["rel", "abs", "up/secret"] {
             let path = ProjectPath::parse(p).unwrap();

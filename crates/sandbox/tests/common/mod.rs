@@ -18,10 +18,8 @@ pub struct Env {
 }
 
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+    assert!(
+        rustix::process::geteuid().is_root(),
         "the sandbox tests create namespaces, mounts and cgroups and must run as root (they do in CI)"
     );
 }
