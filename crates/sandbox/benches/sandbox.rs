@@ -60,6 +60,32 @@ async fn load(
     ((per * concurrency) as f64 / secs, bytes as f64 / secs / 1e6)
 }
 
+/// Creates and kills `n` sandboxes one after another and prints create and kill p50/p99.
+async fn create_and_kill(provider: &LocalProvider, n: usize, label: &str) {
+    let (mut create, mut kill) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        let info = provider
+            .create("static", CreateOptions::default())
+            .await
+            .expect("create");
+        create.push(t.elapsed());
+        let t = Instant::now();
+        provider.kill(&info.id).await.expect("kill");
+        kill.push(t.elapsed());
+    }
+    println!(
+        "sandbox create{label}   n={n}  p50 {}  p99 {}",
+        ms(pct(&mut create, 0.5)),
+        ms(pct(&mut create, 0.99))
+    );
+    println!(
+        "sandbox kill{label}     n={n}  p50 {}  p99 {}",
+        ms(pct(&mut kill, 0.5)),
+        ms(pct(&mut kill, 0.99))
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // SAFETY: geteuid has no preconditions.
@@ -76,30 +102,19 @@ async fn main() {
         .expect("provider");
     provider.ensure_static_template().await.expect("static template");
 
-    // Sandbox create (and kill).
+    // Sandbox create (and kill), with the default disk quota, then without one.
     let n = 30;
-    let (mut create, mut kill) = (Vec::new(), Vec::new());
-    for _ in 0..n {
-        let t = Instant::now();
-        let info = provider
-            .create("static", CreateOptions::default())
-            .await
-            .expect("create");
-        create.push(t.elapsed());
-        let t = Instant::now();
-        provider.kill(&info.id).await.expect("kill");
-        kill.push(t.elapsed());
-    }
-    println!(
-        "sandbox create   n={n}  p50 {}  p99 {}",
-        ms(pct(&mut create, 0.5)),
-        ms(pct(&mut create, 0.99))
-    );
-    println!(
-        "sandbox kill     n={n}  p50 {}  p99 {}",
-        ms(pct(&mut kill, 0.5)),
-        ms(pct(&mut kill, 0.99))
-    );
+    create_and_kill(&provider, n, "").await;
+    let no_quota_dir = tempfile::Builder::new()
+        .prefix("forgeai-sbx-bench-")
+        .tempdir()
+        .expect("tempdir");
+    let mut no_quota = LocalConfig::new(no_quota_dir.path());
+    no_quota.disk_bytes = None;
+    let no_quota = LocalProvider::new(no_quota).await.expect("provider");
+    no_quota.ensure_static_template().await.expect("static template");
+    create_and_kill(&no_quota, n, " (no disk quota)").await;
+    no_quota.shutdown().await;
 
     // Command round trip vs plain spawn.
     let id = provider
