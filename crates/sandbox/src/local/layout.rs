@@ -64,11 +64,11 @@ impl Dirs {
 
     /// Mounts the quota filesystem (if any and not mounted yet) and makes the writable
     /// directories on it that are missing.
-    pub fn mount_writable(&self, uid: u32, gid: u32) -> Result<()> {
+    pub fn mount_writable(&self, uid: u32, gid: u32, never_mounted: bool) -> Result<()> {
         if let Some((image, mount_point)) = &self.disk
             && !is_mounted(mount_point)
         {
-            disk::mount_image(image, mount_point)?;
+            disk::mount_image(image, mount_point, never_mounted)?;
             // The root of a fresh ext4 is 0755 root; the sandbox user only needs to pass.
             std::fs::set_permissions(mount_point, std::fs::Permissions::from_mode(0o711))
                 .ctx(|| format!("chmod {}", mount_point.display()))?;

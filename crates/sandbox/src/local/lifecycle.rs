@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -129,6 +129,7 @@ impl Inner {
                 live: None,
             }),
             memory_sample: Mutex::new(None),
+            disk_never_mounted: AtomicBool::new(false),
         });
         slots.insert(id.to_string(), slot.clone());
         Ok(slot)
@@ -183,13 +184,14 @@ impl Inner {
         let limits = self.cfg.limits.clone();
         let short = slot.short().to_string();
         let (uid, gid) = (self.cfg.uid, self.cfg.gid);
+        let never_mounted = slot.disk_never_mounted.swap(false, Ordering::Relaxed);
         let net = {
             let cgroup = cgroup.clone();
             let network = self.net.clone();
             let sandboxes_mount = self.sandboxes_mount.clone();
             blocking(move || {
                 sandboxes_mount.ensure();
-                dirs.mount_writable(uid, gid)?;
+                dirs.mount_writable(uid, gid, never_mounted)?;
                 layout::mount_overlay(&lower, &dirs)?;
                 // Leftover processes of a previous run (forgeai restarted without a reboot).
                 if cgroup.exists() {

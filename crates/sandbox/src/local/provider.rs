@@ -228,7 +228,7 @@ impl LocalProvider {
         let dest = dest.to_path_buf();
         blocking(move || {
             // The writable layer is on the sandbox's own disk, unmounted with the rest.
-            dirs.mount_writable(uid, gid)?;
+            dirs.mount_writable(uid, gid, false)?;
             let upper = &dirs.upper;
             let moved = match std::fs::rename(upper, &dest) {
                 // The sandbox disk, or the sandboxes directory as its own mount point (see
@@ -337,6 +337,8 @@ impl SandboxProvider for LocalProvider {
             return Err(e);
         }
         let slot = inner.slot(&id)?;
+        slot.disk_never_mounted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         match inner.ensure_running(&slot).await {
             Ok(h) => drop(h.guard),
             Err(e) => {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,9 @@ pub(super) struct Slot {
     pub(super) activity: Mutex<Activity>,
     /// The last reading of its memory and when it was taken (see [`memory`]).
     pub(super) memory_sample: Mutex<Option<(Instant, u64)>>,
+    /// Set by `create` for a disk image just copied from the blank one: its first start need
+    /// not look for an earlier filesystem of it still going away.
+    pub(super) disk_never_mounted: AtomicBool,
 }
 
 impl Slot {
