@@ -22,9 +22,12 @@ const DEV_SERVER_PORT: u16 = 3000;
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a dev server that is not listening (it is starting or restarting) is waited for.
 const DEV_SERVER_START_WAIT: Duration = Duration::from_secs(60);
-/// curl's exit codes for "could not connect" and "timed out".
-const CURL_COULD_NOT_CONNECT: i32 = 7;
-const CURL_TIMED_OUT: i32 = 28;
+
+/// The client of route checks, shared: building one loads the TLS roots.
+fn route_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(reqwest::Client::new);
+    &CLIENT
+}
 
 fn workspace_error(error: SandboxError) -> WorkspaceError {
     match error {
@@ -86,46 +89,61 @@ impl ProjectWorkspace for SandboxWorkspace {
         String::from_utf8(bytes).map_err(|_| WorkspaceError::Failed(format!("`{path}` is not a text file")))
     }
 
-    /// curl inside the sandbox: the one way to the dev server every provider offers.
+    /// A GET from the host to the sandbox's dev server, where the provider says the port is
+    /// reached (the sandbox's own address, or a cloud provider's proxy); the sandbox is resumed
+    /// first if it was paused. (Running curl inside the sandbox cost a sandboxed process per
+    /// check, the largest share of CPU when many projects run at once.)
     async fn fetch_route(&self, route: &str) -> Result<RouteResponse, WorkspaceError> {
-        let url = format!("http://127.0.0.1:{DEV_SERVER_PORT}{}", encode_route(route));
-        let command = format!(
-            "curl -sS --globoff --max-time {} -w '\\n%{{http_code}}' '{url}'",
-            ROUTE_TIMEOUT.as_secs()
-        );
-        let options = CommandOptions::default().with_timeout(ROUTE_TIMEOUT + Duration::from_secs(10));
+        let failed = |failure: String| RouteResponse {
+            status: None,
+            body: String::new(),
+            failure: Some(failure),
+        };
         let deadline = tokio::time::Instant::now() + DEV_SERVER_START_WAIT;
         loop {
-            let result = self
+            let upstream = self
                 .sandboxes
-                .run_command(&self.sandbox_id, &command, options.clone())
+                .upstream(&self.sandbox_id, DEV_SERVER_PORT)
                 .await
                 .map_err(workspace_error)?;
-            if result.exit_code == CURL_COULD_NOT_CONNECT && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+            let mut request = route_client()
+                .get(format!("{}{}", upstream.origin, encode_route(route)))
+                .headers(upstream.headers.clone())
+                .timeout(ROUTE_TIMEOUT);
+            if let Some(host) = &upstream.host {
+                request = request.header(reqwest::header::HOST, host);
             }
-            if result.exit_code != 0 {
-                let failure = match result.exit_code {
-                    CURL_COULD_NOT_CONNECT => format!(
-                        "nothing listens on port {DEV_SERVER_PORT} after {}s",
-                        DEV_SERVER_START_WAIT.as_secs()
-                    ),
-                    CURL_TIMED_OUT => format!("no answer within {}s", ROUTE_TIMEOUT.as_secs()),
-                    code => format!("curl exited with {code}: {}", result.stderr.trim()),
-                };
-                return Ok(RouteResponse {
-                    status: None,
-                    body: String::new(),
-                    failure: Some(failure),
-                });
+            match request.send().await {
+                // A cloud provider's proxy answers 502 while nothing listens on the port yet.
+                Ok(response) if upstream.is_remote() && response.status() == reqwest::StatusCode::BAD_GATEWAY => {}
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    return match response.bytes().await {
+                        Ok(body) => Ok(RouteResponse {
+                            status: Some(status),
+                            body: String::from_utf8_lossy(&body).into_owned(),
+                            failure: None,
+                        }),
+                        Err(e) if e.is_timeout() => {
+                            Ok(failed(format!("no answer within {}s", ROUTE_TIMEOUT.as_secs())))
+                        }
+                        Err(e) => Ok(failed(format!("the answer broke off: {e}"))),
+                    };
+                }
+                Err(e) if e.is_connect() => {}
+                Err(e) if e.is_timeout() => {
+                    return Ok(failed(format!("no answer within {}s", ROUTE_TIMEOUT.as_secs())));
+                }
+                Err(e) => return Ok(failed(format!("the request failed: {e}"))),
             }
-            let (body, status) = result.stdout.rsplit_once('\n').unwrap_or(("", &result.stdout));
-            return Ok(RouteResponse {
-                status: status.trim().parse().ok(),
-                body: body.to_owned(),
-                failure: None,
-            });
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(failed(format!(
+                    "nothing listens on port {DEV_SERVER_PORT} after {}s",
+                    DEV_SERVER_START_WAIT.as_secs()
+                )));
+            }
+            drop(upstream);
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::preview::PreviewTarget;
 
 /// The project directory inside every sandbox; relative file paths and commands start here.
 pub const PROJECT_DIR: &str = "/home/user/project";
@@ -166,8 +167,11 @@ pub struct DevServerOutput {
 ///
 /// Methods take the sandbox id rather than living on a sandbox object so the trait stays
 /// object-safe and cheap to share; [`Sandbox`] wraps an id and a provider for E2B-like ergonomics.
+///
+/// Every provider is also a [`PreviewTarget`]: its sandboxes' ports can be reached from the
+/// host (the preview proxy, the agent's route checks).
 #[async_trait]
-pub trait SandboxProvider: Send + Sync {
+pub trait SandboxProvider: PreviewTarget + Send + Sync {
     /// Creates a sandbox from `template` and starts the template's dev server.
     async fn create(&self, template: &str, options: CreateOptions) -> Result<SandboxInfo>;
 
