@@ -1,6 +1,7 @@
 //! Benchmarks of the local sandbox provider (root required; prints figures, asserts nothing):
-//! sandbox create p50/p99, command round trip vs a plain process spawn, and preview proxy
-//! throughput vs a direct connection to the sandbox's dev server.
+//! sandbox create p50/p99 one after another and 200 at once, command round trip vs a plain
+//! process spawn, and preview proxy throughput vs a direct connection to the sandbox's dev
+//! server.
 //!
 //! Run: `cargo bench -p forgeai-sandbox --bench sandbox`.
 
@@ -86,6 +87,48 @@ async fn create_and_kill(provider: &LocalProvider, n: usize, label: &str) {
     );
 }
 
+/// Creates `n` sandboxes at once (as many projects prompted together do), prints when the last
+/// was created and the p50/p99 of one create among them, then kills them all.
+async fn create_at_once(provider: &LocalProvider, n: usize) {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let info = provider
+                    .create("static", CreateOptions::default())
+                    .await
+                    .expect("create");
+                (info.id, t.elapsed())
+            })
+        })
+        .collect();
+    let (mut ids, mut create) = (Vec::new(), Vec::new());
+    for task in tasks {
+        let (id, took) = task.await.expect("create task");
+        ids.push(id);
+        create.push(took);
+    }
+    let all = started.elapsed();
+    println!(
+        "{n} sandboxes created at once: all in {:.2} s, one create p50 {}  p99 {}",
+        all.as_secs_f64(),
+        ms(pct(&mut create, 0.5)),
+        ms(pct(&mut create, 0.99))
+    );
+    let kills: Vec<_> = ids
+        .into_iter()
+        .map(|id| {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.kill(&id).await.expect("kill") })
+        })
+        .collect();
+    for kill in kills {
+        kill.await.expect("kill task");
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // SAFETY: geteuid has no preconditions.
@@ -105,6 +148,7 @@ async fn main() {
     // Sandbox create (and kill), with the default disk quota, then without one.
     let n = 30;
     create_and_kill(&provider, n, "").await;
+    create_at_once(&provider, 200).await;
     let no_quota_dir = tempfile::Builder::new()
         .prefix("forgeai-sbx-bench-")
         .tempdir()

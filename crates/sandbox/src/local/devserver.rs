@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,7 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::exec::SpawnSpec;
+use super::exec::{Launch, Output, SpawnSpec};
+use super::spawner::SandboxProcess;
 use crate::provider::{DEV_OUTPUT_MAX_BYTES, DevServerOutput, PROJECT_DIR};
 
 /// A supervised dev server.
@@ -60,7 +60,7 @@ async fn supervise(
     loop {
         let started = Instant::now();
         starts.fetch_add(1, Ordering::Relaxed);
-        match spawn(&spec, &command, &log) {
+        match spawn(&spec, &command, &log).await {
             Ok(mut child) => {
                 tokio::select! {
                     status = child.wait() => {
@@ -114,20 +114,13 @@ pub fn read_output(log: &Path, from: u64) -> crate::Result<DevServerOutput> {
     read(&mut file).map_err(|e| crate::Error::io(format!("read {}", log.display()), e))
 }
 
-fn spawn(spec: &SpawnSpec, command: &str, log: &PathBuf) -> crate::Result<tokio::process::Child> {
-    let out = std::fs::File::create(log).map_err(|e| crate::Error::io(format!("create {}", log.display()), e))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| crate::Error::io(format!("dup {}", log.display()), e))?;
-    let mut prepared = spec.prepare(command, PROJECT_DIR, &BTreeMap::new())?;
-    prepared
-        .command
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .kill_on_drop(true);
-    prepared
-        .command
-        .spawn()
-        .map_err(|e| crate::Error::io(format!("start dev server `{command}` with bwrap"), e))
+async fn spawn(spec: &Arc<SpawnSpec>, command: &str, log: &Path) -> crate::Result<SandboxProcess> {
+    let launch = Launch {
+        script: command.to_owned(),
+        cwd: PROJECT_DIR.to_owned(),
+        extra_env: BTreeMap::new(),
+        output: Output::Log(log.to_path_buf()),
+        what: format!("the dev server `{command}`"),
+    };
+    Ok(spec.spawn(launch).await?.process)
 }

@@ -1,7 +1,7 @@
 //! Starting processes inside a sandbox: `bwrap` entered into the sandbox's network namespace
 //! and cgroup, running as the unprivileged sandbox user.
 //!
-//! The forked child, still root, joins the sandbox's network namespace and cgroups (so every
+//! The child (cloned, not forked: see [`super::spawner`]), still root, joins the sandbox's network namespace and cgroups (so every
 //! descendant is counted and limited from its first instruction), then drops to the sandbox
 //! uid/gid and execs bwrap. bwrap therefore runs unprivileged and builds its mount, pid, ipc
 //! and uts namespaces inside a fresh user namespace mapping the sandbox uid to itself: root's
@@ -20,17 +20,18 @@ use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustix::fs::{Gid, Mode, OFlags, Uid};
-use rustix::io::{Errno, FdFlags};
+use rustix::io::Errno;
 use rustix::mount::{MountPropagationFlags, UnmountFlags, mount_bind, mount_change, unmount};
 use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 use super::seccomp::SeccompFilters;
+use super::spawner::{ChildPlan, SandboxProcess, Spawner};
 use crate::error::{Error, IoContext, Result};
 use crate::provider::{HOME_DIR, PROJECT_DIR};
 
@@ -102,22 +103,78 @@ pub struct SpawnSpec {
     pub envs: BTreeMap<String, String>,
     /// The seccomp filters the sandbox's processes run under.
     pub seccomp: Arc<SeccompFilters>,
+    pub spawner: Arc<Spawner>,
 }
 
-/// A command ready to spawn, plus the descriptor it needs to stay open until then.
-pub struct Prepared {
-    pub command: tokio::process::Command,
-    /// Kept open until spawn: the child setns()es into it.
-    _netns: File,
-    /// Kept open until spawn: bwrap reads its options from it.
-    _options: io::PipeReader,
-    /// Kept open until spawn: bwrap reads the seccomp filters from them.
-    _seccomp: Vec<io::PipeReader>,
+/// What to run in a sandbox, and where its standard output and error go (stdin is empty).
+pub struct Launch {
+    pub script: String,
+    pub cwd: String,
+    pub extra_env: BTreeMap<String, String>,
+    pub output: Output,
+    /// What is being started, for the error message.
+    pub what: String,
+}
+
+/// Where a sandbox process's stdout and stderr go.
+pub enum Output {
+    /// Pipes the caller reads ([`Started::stdout`], [`Started::stderr`]).
+    Piped,
+    /// Both into this file, truncated first.
+    Log(PathBuf),
+}
+
+/// A process started by [`SpawnSpec::spawn`], with the read ends of its output pipes.
+pub struct Started {
+    pub process: SandboxProcess,
+    pub stdout: Option<tokio::net::unix::pipe::Receiver>,
+    pub stderr: Option<tokio::net::unix::pipe::Receiver>,
 }
 
 impl SpawnSpec {
-    /// Builds `bwrap … /bin/bash -c <script>` for this sandbox, working in `cwd`.
-    pub fn prepare(&self, script: &str, cwd: &str, extra_env: &BTreeMap<String, String>) -> Result<Prepared> {
+    /// Starts `bwrap … /bin/bash -c <script>` in this sandbox (see [`super::spawner`] for how).
+    pub async fn spawn(self: &Arc<Self>, launch: Launch) -> Result<Started> {
+        let (stdout, stderr, readers) = match &launch.output {
+            Output::Piped => {
+                let (out_reader, out_writer) = io::pipe().ctx(|| "create a pipe for stdout".into())?;
+                let (err_reader, err_writer) = io::pipe().ctx(|| "create a pipe for stderr".into())?;
+                (
+                    OwnedFd::from(out_writer),
+                    OwnedFd::from(err_writer),
+                    Some((out_reader, err_reader)),
+                )
+            }
+            Output::Log(path) => {
+                let out = File::create(path).ctx(|| format!("create {}", path.display()))?;
+                let err = out.try_clone().ctx(|| format!("dup {}", path.display()))?;
+                (OwnedFd::from(out), OwnedFd::from(err), None)
+            }
+        };
+        let stdin = OwnedFd::from(File::open("/dev/null").ctx(|| "open /dev/null".into())?);
+        let spec = self.clone();
+        let process = self
+            .spawner
+            .spawn(move || spec.plan(&launch, [stdin, stdout, stderr]))
+            .await?;
+        let receiver = |reader: io::PipeReader| {
+            tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into())
+                .ctx(|| "read a sandbox process's output".into())
+        };
+        let (stdout, stderr) = match readers {
+            Some((out, err)) => (Some(receiver(out)?), Some(receiver(err)?)),
+            None => (None, None),
+        };
+        Ok(Started {
+            process,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// What the child of `launch` does between clone and exec: join the sandbox's network
+    /// namespace and cgroups, detach the other sandboxes in a mount namespace of its own, drop
+    /// root, exec bwrap with its options in a pipe.
+    fn plan(&self, launch: &Launch, stdio: [OwnedFd; 3]) -> Result<ChildPlan> {
         let netns = File::open(&self.netns).ctx(|| {
             format!(
                 "open network namespace {} (was the sandbox's network torn down?)",
@@ -136,43 +193,52 @@ impl SpawnSpec {
                 Ok(reader)
             })
             .collect::<Result<Vec<_>>>()?;
-        let seccomp_fds: Vec<i32> = seccomp.iter().map(|pipe| pipe.as_raw_fd()).collect();
         let mut encoded = Vec::with_capacity(4096);
-        let filters = seccomp_fds
+        let filters = seccomp
             .iter()
-            .flat_map(|fd| [OsString::from("--add-seccomp-fd"), fd.to_string().into()]);
-        for arg in filters.chain(self.bwrap_args(cwd)) {
+            .flat_map(|pipe| [OsString::from("--add-seccomp-fd"), pipe.as_raw_fd().to_string().into()]);
+        for arg in filters.chain(self.bwrap_args(&launch.cwd)) {
             encoded.extend_from_slice(arg.as_bytes());
             encoded.push(0);
         }
         // Far below a pipe's capacity, so this never blocks before bwrap reads.
         io::Write::write_all(&mut options_writer, &encoded).ctx(|| "write bwrap's options".into())?;
         drop(options_writer);
-        let options_fd = options.as_raw_fd();
-        let mut cmd = tokio::process::Command::new(&self.bwrap);
-        cmd.arg("--args").arg(options_fd.to_string());
-        cmd.arg("--").arg("/bin/bash").arg("-c").arg(script);
 
-        // Only what we set reaches the sandbox: the host's environment may hold secrets.
-        cmd.env_clear();
-        for (k, v) in base_env() {
-            cmd.env(k, v);
-        }
-        for (k, v) in self.envs.iter().chain(extra_env.iter()) {
-            cmd.env(k, v);
-        }
-
-        let netns_fd = netns.as_raw_fd();
-        let procs: Vec<CString> = self
-            .cgroup_procs
-            .iter()
-            .map(|p| CString::new(p.as_os_str().as_bytes()))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::io("cgroup path contains a NUL byte", io::ErrorKind::InvalidInput.into()))?;
-        let c = |p: &Path| {
-            CString::new(p.as_os_str().as_bytes())
-                .map_err(|_| Error::io("sandbox path contains a NUL byte", io::ErrorKind::InvalidInput.into()))
+        let nul_free = |what: &str, bytes: Vec<u8>| {
+            CString::new(bytes).map_err(|_| {
+                Error::io(
+                    format!("{what} contains a NUL byte"),
+                    io::ErrorKind::InvalidInput.into(),
+                )
+            })
         };
+        let c = |p: &Path| nul_free("a sandbox path", p.as_os_str().as_bytes().to_vec());
+        let program = c(&self.bwrap)?;
+        let argv = [
+            program.clone(),
+            c"--args".into(),
+            nul_free("an fd", options.as_raw_fd().to_string().into_bytes())?,
+            c"--".into(),
+            c"/bin/bash".into(),
+            c"-c".into(),
+            nul_free("the command", launch.script.clone().into_bytes())?,
+        ]
+        .into();
+        // Only what we set reaches the sandbox: the host's environment may hold secrets.
+        let mut env: BTreeMap<&str, &str> = base_env().into_iter().collect();
+        env.extend(
+            self.envs
+                .iter()
+                .chain(launch.extra_env.iter())
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let envp = env
+            .into_iter()
+            .map(|(k, v)| nul_free("an environment variable", format!("{k}={v}").into_bytes()))
+            .collect::<Result<Vec<_>>>()?;
+
+        let procs: Vec<CString> = self.cgroup_procs.iter().map(|p| c(p)).collect::<Result<_>>()?;
         // (source, staging target) binds, then the trees to detach.
         let stage = Path::new(STAGE_DIR);
         let mut binds = vec![
@@ -188,58 +254,50 @@ impl SpawnSpec {
             c(self.netns.parent().unwrap_or(Path::new("/run/netns")))?,
         ];
         let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
-        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // system calls on data prepared before the fork; it allocates nothing (rustix takes the
-        // `&CStr` paths as they are). The raw descriptors it borrows (the network namespace, the
-        // pipes) are owned by the returned `Prepared`, which keeps them open until the spawn.
-        unsafe {
-            cmd.pre_exec(move || {
-                // The pipes are close-on-exec like every descriptor we open; bwrap needs them.
-                for fd in std::iter::once(options_fd).chain(seccomp_fds.iter().copied()) {
-                    rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(fd), FdFlags::empty())?;
+        // Runs in the child: only system calls on data prepared here, no allocation (rustix
+        // takes the `&CStr` paths as they are).
+        let setup = move || -> io::Result<()> {
+            rustix::thread::move_into_link_name_space(netns.as_fd(), Some(LinkNameSpaceType::Network))?;
+            for path in &procs {
+                let fd = rustix::fs::open(path.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+                // "0" means the writing process itself, in v1 and v2 alike.
+                if rustix::io::write(&fd, b"0")? != 1 {
+                    return Err(io::ErrorKind::WriteZero.into());
                 }
-                rustix::thread::move_into_link_name_space(
-                    BorrowedFd::borrow_raw(netns_fd),
-                    Some(LinkNameSpaceType::Network),
-                )?;
-                for path in &procs {
-                    let fd = rustix::fs::open(path.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
-                    // "0" means the writing process itself, in v1 and v2 alike.
-                    if rustix::io::write(&fd, b"0")? != 1 {
-                        return Err(io::ErrorKind::WriteZero.into());
-                    }
+            }
+            // A private copy of the host's mount table: nothing done below propagates back (an
+            // unmount in a shared peer group would otherwise reach the host).
+            // SAFETY (unshare_unsafe): the child is a process of its own (no CLONE_THREAD, no
+            // CLONE_FS), so nothing else shares the mount namespace or the fs state it replaces.
+            unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }?;
+            mount_change(c"/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)?;
+            for (src, dst) in &binds {
+                mount_bind(src.as_c_str(), dst.as_c_str())?;
+            }
+            for path in &detach {
+                // EINVAL: not a mount point (e.g. the sandboxes dir could not be made one);
+                // bwrap is then merely slower.
+                match unmount(path.as_c_str(), UnmountFlags::DETACH) {
+                    Ok(()) | Err(Errno::INVAL | Errno::NOENT) => {}
+                    Err(err) => return Err(err.into()),
                 }
-                // A private copy of the host's mount table: nothing done below propagates
-                // back (an unmount in a shared peer group would otherwise reach the host).
-                // (unshare_unsafe: the child is single-threaded, so no other thread shares the
-                // mount namespace or the fs state it replaces.)
-                rustix::thread::unshare_unsafe(UnshareFlags::NEWNS)?;
-                mount_change(c"/", MountPropagationFlags::REC | MountPropagationFlags::PRIVATE)?;
-                for (src, dst) in &binds {
-                    mount_bind(src.as_c_str(), dst.as_c_str())?;
-                }
-                for path in &detach {
-                    // EINVAL: not a mount point (e.g. the sandboxes dir could not be made one);
-                    // bwrap is then merely slower.
-                    match unmount(path.as_c_str(), UnmountFlags::DETACH) {
-                        Ok(()) | Err(Errno::INVAL | Errno::NOENT) => {}
-                        Err(err) => return Err(err.into()),
-                    }
-                }
-                // Groups, then gid, then uid: setgroups and setgid need the root powers setuid
-                // gives up. The child is single-threaded, so the per-thread calls (the raw
-                // system calls) change the whole process.
-                rustix::thread::set_thread_groups(&[])?;
-                rustix::thread::set_thread_gid(gid)?;
-                rustix::thread::set_thread_uid(uid)?;
-                Ok(())
-            });
-        }
-        Ok(Prepared {
-            command: cmd,
-            _netns: netns,
-            _options: options,
-            _seccomp: seccomp,
+            }
+            // Groups, then gid, then uid: setgroups and setgid need the root powers setuid gives
+            // up. The per-thread calls (the raw system calls) change the whole child, which has
+            // one thread.
+            rustix::thread::set_thread_groups(&[])?;
+            rustix::thread::set_thread_gid(gid)?;
+            rustix::thread::set_thread_uid(uid)?;
+            Ok(())
+        };
+        Ok(ChildPlan {
+            program,
+            argv,
+            envp,
+            stdio,
+            inherit: std::iter::once(options).chain(seccomp).map(OwnedFd::from).collect(),
+            setup: Box::new(setup),
+            what: launch.what.clone(),
         })
     }
 

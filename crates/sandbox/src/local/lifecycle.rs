@@ -15,6 +15,7 @@ use super::exec::SpawnSpec;
 use super::layout::{Dirs, STATE_FILE};
 use super::net::Network;
 use super::slot::{ActiveGuard, Activity, Handle, Life, Live, PersistedState, Phase, Slot, lock};
+use super::spawner::Spawner;
 use super::{CgroupLayout, LocalConfig, exec, layout, lockfile, mounts, seccomp};
 use crate::error::{Error, IoContext, Result};
 use crate::provider::{SandboxStatus, validate_id};
@@ -31,6 +32,7 @@ pub(super) struct Inner {
     pub(super) disks_dir: PathBuf,
     pub(super) net: Network,
     pub(super) seccomp: Arc<seccomp::SeccompFilters>,
+    pub(super) spawner: Arc<Spawner>,
     pub(super) cgroups: CgroupLayout,
     pub(super) slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// Held by the one provider that manages the data dir's sandboxes (`forgeai serve`);
@@ -91,6 +93,7 @@ impl Inner {
             disks_dir,
             net,
             seccomp,
+            spawner: Arc::new(Spawner::new()?),
             cgroups,
             slots: Mutex::new(HashMap::new()),
             admission: tokio::sync::Mutex::new(()),
@@ -227,6 +230,7 @@ impl Inner {
             gid: self.cfg.gid,
             envs,
             seccomp: self.seccomp.clone(),
+            spawner: self.spawner.clone(),
         });
         let dev = template
             .config

@@ -24,6 +24,7 @@ mod provider;
 mod reconcile;
 mod seccomp;
 mod slot;
+mod spawner;
 mod tool;
 
 use std::path::PathBuf;

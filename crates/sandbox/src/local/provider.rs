@@ -3,7 +3,6 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use async_trait::async_trait;
 
 use super::cgroup::Cgroup;
 use super::devserver::read_output;
+use super::exec::{Launch, Output, Started};
 use super::layout::{Dirs, STATE_FILE};
 use super::lifecycle::{Inner, blocking, reaper};
 use super::paths::ProjectRoot;
@@ -359,27 +359,21 @@ impl SandboxProvider for LocalProvider {
     async fn run_command(&self, id: &str, command: &str, options: CommandOptions) -> Result<CommandResult> {
         let cwd = command_cwd(options.cwd.as_deref())?;
         let h = self.handle(id).await?;
-        let mut prepared = h.spec.prepare(command, &cwd, &options.envs)?;
-        prepared
-            .command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = prepared
-            .command
-            .spawn()
-            .ctx(|| format!("start bwrap for a command in sandbox {id}"))?;
-        drop(prepared);
+        let launch = Launch {
+            script: command.to_owned(),
+            cwd,
+            extra_env: options.envs.clone(),
+            output: Output::Piped,
+            what: format!("a command in sandbox {id}"),
+        };
+        let Started {
+            process: mut child,
+            stdout,
+            stderr,
+        } = h.spec.spawn(launch).await?;
         let max = self.inner.cfg.max_output_bytes;
-        let out = child
-            .stdout
-            .take()
-            .map(|s| tokio::spawn(output::pump(s, Stream::Stdout, options.on_output.clone(), max)));
-        let err = child
-            .stderr
-            .take()
-            .map(|s| tokio::spawn(output::pump(s, Stream::Stderr, options.on_output.clone(), max)));
+        let out = stdout.map(|s| tokio::spawn(output::pump(s, Stream::Stdout, options.on_output.clone(), max)));
+        let err = stderr.map(|s| tokio::spawn(output::pump(s, Stream::Stderr, options.on_output.clone(), max)));
         let limit = options.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
         let status = match tokio::time::timeout(limit, child.wait()).await {
             Ok(status) => Some(status.ctx(|| format!("wait for a command in sandbox {id}"))?),
