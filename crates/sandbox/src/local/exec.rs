@@ -1,9 +1,9 @@
 //! Starting processes inside a sandbox: `bwrap` entered into the sandbox's network namespace
 //! and cgroup, running as the unprivileged sandbox user.
 //!
-//! The child (cloned, not forked: see [`super::spawner`]), still root, joins the sandbox's network namespace and cgroups (so every
-//! descendant is counted and limited from its first instruction), then drops to the sandbox
-//! uid/gid and execs bwrap. bwrap therefore runs unprivileged and builds its mount, pid, ipc
+//! The child (cloned, not forked: see [`super::spawner`]), still root, joins the sandbox's
+//! network namespace and cgroups (so every descendant is counted and limited from its first
+//! instruction), then drops to the sandbox uid/gid and execs bwrap. bwrap therefore runs unprivileged and builds its mount, pid, ipc
 //! and uts namespaces inside a fresh user namespace mapping the sandbox uid to itself: root's
 //! powers never reach sandbox code, and files it creates are owned by the sandbox uid on disk.
 //!
