@@ -22,6 +22,8 @@ const DEV_SERVER_PORT: u16 = 3000;
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a dev server that is not listening (it is starting or restarting) is waited for.
 const DEV_SERVER_START_WAIT: Duration = Duration::from_secs(60);
+/// How long before a server error is asked for again (see [`settled`]).
+const STALE_ANSWER_RECHECK: Duration = Duration::from_secs(1);
 
 /// The client of route checks, shared: building one loads the TLS roots.
 fn route_client() -> &'static reqwest::Client {
@@ -94,6 +96,41 @@ impl ProjectWorkspace for SandboxWorkspace {
     /// first if it was paused. (Running curl inside the sandbox cost a sandboxed process per
     /// check, the largest share of CPU when many projects run at once.)
     async fn fetch_route(&self, route: &str) -> Result<RouteResponse, WorkspaceError> {
+        settled(|| self.get_route(route), STALE_ANSWER_RECHECK).await
+    }
+
+    async fn dev_server_output(&self, from: u64) -> Result<Option<DevOutput>, WorkspaceError> {
+        let output = self
+            .sandboxes
+            .dev_server_output(&self.sandbox_id, from)
+            .await
+            .map_err(workspace_error)?;
+        Ok(output.map(|output| DevOutput {
+            text: output.text,
+            end: output.end,
+        }))
+    }
+}
+
+/// A server error answered right after files were written may predate them: Next.js keeps
+/// answering "Module not found" for a file written a moment ago until its watcher has seen it.
+/// Such an answer is asked for again once, after `wait`, and the second answer counts.
+async fn settled<F, Fut>(fetch: F, wait: Duration) -> Result<RouteResponse, WorkspaceError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<RouteResponse, WorkspaceError>>,
+{
+    let first = fetch().await?;
+    if first.status.is_some_and(|status| status >= 500) {
+        tokio::time::sleep(wait).await;
+        return fetch().await;
+    }
+    Ok(first)
+}
+
+impl SandboxWorkspace {
+    /// One GET of `route`, waiting for a dev server that is not listening yet.
+    async fn get_route(&self, route: &str) -> Result<RouteResponse, WorkspaceError> {
         let failed = |failure: String| RouteResponse {
             status: None,
             body: String::new(),
@@ -145,18 +182,6 @@ impl ProjectWorkspace for SandboxWorkspace {
             drop(upstream);
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-    }
-
-    async fn dev_server_output(&self, from: u64) -> Result<Option<DevOutput>, WorkspaceError> {
-        let output = self
-            .sandboxes
-            .dev_server_output(&self.sandbox_id, from)
-            .await
-            .map_err(workspace_error)?;
-        Ok(output.map(|output| DevOutput {
-            text: output.text,
-            end: output.end,
-        }))
     }
 }
 
@@ -252,7 +277,48 @@ impl ImageProvider for UnsplashImages {
 
 #[cfg(test)]
 mod tests {
-    use super::{encode_route, file_stem};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use forgeai_agent::RouteResponse;
+
+    use super::{encode_route, file_stem, settled};
+
+    fn answer(status: u16) -> RouteResponse {
+        RouteResponse {
+            status: Some(status),
+            body: format!("answer {status}"),
+            failure: None,
+        }
+    }
+
+    /// Answers the statuses in turn and counts the requests.
+    async fn fetch_answering(statuses: &[u16]) -> (RouteResponse, usize) {
+        let asked = Mutex::new(0usize);
+        let response = settled(
+            || {
+                let mut asked = asked.lock().unwrap();
+                let status = statuses[*asked];
+                *asked += 1;
+                async move { Ok(answer(status)) }
+            },
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap();
+        (response, asked.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_asked_again_and_the_second_answer_counts() {
+        // Stale: the file was written a moment before, the second answer has the page.
+        assert_eq!(fetch_answering(&[500, 200]).await, (answer(200), 2));
+        // A real error stays an error.
+        assert_eq!(fetch_answering(&[500, 500]).await, (answer(500), 2));
+        // Other answers are taken as they are.
+        assert_eq!(fetch_answering(&[200]).await, (answer(200), 1));
+        assert_eq!(fetch_answering(&[404]).await, (answer(404), 1));
+    }
 
     #[test]
     fn routes_are_encoded_for_the_shell_and_the_url() {
