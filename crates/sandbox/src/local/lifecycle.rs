@@ -188,9 +188,10 @@ impl Inner {
         let short = slot.short().to_string();
         let (uid, gid) = (self.cfg.uid, self.cfg.gid);
         let never_mounted = slot.disk_never_mounted.swap(false, Ordering::Relaxed);
-        let net = {
+        // The filesystem and cgroup on one thread, the network on another: they do not depend
+        // on each other, and each is mostly kernel work.
+        let storage = {
             let cgroup = cgroup.clone();
-            let network = self.net.clone();
             let sandboxes_mount = self.sandboxes_mount.clone();
             blocking(move || {
                 sandboxes_mount.ensure();
@@ -201,14 +202,17 @@ impl Inner {
                     cgroup.kill_all()?;
                     let _ = cgroup.thaw();
                 }
-                cgroup.create(&limits)?;
-                network.setup(&short, &dirs.root)
+                cgroup.create(&limits)
             })
-            .await
         };
-        let net = match net {
-            Ok(n) => n,
-            Err(e) => {
+        let network = {
+            let network = self.net.clone();
+            let root = slot.dirs.root.clone();
+            blocking(move || network.setup(&short, &root))
+        };
+        let net = match tokio::join!(storage, network) {
+            (Ok(()), Ok(net)) => net,
+            (Err(e), _) | (_, Err(e)) => {
                 let _ = self.release_runtime(slot, &cgroup).await;
                 return Err(e);
             }
