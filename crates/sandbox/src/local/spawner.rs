@@ -395,6 +395,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_child_that_dies_with_its_parent_lives_as_long_as_the_spawner() {
+        // bwrap's --die-with-parent is PR_SET_PDEATHSIG: it fires when the *thread* that
+        // started the process ends. Blocking-pool threads that end after 50 ms idle would kill
+        // such a child at once; the spawner's own threads keep it until the spawner goes.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_keep_alive(std::time::Duration::from_millis(50))
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let spawner = Spawner::new().expect("spawner");
+            let script = "exec setpriv --pdeathsig KILL -- sleep 60 >/dev/null 2>&1";
+            let (mut process, _) = run(&spawner, script, || Ok(())).await.expect("spawn");
+            let waited = tokio::time::timeout(std::time::Duration::from_secs(1), process.wait()).await;
+            assert!(waited.is_err(), "the child died early: {waited:?}");
+            drop(spawner);
+            let status = tokio::time::timeout(std::time::Duration::from_secs(10), process.wait())
+                .await
+                .expect("the child died with its spawner thread")
+                .expect("wait");
+            assert_eq!(status.signal(), Some(libc::SIGKILL));
+        });
+    }
+
     #[tokio::test]
     async fn dropping_a_process_kills_and_collects_it() {
         let spawner = Spawner::new().expect("spawner");
