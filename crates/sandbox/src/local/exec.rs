@@ -3,9 +3,10 @@
 //!
 //! The child (cloned, not forked: see [`super::spawner`]), still root, joins the sandbox's
 //! network namespace and cgroups (so every descendant is counted and limited from its first
-//! instruction), then drops to the sandbox uid/gid and execs bwrap. bwrap therefore runs unprivileged and builds its mount, pid, ipc
-//! and uts namespaces inside a fresh user namespace mapping the sandbox uid to itself: root's
-//! powers never reach sandbox code, and files it creates are owned by the sandbox uid on disk.
+//! instruction), then drops to the sandbox uid/gid and execs bwrap. bwrap therefore runs
+//! unprivileged and builds its mount, pid, ipc and uts namespaces inside a fresh user namespace
+//! mapping the sandbox uid to itself: root's powers never reach sandbox code, and files it
+//! creates are owned by the sandbox uid on disk.
 //!
 //! Before dropping root the child also enters a private mount namespace in which the other
 //! sandboxes' mounts are detached (see [`super::mounts`]), the sandbox's own project, home,
@@ -297,7 +298,7 @@ impl SpawnSpec {
             stdio,
             inherit: std::iter::once(options).chain(seccomp).map(OwnedFd::from).collect(),
             setup: Box::new(setup),
-            what: launch.what.clone(),
+            what: format!("bwrap for {}", launch.what),
         })
     }
 

@@ -318,7 +318,7 @@ pub(super) fn release_runtime(cgroup: &Cgroup, dirs: &Dirs, network: &Network, s
     destroyed.and(unmounted)
 }
 
-/// Runs `f` on tokio's blocking pool: mounts, cgroup writes and `ip`/`nft` calls block, and
+/// Runs `f` on tokio's blocking pool: mounts, cgroup writes and netlink requests block, and
 /// must not stall the async workers.
 pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)

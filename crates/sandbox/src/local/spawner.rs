@@ -41,7 +41,7 @@ type Job = Box<dyn FnOnce(&mut ChildStack) + Send>;
 /// The provider's spawner threads; they end when it is dropped (and with them, through
 /// `--die-with-parent`, every sandbox process they started).
 pub(super) struct Spawner {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
 }
 
 impl std::fmt::Debug for Spawner {
@@ -61,7 +61,7 @@ impl Spawner {
                 .spawn(move || serve(&queue))
                 .map_err(|e| Error::io("start a sandbox spawner thread", e))?;
         }
-        Ok(Spawner { jobs: Mutex::new(jobs) })
+        Ok(Spawner { jobs })
     }
 
     /// Makes `plan()` on a spawner thread and starts the child it describes.
@@ -71,12 +71,12 @@ impl Spawner {
     ) -> Result<SandboxProcess> {
         let (done, started) = oneshot::channel();
         let job: Job = Box::new(move |stack| {
-            let _ = done.send(plan().and_then(|plan| {
-                start(&plan, stack).map_err(|e| Error::io(format!("start bwrap for {}", plan.what), e))
-            }));
+            let _ = done.send(
+                plan().and_then(|plan| start(&plan, stack).map_err(|e| Error::io(format!("start {}", plan.what), e))),
+            );
         });
         let gone = || Error::Provider("the sandbox spawner threads are gone".into());
-        super::slot::lock(&self.jobs).send(job).map_err(|_| gone())?;
+        self.jobs.send(job).map_err(|_| gone())?;
         let pidfd = started.await.map_err(|_| gone())??;
         let pidfd = watch(pidfd).map_err(|e| Error::io("watch a sandbox process", e))?;
         Ok(SandboxProcess { pidfd, status: None })
